@@ -1,0 +1,68 @@
+# keyshare: build, test and lint.
+#
+#   make demo     run the local demo (Vault cluster, 3 holders, coordinator)
+#   make test     everything CI runs: lint, unit tests with -race, e2e suite
+#   make unit     unit and package tests only, with -race
+#   make e2e      the end-to-end suite against a real Vault (builds it once)
+#   make lint     gofmt, go vet, staticcheck
+#   make generate regenerate committed protobuf code
+#   make fuzz     every fuzz target for FUZZTIME each
+#   make bench    benchmarks, printed as a table
+
+GO            ?= go
+BIN           ?= bin
+FUZZTIME      ?= 10s
+BENCHTIME     ?= 1s
+STATICCHECK   ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+E2E_TIMEOUT   ?= 60m
+
+.PHONY: all build test unit e2e lint fmt vet staticcheck generate fuzz bench demo vault clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+test: lint unit e2e
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+# The e2e suite needs the real Vault server; e2e/tools/vault/build.sh builds
+# it once and caches it outside the clone, keyed by version.
+e2e: vault
+	@if [ -d e2e ] && ls e2e/*_test.go >/dev/null 2>&1; then \
+		KEYSHARE_VAULT_BIN=$$(e2e/tools/vault/build.sh) $(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) ./e2e/...; \
+	else echo "e2e: no scenarios yet"; fi
+
+vault:
+	@e2e/tools/vault/build.sh >/dev/null
+
+lint: fmt vet staticcheck
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+	$(GO) vet -tags e2e ./e2e/...
+
+staticcheck:
+	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(STATICCHECK) -tags e2e ./e2e/...
+
+generate:
+	bash scripts/generate.sh
+
+fuzz:
+	bash scripts/fuzz.sh $(FUZZTIME)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+demo:
+	bash scripts/demo.sh
+
+clean:
+	rm -rf $(BIN)

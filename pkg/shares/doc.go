@@ -1,0 +1,2 @@
+// Package shares holds the Vault unseal-key share model.
+package shares
