@@ -1,0 +1,59 @@
+package shares
+
+import "testing"
+
+// BenchmarkSealOpen measures sealing and opening one holder's two shares.
+// The argon2id case derives the key afresh each time (no cache), which is
+// what a holder pays once per start.
+//
+//	go test -run '^$' -bench SealOpen -benchtime 20x ./pkg/shares/
+func BenchmarkSealOpen(b *testing.B) {
+	_, all := split(b)
+	bundle := bundleFor(b, "a", 1, all, []uint8{1, 2})
+	b.Run("keyfile", func(b *testing.B) {
+		key := rawKeyT(b)
+		for b.Loop() {
+			data, err := Seal(key, bundle)
+			if err != nil {
+				b.Fatal(err)
+			}
+			got, err := Open(key, data, Expect{HolderID: "a", Generation: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			got.Destroy()
+		}
+	})
+	b.Run("argon2id-default", func(b *testing.B) {
+		for b.Loop() {
+			key, err := KeyFromPassphrase([]byte("correct horse battery staple"), DefaultArgon2)
+			if err != nil {
+				b.Fatal(err)
+			}
+			data, err := Seal(key, bundle) // derives once
+			if err != nil {
+				b.Fatal(err)
+			}
+			fresh, _ := KeyFromPassphrase([]byte("correct horse battery staple"), DefaultArgon2)
+			got, err := Open(fresh, data, Expect{HolderID: "a", Generation: 1}) // derives again
+			if err != nil {
+				b.Fatal(err)
+			}
+			got.Destroy()
+			key.Destroy()
+			fresh.Destroy()
+		}
+	})
+}
+
+// BenchmarkArgon2idDerive is one key derivation at the default cost.
+func BenchmarkArgon2idDerive(b *testing.B) {
+	salt := make([]byte, saltLen)
+	for b.Loop() {
+		key, _ := KeyFromPassphrase([]byte("correct horse battery staple"), DefaultArgon2)
+		if _, err := key.derive(kdfArgon2id, DefaultArgon2, salt); err != nil {
+			b.Fatal(err)
+		}
+		key.Destroy()
+	}
+}

@@ -1,0 +1,16 @@
+//go:build !linux
+
+package shares
+
+import "errors"
+
+var errUnsupported = errors.New("not supported on this platform")
+
+// Mlock is not available on this platform; it always returns an error.
+func Mlock(b []byte) error { return errUnsupported }
+
+// Munlock does nothing on this platform.
+func Munlock(b []byte) {}
+
+// DisableCoreDumps is not available on this platform.
+func DisableCoreDumps() error { return errUnsupported }
