@@ -1,0 +1,147 @@
+package gossip
+
+import (
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// acceptLoop accepts TCP connections and serves each in its own goroutine,
+// up to MaxConns at once.
+func (t *Transport) acceptLoop() {
+	defer t.wg.Done()
+	var delay time.Duration
+	for {
+		raw, err := t.ln.Accept()
+		if err != nil {
+			if t.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			t.log.Warn("failed to accept gossip connection", "addr", t.ln.Addr().String(), "err", err)
+			select {
+			case <-time.After(delay):
+			case <-t.ctx.Done():
+				return
+			}
+			continue
+		}
+		delay = 0
+		select {
+		case t.sem <- struct{}{}:
+		default:
+			t.log.Warn("too many gossip connections, refusing one", "remote", raw.RemoteAddr().String(), "limit", t.cfg.MaxConns)
+			_ = raw.Close()
+			continue
+		}
+		if !t.track(raw) {
+			<-t.sem
+			_ = raw.Close()
+			return
+		}
+		t.wg.Add(1)
+		go t.serve(raw)
+	}
+}
+
+// track registers an incoming connection so that Shutdown can close it.
+func (t *Transport) track(c net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.incoming[c] = struct{}{}
+	return true
+}
+
+func (t *Transport) untrack(c net.Conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.incoming, c)
+}
+
+// serve authenticates one incoming connection and dispatches it by its kind
+// byte: a stream goes to memberlist, packets are read here.
+func (t *Transport) serve(raw net.Conn) {
+	defer t.wg.Done()
+	defer func() { <-t.sem }()
+	defer t.untrack(raw)
+	remote := raw.RemoteAddr().String()
+
+	conn := tls.Server(raw, t.server)
+	_ = conn.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
+	if err := conn.HandshakeContext(t.ctx); err != nil {
+		t.log.Debug("gossip handshake failed", "remote", remote, "err", err)
+		_ = conn.Close()
+		return
+	}
+	id, err := t.policy.verifyState(conn.ConnectionState())
+	if err != nil {
+		t.log.Warn("refusing gossip connection", "remote", remote, "err", err)
+		_ = conn.Close()
+		return
+	}
+	var kind [1]byte
+	if _, err := io.ReadFull(conn, kind[:]); err != nil {
+		// Address probes close right after the handshake.
+		_ = conn.Close()
+		return
+	}
+	switch kind[0] {
+	case kindStream:
+		_ = conn.SetDeadline(time.Time{})
+		t.untrack(raw)
+		select {
+		case t.streamCh <- conn:
+		case <-t.ctx.Done():
+			_ = conn.Close()
+		}
+	case kindPacket:
+		t.readPackets(conn, peerAddr{Addr: raw.RemoteAddr(), id: id.String()})
+		_ = conn.Close()
+	default:
+		t.log.Warn("refusing gossip connection with unknown kind", "remote", remote, "peer", id.String(), "kind", kind[0])
+		_ = conn.Close()
+	}
+}
+
+// readPackets reads length-prefixed frames until the peer goes idle, closes,
+// or breaks the rules. A frame over MaxPacketSize, or a packet that lies
+// about its sender, ends the connection without reading further.
+func (t *Transport) readPackets(conn *tls.Conn, from peerAddr) {
+	var hdr [4]byte
+	for {
+		_ = conn.SetReadDeadline(time.Now().Add(2 * t.cfg.IdleTimeout))
+		if _, err := io.ReadFull(conn, hdr[:]); err != nil {
+			return
+		}
+		n := binary.BigEndian.Uint32(hdr[:])
+		if n == 0 || n > uint32(t.cfg.MaxPacketSize) {
+			t.log.Warn("refusing gossip packet: bad length", "remote", from.String(), "peer", from.id,
+				"length", n, "limit", t.cfg.MaxPacketSize)
+			return
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(conn, buf); err != nil {
+			t.log.Debug("gossip packet truncated", "remote", from.String(), "peer", from.id, "err", err)
+			return
+		}
+		ts := time.Now()
+		if err := checkPacket(buf, from.id, t.cfg.OnLeave); err != nil {
+			t.log.Warn("refusing gossip packet", "remote", from.String(), "peer", from.id, "err", err)
+			return
+		}
+		select {
+		case t.packetCh <- &memberlist.Packet{Buf: buf, From: from, Timestamp: ts}:
+		case <-t.ctx.Done():
+			return
+		}
+	}
+}
