@@ -1,0 +1,206 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+)
+
+// TargetStatus is the holder's own view of a Vault node, from its own TLS
+// connection to that node. The engine does no I/O; the holder fills this in.
+type TargetStatus struct {
+	// CheckedAt is when the holder got the answer. Zero means not checked.
+	CheckedAt   time.Time
+	Initialized bool
+	Sealed      bool
+	// Err is why the check failed, if it did.
+	Err error
+}
+
+// Request is one release request as the holder sees it.
+type Request struct {
+	PeerID     string // verified SPIFFE ID from the client certificate
+	Source     netip.Addr
+	Target     string // Vault node name
+	Generation uint64
+	Now        time.Time
+	Status     TargetStatus
+	// Held are the generations the holder can release: the current one,
+	// and the staged one while a rekey is in flight.
+	Held []uint64
+}
+
+// Grant says which rule allowed a request, for the audit log.
+type Grant struct {
+	Rule     string // "id:<id>", "role:<role>" or "operator:<id>"
+	Operator bool
+}
+
+// Engine decides release requests. It is safe for concurrent use. Its only
+// state is the per-peer rate limiter and the maintenance hold.
+type Engine struct {
+	cfg   config
+	mu    sync.Mutex
+	hold  string
+	rates map[string]*bucket
+}
+
+// New builds an engine from validated options. With no grant option nothing
+// is ever allowed; New refuses such a configuration.
+func New(opts ...Option) (*Engine, error) {
+	c := config{
+		targets:      map[string]bool{},
+		maxStatusAge: DefaultMaxStatusAge,
+		rate:         DefaultRate, burst: DefaultBurst,
+		opRate: DefaultOperatorRate, opBurs: DefaultOperatorBurst,
+	}
+	for _, o := range opts {
+		if err := o(&c); err != nil {
+			return nil, err
+		}
+	}
+	if c.trustDomain == "" {
+		return nil, errors.New("policy: no trust domain set")
+	}
+	if len(c.grants) == 0 && len(c.operators) == 0 {
+		return nil, errors.New("policy: no identity is allowed; list allowed IDs or roles")
+	}
+	if len(c.targets) == 0 {
+		return nil, errors.New("policy: no Vault nodes are known; list the nodes this holder serves")
+	}
+	return &Engine{cfg: c, rates: map[string]*bucket{}}, nil
+}
+
+// SetHold puts the holder on maintenance hold: every release is denied with
+// the reason given until ClearHold.
+func (e *Engine) SetHold(reason string) {
+	if reason == "" {
+		reason = "maintenance"
+	}
+	e.mu.Lock()
+	e.hold = reason
+	e.mu.Unlock()
+}
+
+// ClearHold ends a maintenance hold.
+func (e *Engine) ClearHold() {
+	e.mu.Lock()
+	e.hold = ""
+	e.mu.Unlock()
+}
+
+// Hold returns the current hold reason, or "".
+func (e *Engine) Hold() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.hold
+}
+
+// Decide returns the grant that allows req, or a *Denial. The checks run
+// from the cheapest and least revealing to the most: identity, source,
+// hold, target, generation, target status, and rate last, so that a denied
+// request does not spend a peer's rate.
+func (e *Engine) Decide(req Request) (Grant, error) {
+	if req.PeerID == "" {
+		return Grant{}, Deny(ReasonUnauthenticated, "no verified client identity")
+	}
+	id, role, err := parseID(req.PeerID)
+	if err != nil || id.TrustDomain().Name() != e.cfg.trustDomain {
+		return Grant{}, Deny(ReasonPeerNotAllowed, "identity %q is not a keyshare ID of trust domain %q", req.PeerID, e.cfg.trustDomain)
+	}
+	g, rule, err := e.match(id.String(), role, req.Source)
+	if err != nil {
+		return Grant{}, err
+	}
+	if hold := e.Hold(); hold != "" {
+		return Grant{}, Deny(ReasonMaintenanceHold, "holder is on hold: %s", hold)
+	}
+	if !e.cfg.targets[req.Target] {
+		return Grant{}, Deny(ReasonUnknownTarget, "Vault node %q is not one this holder serves", req.Target)
+	}
+	if !slices.Contains(req.Held, req.Generation) || req.Generation == 0 {
+		return Grant{}, Deny(ReasonGenerationMismatch, "generation %d asked, holder has %v", req.Generation, req.Held)
+	}
+	if err := e.checkStatus(req); err != nil {
+		return Grant{}, err
+	}
+	rate, burst := e.cfg.rate, e.cfg.burst
+	if g.Operator {
+		rate, burst = e.cfg.opRate, e.cfg.opBurs
+	}
+	if !e.take(rule, id.String(), rate, burst, req.Now) {
+		return Grant{}, Deny(ReasonRateLimited, "peer %s is over %g releases per minute", id, rate)
+	}
+	return g, nil
+}
+
+func (e *Engine) match(id, role string, src netip.Addr) (Grant, string, error) {
+	if role == RoleOperator {
+		for _, o := range e.cfg.operators {
+			if o.id == id {
+				if !inCIDRs(o.cidrs, src) {
+					return Grant{}, "", Deny(ReasonOperatorRule, "operator %s may not connect from %s", id, src)
+				}
+				return Grant{Rule: "operator:" + id, Operator: true}, "op", nil
+			}
+		}
+		return Grant{}, "", Deny(ReasonPeerNotAllowed, "operator %s is not listed", id)
+	}
+	var badSource bool
+	for _, g := range e.cfg.grants {
+		if g.id != id && (g.id != "" || g.role != role) {
+			continue
+		}
+		if !inCIDRs(g.cidrs, src) {
+			badSource = true
+			continue
+		}
+		if g.id != "" {
+			return Grant{Rule: "id:" + id}, "peer", nil
+		}
+		return Grant{Rule: "role:" + role}, "peer", nil
+	}
+	if badSource {
+		return Grant{}, "", Deny(ReasonSourceNotAllowed, "%s may not connect from %s", id, src)
+	}
+	return Grant{}, "", Deny(ReasonPeerNotAllowed, "%s (role %s) is not allowed to receive shares", id, role)
+}
+
+func (e *Engine) checkStatus(req Request) error {
+	s := req.Status
+	switch {
+	case s.Err != nil:
+		return Deny(ReasonTargetUnchecked, "holder could not check Vault node %q: %v", req.Target, s.Err)
+	case s.CheckedAt.IsZero():
+		return Deny(ReasonTargetUnchecked, "holder has not checked Vault node %q", req.Target)
+	case req.Now.Sub(s.CheckedAt) > e.cfg.maxStatusAge:
+		return Deny(ReasonTargetUnchecked, "holder's check of %q is %s old, limit %s", req.Target, req.Now.Sub(s.CheckedAt).Round(time.Millisecond), e.cfg.maxStatusAge)
+	case !s.Initialized:
+		return Deny(ReasonTargetNotSealed, "Vault node %q is not initialized", req.Target)
+	case !s.Sealed:
+		return Deny(ReasonTargetNotSealed, "Vault node %q is not sealed", req.Target)
+	}
+	return nil
+}
+
+func inCIDRs(ps []netip.Prefix, a netip.Addr) bool {
+	if len(ps) == 0 {
+		return true
+	}
+	a = a.Unmap()
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Summary describes the policy for `holder status`.
+func (e *Engine) Summary() string {
+	return fmt.Sprintf("trust domain %s, %d grants, %d operators, %d Vault nodes, rate %g/min burst %d, hold %q",
+		e.cfg.trustDomain, len(e.cfg.grants), len(e.cfg.operators), len(e.cfg.targets), e.cfg.rate, e.cfg.burst, e.Hold())
+}

@@ -1,0 +1,203 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// Default values for an Engine. Each can be changed with an Option.
+const (
+	// DefaultMaxStatusAge is how old the holder's own seal-status check of
+	// the target may be. A coordinator asks right after it sees the node
+	// sealed, so a few seconds is plenty.
+	DefaultMaxStatusAge = 5 * time.Second
+	// DefaultRate and DefaultBurst bound releases per peer: a 3-node
+	// cluster restarted at once needs 3 releases; flapping nodes need a few
+	// more. 30 per minute with a burst of 10 leaves room for that and for
+	// two coordinators, and stops a compromised coordinator from hammering.
+	DefaultRate  = 30.0 // per minute
+	DefaultBurst = 10
+	// DefaultOperatorRate and DefaultOperatorBurst are the stricter
+	// break-glass limits: 3 per hour, one at a time.
+	DefaultOperatorRate  = 3.0 / 60 // per minute
+	DefaultOperatorBurst = 3
+)
+
+// Roles an identity can have: spiffe://<trust-domain>/<role>/<name>.
+const (
+	RoleHolder   = "holder"
+	RoleUnsealer = "unsealer"
+	RoleOperator = "operator"
+)
+
+// Option configures an Engine. Options are validated by New.
+type Option func(*config) error
+
+type grant struct {
+	id    string // exact ID, or "" for a role grant
+	role  string // role, for a role grant
+	cidrs []netip.Prefix
+}
+
+type config struct {
+	trustDomain   string
+	grants        []grant
+	operators     []grant
+	targets       map[string]bool
+	maxStatusAge  time.Duration
+	rate, opRate  float64
+	burst, opBurs int
+}
+
+// TrustDomain sets the only trust domain whose IDs are accepted.
+func TrustDomain(td string) Option {
+	return func(c *config) error {
+		if _, err := spiffeid.TrustDomainFromString(td); err != nil {
+			return fmt.Errorf("trust domain %q: %w", td, err)
+		}
+		c.trustDomain = td
+		return nil
+	}
+}
+
+// AllowID allows one exact identity, bound to the given source CIDRs (none
+// means any source). Operator IDs must use AllowOperator.
+func AllowID(id string, cidrs ...string) Option {
+	return func(c *config) error {
+		parsed, role, err := parseID(id)
+		if err != nil {
+			return fmt.Errorf("allowed ID %q: %w", id, err)
+		}
+		if role == RoleOperator {
+			return fmt.Errorf("allowed ID %q: operator identities go in the operators list, with their source CIDRs", id)
+		}
+		ps, err := parseCIDRs(cidrs)
+		if err != nil {
+			return fmt.Errorf("allowed ID %q: %w", id, err)
+		}
+		c.grants = append(c.grants, grant{id: parsed.String(), cidrs: ps})
+		return nil
+	}
+}
+
+// AllowRole allows every identity of a role (holder or unsealer), bound to
+// the given source CIDRs (none means any source).
+func AllowRole(role string, cidrs ...string) Option {
+	return func(c *config) error {
+		if role != RoleUnsealer && role != RoleHolder {
+			return fmt.Errorf("allowed role %q: want %q or %q (operators are listed one by one)", role, RoleUnsealer, RoleHolder)
+		}
+		ps, err := parseCIDRs(cidrs)
+		if err != nil {
+			return fmt.Errorf("allowed role %q: %w", role, err)
+		}
+		c.grants = append(c.grants, grant{role: role, cidrs: ps})
+		return nil
+	}
+}
+
+// AllowOperator allows one break-glass operator identity. Operators must be
+// bound to at least one source CIDR, and they get their own, lower rate.
+func AllowOperator(id string, cidrs ...string) Option {
+	return func(c *config) error {
+		parsed, role, err := parseID(id)
+		if err != nil {
+			return fmt.Errorf("operator %q: %w", id, err)
+		}
+		if role != RoleOperator {
+			return fmt.Errorf("operator %q: role is %q, want %q", id, role, RoleOperator)
+		}
+		if len(cidrs) == 0 {
+			return fmt.Errorf("operator %q: bind it to the operator workstation's address (source CIDRs are required for operators)", id)
+		}
+		ps, err := parseCIDRs(cidrs)
+		if err != nil {
+			return fmt.Errorf("operator %q: %w", id, err)
+		}
+		c.operators = append(c.operators, grant{id: parsed.String(), cidrs: ps})
+		return nil
+	}
+}
+
+// KnownTargets lists the Vault nodes (by name) the holder serves.
+func KnownTargets(names ...string) Option {
+	return func(c *config) error {
+		for _, n := range names {
+			if strings.TrimSpace(n) == "" {
+				return fmt.Errorf("known targets: empty Vault node name")
+			}
+			c.targets[n] = true
+		}
+		return nil
+	}
+}
+
+// MaxStatusAge sets how fresh the holder's own seal-status check must be.
+func MaxStatusAge(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 || d > time.Minute {
+			return fmt.Errorf("max status age %s: want between 0 and 1m", d)
+		}
+		c.maxStatusAge = d
+		return nil
+	}
+}
+
+// RateLimit sets releases per minute and burst for each non-operator peer.
+func RateLimit(perMinute float64, burst int) Option {
+	return func(c *config) error {
+		if perMinute <= 0 || burst < 1 {
+			return fmt.Errorf("rate limit %g/min burst %d: both must be positive", perMinute, burst)
+		}
+		c.rate, c.burst = perMinute, burst
+		return nil
+	}
+}
+
+// OperatorRateLimit sets releases per minute and burst for each operator.
+func OperatorRateLimit(perMinute float64, burst int) Option {
+	return func(c *config) error {
+		if perMinute <= 0 || burst < 1 {
+			return fmt.Errorf("operator rate limit %g/min burst %d: both must be positive", perMinute, burst)
+		}
+		c.opRate, c.opBurs = perMinute, burst
+		return nil
+	}
+}
+
+func parseCIDRs(in []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range in {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			a, aerr := netip.ParseAddr(strings.TrimSpace(s))
+			if aerr != nil {
+				return nil, fmt.Errorf("source %q is not a CIDR (like 10.0.0.0/24) or an address: %w", s, err)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// parseID parses spiffe://<td>/<role>/<name> and returns the role.
+func parseID(s string) (spiffeid.ID, string, error) {
+	id, err := spiffeid.FromString(s)
+	if err != nil {
+		return spiffeid.ID{}, "", err
+	}
+	segs := strings.Split(strings.TrimPrefix(id.Path(), "/"), "/")
+	if len(segs) != 2 || segs[1] == "" {
+		return spiffeid.ID{}, "", fmt.Errorf("path %q: want /<role>/<name>", id.Path())
+	}
+	switch segs[0] {
+	case RoleHolder, RoleUnsealer, RoleOperator:
+		return id, segs[0], nil
+	}
+	return spiffeid.ID{}, "", fmt.Errorf("role %q: want holder, unsealer or operator", segs[0])
+}
