@@ -1,0 +1,227 @@
+package sharerpc
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keyshare/keyshare/internal/devpki"
+	"github.com/keyshare/keyshare/pkg/transport/identity"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+const (
+	serverIP = "127.0.0.21"
+	clientIP = "127.0.0.22"
+	// callTimeout bounds each call in the tests: the machine is small and
+	// busy, so it is generous.
+	callTimeout = 30 * time.Second
+)
+
+// fakeHandler counts calls and records what reached it.
+type fakeHandler struct {
+	calls atomic.Int64
+	mu    sync.Mutex
+	err   error
+	peers []Peer
+	stage StageRequest
+	gens  []uint64
+}
+
+func (h *fakeHandler) enter(p Peer) error {
+	h.calls.Add(1)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.peers = append(h.peers, p)
+	return h.err
+}
+
+func (h *fakeHandler) setErr(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.err = err
+}
+
+func (h *fakeHandler) lastPeer() Peer {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.peers[len(h.peers)-1]
+}
+
+var testShares = []Share{{Index: 1, Value: bytes.Repeat([]byte{0xa1}, 33)}, {Index: 2, Value: bytes.Repeat([]byte{0xb2}, 33)}}
+
+func testManifest(gen uint64) Manifest {
+	m := Manifest{Generation: gen, Threshold: 3, Total: 5, HolderID: "spiffe://ks.test/holder/h1"}
+	for i := 1; i <= 5; i++ {
+		m.Digests = append(m.Digests, Digest{Index: uint8(i), SHA256: [32]byte{byte(i)}})
+	}
+	return m
+}
+
+func (h *fakeHandler) Release(_ context.Context, p Peer, _ ReleaseRequest) ([]Share, error) {
+	if err := h.enter(p); err != nil {
+		return nil, err
+	}
+	return testShares, nil
+}
+
+func (h *fakeHandler) Manifest(_ context.Context, p Peer) (Manifest, error) {
+	return testManifest(7), h.enter(p)
+}
+
+func (h *fakeHandler) Stage(_ context.Context, p Peer, req StageRequest) error {
+	h.mu.Lock()
+	h.stage = req
+	h.mu.Unlock()
+	return h.enter(p)
+}
+
+func (h *fakeHandler) Commit(_ context.Context, p Peer, gen uint64) error {
+	h.mu.Lock()
+	h.gens = append(h.gens, gen)
+	h.mu.Unlock()
+	return h.enter(p)
+}
+
+func (h *fakeHandler) Abort(_ context.Context, p Peer, gen uint64) error {
+	h.mu.Lock()
+	h.gens = append(h.gens, gen)
+	h.mu.Unlock()
+	return h.enter(p)
+}
+
+// fixture is a holder serving on serverIP and the PKI behind it.
+type fixture struct {
+	ca       *devpki.CA
+	dir      string
+	holder   *identity.Source
+	unsealer *identity.Source
+	h        *fakeHandler
+	addr     string
+	log      *syncBuffer
+}
+
+// newFixture serves a holder h1 that allows unsealers and the operator
+// alice (by exact ID).
+func newFixture(t testing.TB, tune ...func(*ServerOptions)) *fixture {
+	t.Helper()
+	ca, err := devpki.NewCA("ks.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{ca: ca, dir: t.TempDir(), h: &fakeHandler{}, log: &syncBuffer{}}
+	f.holder = f.sourceFor(t, f.leaf(t, "holder", "h1"), "holder-h1", slog.New(slog.NewTextHandler(f.log, nil)))
+	f.unsealer = f.source(t, "unsealer", "u1")
+	authz := identity.AllowRoles(identity.RoleUnsealer).Or(identity.AllowIDs(f.id("operator", "alice")))
+	opts := ServerOptions{
+		TLS:     f.holder.ServerConfig(authz),
+		Handler: f.h,
+		Logger:  slog.New(slog.NewTextHandler(f.log, nil)),
+	}
+	for _, fn := range tune {
+		fn(&opts)
+	}
+	srv, err := NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", serverIP+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.addr = lis.Addr().String()
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(lis) }()
+	t.Cleanup(func() {
+		srv.Stop()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return f
+}
+
+func (f *fixture) id(role, name string) spiffeid.ID {
+	return spiffeid.RequireFromString(f.ca.ID(role, name))
+}
+
+func (f *fixture) leaf(t testing.TB, role, name string) *devpki.Leaf {
+	t.Helper()
+	l, err := f.ca.IssueID(role, name, net.ParseIP(serverIP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func (f *fixture) source(t testing.TB, role, name string) *identity.Source {
+	t.Helper()
+	return f.sourceFor(t, f.leaf(t, role, name), role+"-"+name, nil)
+}
+
+func (f *fixture) sourceFor(t testing.TB, l *devpki.Leaf, base string, log *slog.Logger) *identity.Source {
+	t.Helper()
+	caFile := f.dir + "/ca.pem"
+	if err := f.ca.WriteCA(caFile); err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := l.WriteFiles(f.dir, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := identity.New(identity.Options{CAFile: caFile, CertFile: cert, KeyFile: key, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// dial connects from clientIP with cfg, expecting the holder h1.
+func (f *fixture) dial(t testing.TB, cfg *tls.Config, opts ClientOptions) *Client {
+	t.Helper()
+	opts.LocalAddr = netip.MustParseAddr(clientIP)
+	if opts.CallTimeout == 0 {
+		opts.CallTimeout = callTimeout
+	}
+	c, err := Dial(f.addr, cfg, f.id("holder", "h1"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// unsealerClient is a well-configured coordinator's client.
+func (f *fixture) unsealerClient(t testing.TB) *Client {
+	t.Helper()
+	return f.dial(t, f.unsealer.ClientConfig(identity.AllowRoles(identity.RoleHolder)), ClientOptions{})
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func errContains(err error, sub string) bool {
+	return err != nil && strings.Contains(err.Error(), sub)
+}
