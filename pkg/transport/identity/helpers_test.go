@@ -202,4 +202,3 @@ func writeFile(t *testing.T, path string, b []byte) {
 func errContains(err error, sub string) bool {
 	return err != nil && strings.Contains(err.Error(), sub)
 }
-

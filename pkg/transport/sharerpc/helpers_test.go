@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -16,6 +17,7 @@ import (
 	"github.com/keyshare/keyshare/internal/devpki"
 	"github.com/keyshare/keyshare/pkg/transport/identity"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc/status"
 )
 
 const (
@@ -66,8 +68,21 @@ func testManifest(gen uint64) Manifest {
 	return m
 }
 
-func (h *fakeHandler) Release(_ context.Context, p Peer, _ ReleaseRequest) ([]Share, error) {
-	if err := h.enter(p); err != nil {
+// errBlock makes the fake Release wait for its context to end.
+var errBlock = errors.New("block until the context ends")
+
+// errPanic makes the fake Release panic.
+var errPanic = errors.New("panic")
+
+func (h *fakeHandler) Release(ctx context.Context, p Peer, _ ReleaseRequest) ([]Share, error) {
+	switch err := h.enter(p); err {
+	case nil:
+	case errBlock:
+		<-ctx.Done()
+		return nil, ctx.Err()
+	case errPanic:
+		panic("share bytes a1a1a1 must not be logged")
+	default:
 		return nil, err
 	}
 	return testShares, nil
@@ -224,4 +239,14 @@ func (b *syncBuffer) String() string {
 
 func errContains(err error, sub string) bool {
 	return err != nil && strings.Contains(err.Error(), sub)
+}
+
+func expectHolder() identity.Authorizer { return identity.AllowRoles(identity.RoleHolder) }
+
+// errorsUnwrapStatus finds the gRPC status inside a Client error.
+func errorsUnwrapStatus(err error) error {
+	if st, ok := status.FromError(err); ok {
+		return st.Err()
+	}
+	return err
 }
