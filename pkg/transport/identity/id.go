@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -99,4 +100,10 @@ func FromPeer(p *peer.Peer) (spiffeid.ID, Role, error) {
 		return spiffeid.ID{}, "", ErrNoPeerIdentity
 	}
 	return FromConnectionState(info.State)
+}
+
+// FromContext returns the ID and role of the gRPC peer of a call's context.
+func FromContext(ctx context.Context) (spiffeid.ID, Role, error) {
+	p, _ := peer.FromContext(ctx)
+	return FromPeer(p)
 }

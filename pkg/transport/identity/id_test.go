@@ -1,6 +1,9 @@
 package identity
 
 import (
+	"context"
+	"crypto/tls"
+	"errors"
 	"net/url"
 	"testing"
 
@@ -85,5 +88,14 @@ func TestAuthorizer(t *testing.T) {
 	}
 	if err := AllowIDs(h1).Or(AllowRoles(RoleOperator)).Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestFromContextWithoutPeer(t *testing.T) {
+	if _, _, err := FromContext(context.Background()); !errors.Is(err, ErrNoPeerIdentity) {
+		t.Fatalf("FromContext without a peer: %v; want ErrNoPeerIdentity", err)
+	}
+	if _, _, err := FromConnectionState(tls.ConnectionState{}); !errors.Is(err, ErrNoPeerIdentity) {
+		t.Fatalf("FromConnectionState before a handshake: %v; want ErrNoPeerIdentity", err)
 	}
 }
