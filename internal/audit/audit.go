@@ -46,6 +46,7 @@ type Entry struct {
 	Indices    []uint8   `json:"indices,omitempty"`
 	Decision   string    `json:"decision"` // "allow", "deny", "ok", "error"
 	Reason     string    `json:"reason,omitempty"`
+	Detail     string    `json:"detail,omitempty"`
 	Rule       string    `json:"rule,omitempty"`
 	Prev       string    `json:"prev"`
 }

@@ -104,14 +104,7 @@ func (e *Engine) Hold() string {
 // hold, target, generation, target status, and rate last, so that a denied
 // request does not spend a peer's rate.
 func (e *Engine) Decide(req Request) (Grant, error) {
-	if req.PeerID == "" {
-		return Grant{}, Deny(ReasonUnauthenticated, "no verified client identity")
-	}
-	id, role, err := parseID(req.PeerID)
-	if err != nil || id.TrustDomain().Name() != e.cfg.trustDomain {
-		return Grant{}, Deny(ReasonPeerNotAllowed, "identity %q is not a keyshare ID of trust domain %q", req.PeerID, e.cfg.trustDomain)
-	}
-	g, rule, err := e.match(id.String(), role, req.Source)
+	g, err := e.Authorize(req.PeerID, req.Source)
 	if err != nil {
 		return Grant{}, err
 	}
@@ -131,23 +124,23 @@ func (e *Engine) Decide(req Request) (Grant, error) {
 	if g.Operator {
 		rate, burst = e.cfg.opRate, e.cfg.opBurs
 	}
-	if !e.take(rule, id.String(), rate, burst, req.Now) {
-		return Grant{}, Deny(ReasonRateLimited, "peer %s is over %g releases per minute", id, rate)
+	if !e.take(g.Rule, req.PeerID, rate, burst, req.Now) {
+		return Grant{}, Deny(ReasonRateLimited, "peer %s is over %g releases per minute", req.PeerID, rate)
 	}
 	return g, nil
 }
 
-func (e *Engine) match(id, role string, src netip.Addr) (Grant, string, error) {
+func (e *Engine) match(id, role string, src netip.Addr) (Grant, error) {
 	if role == RoleOperator {
 		for _, o := range e.cfg.operators {
 			if o.id == id {
 				if !inCIDRs(o.cidrs, src) {
-					return Grant{}, "", Deny(ReasonOperatorRule, "operator %s may not connect from %s", id, src)
+					return Grant{}, Deny(ReasonOperatorRule, "operator %s may not connect from %s", id, src)
 				}
-				return Grant{Rule: "operator:" + id, Operator: true}, "op", nil
+				return Grant{Rule: "operator:" + id, Operator: true}, nil
 			}
 		}
-		return Grant{}, "", Deny(ReasonPeerNotAllowed, "operator %s is not listed", id)
+		return Grant{}, Deny(ReasonPeerNotAllowed, "operator %s is not listed", id)
 	}
 	var badSource bool
 	for _, g := range e.cfg.grants {
@@ -159,14 +152,14 @@ func (e *Engine) match(id, role string, src netip.Addr) (Grant, string, error) {
 			continue
 		}
 		if g.id != "" {
-			return Grant{Rule: "id:" + id}, "peer", nil
+			return Grant{Rule: "id:" + id}, nil
 		}
-		return Grant{Rule: "role:" + role}, "peer", nil
+		return Grant{Rule: "role:" + role}, nil
 	}
 	if badSource {
-		return Grant{}, "", Deny(ReasonSourceNotAllowed, "%s may not connect from %s", id, src)
+		return Grant{}, Deny(ReasonSourceNotAllowed, "%s may not connect from %s", id, src)
 	}
-	return Grant{}, "", Deny(ReasonPeerNotAllowed, "%s (role %s) is not allowed to receive shares", id, role)
+	return Grant{}, Deny(ReasonPeerNotAllowed, "%s (role %s) is not allowed to receive shares", id, role)
 }
 
 func (e *Engine) checkStatus(req Request) error {
@@ -203,4 +196,18 @@ func inCIDRs(ps []netip.Prefix, a netip.Addr) bool {
 func (e *Engine) Summary() string {
 	return fmt.Sprintf("trust domain %s, %d grants, %d operators, %d Vault nodes, rate %g/min burst %d, hold %q",
 		e.cfg.trustDomain, len(e.cfg.grants), len(e.cfg.operators), len(e.cfg.targets), e.cfg.rate, e.cfg.burst, e.Hold())
+}
+
+// Authorize checks only who is asking and from where: the grants, the
+// operator rules and the source CIDRs. The holder uses it for Stage, Commit
+// and Abort, which carry no Vault target.
+func (e *Engine) Authorize(peerID string, src netip.Addr) (Grant, error) {
+	if peerID == "" {
+		return Grant{}, Deny(ReasonUnauthenticated, "no verified client identity")
+	}
+	id, role, err := parseID(peerID)
+	if err != nil || id.TrustDomain().Name() != e.cfg.trustDomain {
+		return Grant{}, Deny(ReasonPeerNotAllowed, "identity %q is not a keyshare ID of trust domain %q", peerID, e.cfg.trustDomain)
+	}
+	return e.match(id.String(), role, src)
 }

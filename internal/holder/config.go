@@ -1,0 +1,250 @@
+package holder
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/keyshare/keyshare/internal/confload"
+	"github.com/keyshare/keyshare/internal/logging"
+	"github.com/keyshare/keyshare/pkg/policy"
+)
+
+// Defaults. Each can be overridden in the config file, by KEYSHARE_*
+// environment variables or by flags.
+const (
+	// DefaultListen is the share service address: all interfaces, port 7400.
+	DefaultListen = "0.0.0.0:7400"
+	// DefaultGossipBind is the gossip address: port 7946, as memberlist.
+	DefaultGossipBind = "0.0.0.0:7946"
+	// DefaultStoreDir holds the sealed shares (mode 0700).
+	DefaultStoreDir = "/var/lib/keyshare/holder"
+	// DefaultAuditFile is the hash-chained audit log.
+	DefaultAuditFile = "/var/lib/keyshare/holder/audit.log"
+	// DefaultVaultTimeout bounds the holder's own seal-status check.
+	DefaultVaultTimeout = 2 * time.Second
+	// DefaultMetricsListen serves /metrics on loopback only.
+	DefaultMetricsListen = "127.0.0.1:9740"
+	// DefaultLogLevel is info: one line per decision, none per poll.
+	DefaultLogLevel = "info"
+)
+
+// Config is the holder's configuration (see configs/holder-a.yaml).
+type Config struct {
+	// ID is this holder's SPIFFE ID; its certificate must carry it.
+	ID     string       `mapstructure:"id"`
+	Listen string       `mapstructure:"listen"`
+	Gossip GossipConfig `mapstructure:"gossip"`
+	TLS    TLSConfig    `mapstructure:"tls"`
+	Store  StoreConfig  `mapstructure:"store"`
+	Audit  AuditConfig  `mapstructure:"audit"`
+	Vault  VaultConfig  `mapstructure:"vault"`
+	Policy PolicyConfig `mapstructure:"policy"`
+	// MetricsListen serves Prometheus metrics; empty turns them off.
+	MetricsListen string `mapstructure:"metrics_listen"`
+	LogLevel      string `mapstructure:"log_level"`
+
+	file string
+}
+
+// GossipConfig is the membership cluster.
+type GossipConfig struct {
+	Bind           string        `mapstructure:"bind"`
+	Advertise      string        `mapstructure:"advertise"`
+	Seeds          []string      `mapstructure:"seeds"`
+	RejoinInterval time.Duration `mapstructure:"rejoin_interval"`
+}
+
+// TLSConfig names the identity files.
+type TLSConfig struct {
+	CAFile   string `mapstructure:"ca_file"`
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+	CRLFile  string `mapstructure:"crl_file"`
+}
+
+// StoreConfig is where the sealed shares live and where their key comes
+// from: exactly one of SealKeyFile, SealKeyCredential, PassphraseFile.
+type StoreConfig struct {
+	Dir               string `mapstructure:"dir"`
+	SealKeyFile       string `mapstructure:"seal_key_file"`
+	SealKeyCredential string `mapstructure:"seal_key_credential"`
+	PassphraseFile    string `mapstructure:"passphrase_file"`
+}
+
+// AuditConfig is the audit log.
+type AuditConfig struct {
+	File string `mapstructure:"file"`
+}
+
+// VaultConfig lists the Vault nodes this holder serves and checks.
+type VaultConfig struct {
+	CAFile  string        `mapstructure:"ca_file"`
+	Timeout time.Duration `mapstructure:"timeout"`
+	Nodes   []VaultNode   `mapstructure:"nodes"`
+}
+
+// VaultNode is one Vault server, named as the coordinator names it.
+type VaultNode struct {
+	Name    string `mapstructure:"name"`
+	Address string `mapstructure:"address"`
+}
+
+// PolicyConfig is the release policy.
+type PolicyConfig struct {
+	AllowRoles            []Grant       `mapstructure:"allow_roles"`
+	AllowIDs              []Grant       `mapstructure:"allow_ids"`
+	Operators             []Grant       `mapstructure:"operators"`
+	RatePerMinute         float64       `mapstructure:"rate_per_minute"`
+	Burst                 int           `mapstructure:"burst"`
+	OperatorRatePerMinute float64       `mapstructure:"operator_rate_per_minute"`
+	OperatorBurst         int           `mapstructure:"operator_burst"`
+	MaxStatusAge          time.Duration `mapstructure:"max_status_age"`
+	// Hold, when set, denies every release with this reason (maintenance).
+	Hold string `mapstructure:"hold"`
+}
+
+// Grant is an allowed role or ID and the source CIDRs it is bound to.
+type Grant struct {
+	Role  string   `mapstructure:"role"`
+	ID    string   `mapstructure:"id"`
+	CIDRs []string `mapstructure:"cidrs"`
+}
+
+// Default returns a Config with every default filled in.
+func Default() Config {
+	return Config{
+		Listen:        DefaultListen,
+		Gossip:        GossipConfig{Bind: DefaultGossipBind},
+		Store:         StoreConfig{Dir: DefaultStoreDir},
+		Audit:         AuditConfig{File: DefaultAuditFile},
+		Vault:         VaultConfig{Timeout: DefaultVaultTimeout},
+		MetricsListen: DefaultMetricsListen,
+		LogLevel:      DefaultLogLevel,
+		Policy: PolicyConfig{
+			RatePerMinute: policy.DefaultRate, Burst: policy.DefaultBurst,
+			OperatorRatePerMinute: policy.DefaultOperatorRate, OperatorBurst: policy.DefaultOperatorBurst,
+			MaxStatusAge: policy.DefaultMaxStatusAge,
+		},
+	}
+}
+
+// FlagKeys maps holder flags to config keys.
+var FlagKeys = map[string]string{
+	"listen": "listen", "log-level": "log_level", "metrics-listen": "metrics_listen",
+	"store-dir": "store.dir", "seal-key-file": "store.seal_key_file",
+}
+
+// Load reads the config file, the environment and the flags, and validates.
+func Load(path string, flags *pflag.FlagSet) (Config, error) {
+	c := Default()
+	if err := confload.Load(path, &c, flags, FlagKeys); err != nil {
+		return Config{}, err
+	}
+	c.file = path
+	if err := c.Validate(); err != nil {
+		return Config{}, &confload.Error{File: path, Err: err}
+	}
+	return c, nil
+}
+
+// File is the config file it was loaded from.
+func (c Config) File() string { return c.file }
+
+// Validate checks the config and names the key and the fix on error.
+func (c Config) Validate() error {
+	if c.ID == "" {
+		return errors.New("id: missing: set it to this holder's SPIFFE ID, e.g. spiffe://keyshare.example/holder/a")
+	}
+	if !strings.HasPrefix(c.ID, "spiffe://") || !strings.Contains(c.ID, "/holder/") {
+		return fmt.Errorf("id %q: want spiffe://<trust-domain>/holder/<name>", c.ID)
+	}
+	for key, addr := range map[string]string{"listen": c.Listen, "gossip.bind": c.Gossip.Bind} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%s %q: want host:port: %w", key, addr, err)
+		}
+	}
+	for key, f := range map[string]string{"tls.ca_file": c.TLS.CAFile, "tls.cert_file": c.TLS.CertFile, "tls.key_file": c.TLS.KeyFile, "vault.ca_file": c.Vault.CAFile} {
+		if f == "" {
+			return fmt.Errorf("%s: missing: name the PEM file", key)
+		}
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+	}
+	n := 0
+	for _, s := range []string{c.Store.SealKeyFile, c.Store.SealKeyCredential, c.Store.PassphraseFile} {
+		if s != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return errors.New("store: set exactly one of seal_key_file, seal_key_credential, passphrase_file (make a key with 'holder keygen')")
+	}
+	if c.Store.Dir == "" || c.Audit.File == "" {
+		return errors.New("store.dir and audit.file must be set")
+	}
+	if len(c.Vault.Nodes) == 0 {
+		return errors.New("vault.nodes: list the Vault nodes this holder serves (name and https address)")
+	}
+	seen := map[string]bool{}
+	for i, v := range c.Vault.Nodes {
+		if v.Name == "" || !strings.HasPrefix(v.Address, "https://") {
+			return fmt.Errorf("vault.nodes[%d]: want a name and an https:// address", i)
+		}
+		if seen[v.Name] {
+			return fmt.Errorf("vault.nodes[%d]: name %q listed twice", i, v.Name)
+		}
+		seen[v.Name] = true
+	}
+	if _, err := c.PolicyOptions(); err != nil {
+		return err
+	}
+	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	return nil
+}
+
+// TrustDomain is the trust domain of the holder's ID.
+func (c Config) TrustDomain() string {
+	td, _, _ := strings.Cut(strings.TrimPrefix(c.ID, "spiffe://"), "/")
+	return td
+}
+
+// PolicyOptions turns the policy section into engine options and checks
+// them by building an engine.
+func (c Config) PolicyOptions() ([]policy.Option, error) {
+	p := c.Policy
+	opts := []policy.Option{policy.TrustDomain(c.TrustDomain()),
+		policy.RateLimit(p.RatePerMinute, p.Burst),
+		policy.OperatorRateLimit(p.OperatorRatePerMinute, p.OperatorBurst),
+		policy.MaxStatusAge(p.MaxStatusAge)}
+	for _, g := range p.AllowRoles {
+		opts = append(opts, policy.AllowRole(g.Role, g.CIDRs...))
+	}
+	for _, g := range p.AllowIDs {
+		opts = append(opts, policy.AllowID(g.ID, g.CIDRs...))
+	}
+	for _, g := range p.Operators {
+		opts = append(opts, policy.AllowOperator(g.ID, g.CIDRs...))
+	}
+	var names []string
+	for _, v := range c.Vault.Nodes {
+		names = append(names, v.Name)
+	}
+	opts = append(opts, policy.KnownTargets(names...))
+	if _, err := policy.New(opts...); err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	return opts, nil
+}
+
+// sourceAddr turns a peer address into the netip form the policy wants.
+func sourceAddr(ap netip.AddrPort) netip.Addr { return ap.Addr().Unmap() }

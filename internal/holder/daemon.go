@@ -1,0 +1,310 @@
+package holder
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/keyshare/keyshare/internal/audit"
+	"github.com/keyshare/keyshare/internal/confload"
+	"github.com/keyshare/keyshare/internal/vaultnode"
+	"github.com/keyshare/keyshare/pkg/policy"
+	"github.com/keyshare/keyshare/pkg/shares"
+	"github.com/keyshare/keyshare/pkg/transport/gossip"
+	"github.com/keyshare/keyshare/pkg/transport/identity"
+	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
+)
+
+// Version is the holder's software version, gossiped in its metadata.
+var Version = "dev"
+
+// ShutdownTimeout bounds the graceful stop: in-flight releases finish, the
+// gossip leave spreads.
+const ShutdownTimeout = 10 * time.Second
+
+// OpenSealKey gets the seal key the config names.
+func OpenSealKey(c Config) (shares.SealKey, error) {
+	switch {
+	case c.Store.SealKeyFile != "":
+		return shares.LoadKeyFile(c.Store.SealKeyFile)
+	case c.Store.SealKeyCredential != "":
+		return shares.LoadCredential(c.Store.SealKeyCredential)
+	default:
+		b, err := shares.ReadSecretFile(c.Store.PassphraseFile)
+		if err != nil {
+			return nil, err
+		}
+		defer shares.Zero(b)
+		return shares.KeyFromPassphrase([]byte(strings.TrimRight(string(b), "\r\n")), shares.DefaultArgon2)
+	}
+}
+
+// OpenStore opens the store with the config's seal key. Close the key when
+// done (key.Destroy).
+func OpenStore(c Config) (*shares.Store, shares.SealKey, error) {
+	key, err := OpenSealKey(c)
+	if err != nil {
+		return nil, nil, &confload.Error{File: c.file, Err: err}
+	}
+	st, err := shares.OpenStore(c.Store.Dir, c.ID, key)
+	if err != nil {
+		key.Destroy()
+		return nil, nil, &confload.Error{File: c.file, Err: err}
+	}
+	return st, key, nil
+}
+
+// VaultNodes builds a pinned-CA client per configured Vault node.
+func VaultNodes(c Config) (map[string]*vaultnode.Node, error) {
+	ca, err := os.ReadFile(c.Vault.CAFile)
+	if err != nil {
+		return nil, &confload.Error{File: c.file, Err: fmt.Errorf("vault.ca_file: %w", err)}
+	}
+	out := map[string]*vaultnode.Node{}
+	for _, v := range c.Vault.Nodes {
+		n, err := vaultnode.New(v.Name, v.Address, vaultnode.Options{CACert: ca, Timeout: c.Vault.Timeout})
+		if err != nil {
+			return nil, &confload.Error{File: c.file, Err: err}
+		}
+		out[v.Name] = n
+	}
+	return out, nil
+}
+
+// NewEngine builds the release policy from the config.
+func NewEngine(c Config) (*policy.Engine, error) {
+	opts, err := c.PolicyOptions()
+	if err != nil {
+		return nil, err
+	}
+	e, err := policy.New(opts...)
+	if err != nil {
+		return nil, err
+	}
+	if c.Policy.Hold != "" {
+		e.SetHold(c.Policy.Hold)
+	}
+	return e, nil
+}
+
+// Run serves until ctx is done, then stops gracefully. Every value sent on
+// reload (SIGHUP) re-reads the certificates, the config's policy and hold.
+func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signal) error {
+	if err := shares.DisableCoreDumps(); err != nil {
+		log.Warn("core dumps stay enabled", "err", err)
+	}
+	store, key, err := OpenStore(c)
+	if err != nil {
+		return err
+	}
+	defer key.Destroy()
+	alog, err := audit.Open(c.Audit.File)
+	if err != nil {
+		return err
+	}
+	defer alog.Close()
+	src, err := identity.New(identity.Options{CAFile: c.TLS.CAFile, CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile,
+		CRLFile: c.TLS.CRLFile, TrustDomain: c.TrustDomain(), Logger: log})
+	if err != nil {
+		return &confload.Error{File: c.file, Err: err}
+	}
+	if src.ID().String() != c.ID {
+		return confload.Errorf(c.file, "id %q differs from the certificate's ID %q (tls.cert_file %s): fix one of them", c.ID, src.ID(), c.TLS.CertFile)
+	}
+	engine, err := NewEngine(c)
+	if err != nil {
+		return &confload.Error{File: c.file, Err: err}
+	}
+	nodes, err := VaultNodes(c)
+	if err != nil {
+		return err
+	}
+	m := NewMetrics()
+	svc, err := NewService(c.ID, store, engine, alog, nodes, c.Vault.Timeout, m, log)
+	if err != nil {
+		m.storeOK.Set(0)
+		return fmt.Errorf("holder store %s: %w", c.Store.Dir, err)
+	}
+	m.storeOK.Set(1)
+	m.certExpiry.Set(certNotAfter(c.TLS.CertFile))
+	if engine.Hold() != "" {
+		m.hold.Set(1)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		if err := src.Watch(ctx); err != nil {
+			log.Error("certificate watch did not start; reload with SIGHUP", "err", err)
+		}
+	}()
+
+	lis, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("failed to listen on %s (listen): %w", c.Listen, err)
+	}
+	srv, err := sharerpc.NewServer(sharerpc.ServerOptions{
+		TLS:     src.ServerConfig(identity.AllowRoles(identity.RoleUnsealer, identity.RoleOperator, identity.RoleHolder)),
+		Handler: svc, Logger: log,
+	})
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(lis) }()
+
+	peers := identity.AllowRoles(identity.RoleHolder, identity.RoleUnsealer)
+	cluster, err := gossip.New(gossip.Config{
+		Name: c.ID, BindAddr: c.Gossip.Bind, AdvertiseAddr: c.Gossip.Advertise, Seeds: c.Gossip.Seeds,
+		ServerTLS: src.ServerConfig(peers), ClientTLS: src.ClientConfig(peers),
+		Meta: meta(svc, lis.Addr().String()), Logger: log.With("component", "gossip"), RejoinInterval: c.Gossip.RejoinInterval,
+	})
+	if err != nil {
+		srv.Stop()
+		return fmt.Errorf("gossip on %s: %w", c.Gossip.Bind, err)
+	}
+	svc.OnChange = func() {
+		if err := cluster.UpdateMeta(meta(svc, lis.Addr().String())); err != nil {
+			log.Warn("failed to update gossip metadata", "err", err)
+		}
+	}
+	go countMembers(ctx, cluster, m)
+
+	var metricsSrv *http.Server
+	if c.MetricsListen != "" {
+		metricsSrv, err = serveMetrics(c.MetricsListen, m, log)
+		if err != nil {
+			srv.Stop()
+			_ = cluster.Shutdown()
+			return err
+		}
+	}
+	svc.record(audit.Entry{Event: audit.EventStart, Decision: "ok", Peer: c.ID, Generation: mustState(svc).Current})
+	log.Info("holder serving", "id", c.ID, "listen", lis.Addr().String(), "gossip", cluster.AdvertiseAddr(),
+		"generation", mustState(svc).Current, "policy", engine.Summary())
+
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down")
+			srv.SetServing(false)
+			sctx, scancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+			srv.GracefulStop(sctx)
+			_ = cluster.Leave(2 * time.Second)
+			_ = cluster.Shutdown()
+			if metricsSrv != nil {
+				_ = metricsSrv.Shutdown(sctx)
+			}
+			scancel()
+			return nil
+		case err := <-serveErr:
+			_ = cluster.Shutdown()
+			return fmt.Errorf("share service on %s stopped: %w", c.Listen, err)
+		case <-reload:
+			reloadAll(c, src, svc, m, log)
+		}
+	}
+}
+
+// reloadAll re-reads the certificates and the policy part of the config. A
+// failure keeps what was in force and says why.
+func reloadAll(c Config, src *identity.Source, svc *Service, m *Metrics, log *slog.Logger) {
+	if err := src.Reload(); err != nil {
+		log.Error("certificate reload failed; keeping the old ones", "err", err)
+	} else {
+		m.certExpiry.Set(certNotAfter(c.TLS.CertFile))
+	}
+	nc, err := Load(c.file, nil)
+	if err != nil {
+		log.Error("config reload failed; keeping the old policy", "err", err)
+		return
+	}
+	e, err := NewEngine(nc)
+	if err != nil {
+		log.Error("policy reload failed; keeping the old policy", "err", err)
+		return
+	}
+	svc.SetEngine(e)
+	m.hold.Set(0)
+	if e.Hold() != "" {
+		m.hold.Set(1)
+	}
+	log.Info("reloaded", "policy", e.Summary())
+}
+
+func meta(svc *Service, rpcAddr string) gossip.Meta {
+	st, man, idx := svc.Current()
+	var h []byte
+	if st.Current != 0 {
+		d := man.Hash()
+		h = d[:8]
+	}
+	return gossip.Meta{Role: "holder", RPCAddr: rpcAddr, Generation: st.Current, Shares: idx, ManifestHash: h, Version: Version}
+}
+
+func mustState(svc *Service) shares.State { st, _, _ := svc.Current(); return st }
+
+func countMembers(ctx context.Context, c *gossip.Cluster, m *Metrics) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		counts := map[string]float64{"alive": 0, "suspect": 0, "dead": 0, "left": 0}
+		for _, mem := range c.Members() {
+			counts[mem.State.String()]++
+		}
+		for k, v := range counts {
+			m.members.WithLabelValues(k).Set(v)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func serveMetrics(addr string, m *Metrics, log *slog.Logger) (*http.Server, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("failed to listen on %s (metrics_listen): %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	s := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := s.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	return s, nil
+}
+
+// certNotAfter reads the leaf's NotAfter for the expiry metric (0 if the
+// file cannot be read; the identity package reports that itself).
+func certNotAfter(path string) float64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return 0
+	}
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return 0
+	}
+	return float64(cert.NotAfter.Unix())
+}

@@ -1,0 +1,210 @@
+package holder
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/keyshare/keyshare/internal/audit"
+	"github.com/keyshare/keyshare/pkg/shares"
+)
+
+// ErrNotConfirmed is returned by Export without its confirmation flag.
+var ErrNotConfirmed = errors.New("export not confirmed")
+
+// Keygen writes a new random seal key file at path: created exclusively
+// (never overwriting a key that may seal a store), mode 0600.
+func Keygen(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("seal key %s already exists: it may seal a store, so it is never overwritten; pick another path", path)
+		}
+		return fmt.Errorf("failed to create seal key %s: %w", path, err)
+	}
+	k := shares.NewKeyFileBytes()
+	defer shares.Zero(k)
+	if _, err := f.Write(k); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("failed to write seal key %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("failed to fsync seal key %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// StatusReport is what `holder status` prints.
+type StatusReport struct {
+	ID           string  `json:"id"`
+	StoreDir     string  `json:"store_dir"`
+	Current      uint64  `json:"current_generation"`
+	Staged       uint64  `json:"staged_generation,omitempty"`
+	Indices      []uint8 `json:"indices"`
+	Threshold    int     `json:"threshold,omitempty"`
+	TotalShares  int     `json:"total_shares,omitempty"`
+	ManifestHash string  `json:"manifest_hash,omitempty"`
+	StoreOpens   bool    `json:"store_opens"`
+	StoreError   string  `json:"store_error,omitempty"`
+	AuditEntries int     `json:"audit_entries"`
+	AuditError   string  `json:"audit_error,omitempty"`
+	Policy       string  `json:"policy"`
+}
+
+// Status opens the store (read only) and checks the audit chain.
+func Status(c Config) StatusReport {
+	r := StatusReport{ID: c.ID, StoreDir: c.Store.Dir}
+	if e, err := NewEngine(c); err == nil {
+		r.Policy = e.Summary()
+	}
+	n, err := audit.Verify(c.Audit.File)
+	r.AuditEntries = n
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		r.AuditError = err.Error()
+	}
+	b, st, err := openCurrent(c)
+	r.Current, r.Staged = st.Current, st.Staged
+	if err != nil {
+		r.StoreError = err.Error()
+		return r
+	}
+	defer b.Destroy()
+	r.StoreOpens = true
+	r.Indices = b.Indices()
+	r.Threshold, r.TotalShares = b.Manifest.Threshold, len(b.Manifest.Digests)
+	h := b.Manifest.Hash()
+	r.ManifestHash = fmt.Sprintf("%x", h[:8])
+	return r
+}
+
+// Print writes the report as a table.
+func (r StatusReport) Print(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "holder\t%s\n", r.ID)
+	fmt.Fprintf(tw, "store\t%s\n", r.StoreDir)
+	fmt.Fprintf(tw, "generation\t%d (staged: %d)\n", r.Current, r.Staged)
+	if r.StoreOpens {
+		fmt.Fprintf(tw, "shares\t%v of %d, threshold %d\n", r.Indices, r.TotalShares, r.Threshold)
+		fmt.Fprintf(tw, "manifest\t%s\n", r.ManifestHash)
+	} else {
+		fmt.Fprintf(tw, "store error\t%s\n", r.StoreError)
+	}
+	if r.AuditError != "" {
+		fmt.Fprintf(tw, "audit\tBROKEN: %s\n", r.AuditError)
+	} else {
+		fmt.Fprintf(tw, "audit\t%d entries, chain ok\n", r.AuditEntries)
+	}
+	fmt.Fprintf(tw, "policy\t%s\n", r.Policy)
+	tw.Flush()
+}
+
+func openCurrent(c Config) (*shares.Bundle, shares.State, error) {
+	store, key, err := OpenStore(c)
+	if err != nil {
+		return nil, shares.State{}, err
+	}
+	defer key.Destroy()
+	st, err := store.State()
+	if err != nil {
+		return nil, st, err
+	}
+	b, err := store.LoadCurrent()
+	return b, st, err
+}
+
+// Verify opens the current generation and checks every share against the
+// manifest (Open does that) and the manifest's shape.
+func Verify(c Config) (string, error) {
+	b, _, err := openCurrent(c)
+	if err != nil {
+		return "", err
+	}
+	defer b.Destroy()
+	return fmt.Sprintf("holder %s: generation %d opens, shares %v match the manifest (threshold %d of %d)",
+		c.ID, b.Generation, b.Indices(), b.Manifest.Threshold, len(b.Manifest.Digests)), nil
+}
+
+// Export writes the current shares for a paper backup, one per line as
+// "index<TAB>hex". It refuses without confirm.
+func Export(c Config, w io.Writer, confirm bool) error {
+	if !confirm {
+		return fmt.Errorf("%w: exporting prints secret shares; rerun with --i-understand-this-prints-secrets", ErrNotConfirmed)
+	}
+	b, _, err := openCurrent(c)
+	if err != nil {
+		return err
+	}
+	defer b.Destroy()
+	fmt.Fprintf(w, "# keyshare holder %s generation %d, threshold %d of %d: KEEP OFFLINE\n",
+		c.ID, b.Generation, b.Manifest.Threshold, len(b.Manifest.Digests))
+	for _, s := range b.Shares {
+		fmt.Fprintf(w, "%d\t%s\n", s.Index, s.Hex())
+	}
+	return nil
+}
+
+// ImportInput is what `holder import` reads: a manifest file (JSON, from
+// `unsealer init --manifest-out` or another holder) and one share per line,
+// "index<TAB or space>hex-or-base64".
+type ImportInput struct {
+	Manifest shares.Manifest
+	Lines    io.Reader
+}
+
+// Import stages and commits the shares read from in as the current
+// generation. It checks every share against the manifest first; nothing is
+// written unless all of them match.
+func Import(c Config, in ImportInput) (string, error) {
+	var got []shares.Share
+	defer func() { shares.ZeroShares(got) }()
+	sc := bufio.NewScanner(in.Lines)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		idxStr, val, ok := strings.Cut(strings.Join(strings.Fields(line), " "), " ")
+		var idx int
+		if _, err := fmt.Sscanf(idxStr, "%d", &idx); !ok || err != nil || idx < 1 || idx > 255 {
+			return "", fmt.Errorf("line %d: want '<index> <share>', e.g. '3 a1b2…'", n)
+		}
+		v, err := shares.ParseShare(fmt.Sprintf("line %d", n), val)
+		if err != nil {
+			return "", err
+		}
+		s := shares.Share{Index: uint8(idx), Value: v}
+		if err := in.Manifest.Verify(s); err != nil {
+			shares.Zero(v)
+			return "", fmt.Errorf("line %d: %w: is it a share of generation %d?", n, err, in.Manifest.Generation)
+		}
+		got = append(got, s)
+	}
+	if err := sc.Err(); err != nil {
+		return "", fmt.Errorf("failed to read shares: %w", err)
+	}
+	if len(got) == 0 {
+		return "", errors.New("no shares read: give one '<index> <share>' per line")
+	}
+	sort.Slice(got, func(i, j int) bool { return got[i].Index < got[j].Index })
+	store, key, err := OpenStore(c)
+	if err != nil {
+		return "", err
+	}
+	defer key.Destroy()
+	b := &shares.Bundle{HolderID: c.ID, Generation: in.Manifest.Generation, Shares: got, Manifest: in.Manifest}
+	if err := store.Stage(b); err != nil {
+		return "", err
+	}
+	if err := store.Commit(b.Generation); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("holder %s: imported shares %v of generation %d", c.ID, b.Indices(), b.Generation), nil
+}
