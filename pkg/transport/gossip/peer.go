@@ -50,14 +50,14 @@ func roleOf(id spiffeid.ID) (string, error) {
 // one of the allowed roles.
 func (p peerPolicy) check(id spiffeid.ID) error {
 	if !id.MemberOf(p.trustDomain) {
-		return fmt.Errorf("peer %s is not in trust domain %s", id, p.trustDomain)
+		return fmt.Errorf("%s is not in trust domain %s", id, p.trustDomain)
 	}
 	role, err := roleOf(id)
 	if err != nil {
 		return err
 	}
 	if !slices.Contains(p.roles, role) {
-		return fmt.Errorf("peer %s has role %q, gossip admits only %s", id, role, strings.Join(p.roles, ", "))
+		return fmt.Errorf("%s has role %q; gossip admits only %s", id, role, strings.Join(p.roles, ", "))
 	}
 	return nil
 }
