@@ -45,7 +45,7 @@ func TestPartitionedMemberRejoins(t *testing.T) {
 
 	lonely, others := cs[hosts-1], cs[:hosts-1]
 	sim.isolate(hostIP(40 + hosts))
-	waitFor(t, 30*time.Second, "the others to declare the isolated member dead", func() error {
+	took := waitFor(t, 30*time.Second, "the others to declare the isolated member dead", func() error {
 		for _, c := range others {
 			if s := stateOf(c, lonely.Name()); s == StateAlive {
 				return fmt.Errorf("%s still sees %s alive", c.Name(), lonely.Name())
@@ -61,6 +61,7 @@ func TestPartitionedMemberRejoins(t *testing.T) {
 	// Stay cut off until both sides have reaped each other: past
 	// GossipToTheDeadTime plus a few probe rounds, which is when memberlist
 	// stops gossiping about the dead and forgets them.
+	t.Logf("isolated member declared dead on both sides in %s", took)
 	deadSince := time.Now()
 	forgetAfter := tu.GossipToTheDeadTime + 3*hosts*tu.ProbeInterval
 	waitFor(t, forgetAfter+20*time.Second, "both sides to forget each other", func() error {
@@ -75,6 +76,6 @@ func TestPartitionedMemberRejoins(t *testing.T) {
 		return nil
 	})
 	sim.heal(hostIP(40 + hosts))
-	took := waitFor(t, 30*time.Second, "the isolated member to rejoin", func() error { return converged(cs) })
+	took = waitFor(t, 30*time.Second, "the isolated member to rejoin", func() error { return converged(cs) })
 	t.Logf("isolated member back in everyone's view %s after healing", took)
 }
