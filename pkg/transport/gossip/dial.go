@@ -11,9 +11,16 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// reprobeInterval is the shortest time between two background probes of the
-// same address.
-const reprobeInterval = time.Second
+const (
+	// reprobeInterval is the shortest time between two background probes of
+	// the same address.
+	reprobeInterval = time.Second
+	// maxProbes bounds concurrent address probes, and maxMergeProbes the
+	// addresses probed for one join, so a peer that gossips many made-up
+	// addresses cannot make this node dial all of them at once.
+	maxProbes      = 16
+	maxMergeProbes = 64
+)
 
 // dial connects to addr, completes the TLS handshake, checks the peer's
 // identity and records it in the address book.
@@ -72,28 +79,53 @@ func (t *Transport) goTracked(fn func()) bool {
 }
 
 // probeAsync learns, in the background, which ID is served at addr. Probes
-// of one address are spaced by reprobeInterval.
+// of one address are spaced by reprobeInterval; when maxProbes are already
+// running the probe is skipped (a later alive message asks again).
 func (t *Transport) probeAsync(addr string) {
 	if !t.book.startProbe(addr, reprobeInterval) {
 		return
 	}
+	select {
+	case t.probeSem <- struct{}{}:
+	default:
+		t.book.endProbe(addr)
+		return
+	}
 	started := t.goTracked(func() {
 		defer t.book.endProbe(addr)
+		defer func() { <-t.probeSem }()
 		t.probe(addr)
 	})
 	if !started {
+		<-t.probeSem
 		t.book.endProbe(addr)
 	}
 }
 
-// probeAll probes every address in addrs concurrently and returns when all
-// are done, at most DialTimeout later.
+// probeAll probes the first maxMergeProbes addresses in addrs, at most
+// maxProbes at a time, and returns when all are done.
 func (t *Transport) probeAll(addrs []string) {
+	if len(addrs) > maxMergeProbes {
+		t.log.Warn("too many unknown addresses to verify at once; verifying the first ones", "count", len(addrs), "limit", maxMergeProbes)
+		addrs = addrs[:maxMergeProbes]
+	}
 	var wg sync.WaitGroup
 	for _, addr := range addrs {
+		select {
+		case t.probeSem <- struct{}{}:
+		case <-t.ctx.Done():
+			wg.Wait()
+			return
+		}
 		wg.Add(1)
-		if !t.goTracked(func() { defer wg.Done(); t.probe(addr) }) {
+		started := t.goTracked(func() {
+			defer wg.Done()
+			defer func() { <-t.probeSem }()
+			t.probe(addr)
+		})
+		if !started {
 			wg.Done()
+			<-t.probeSem
 		}
 	}
 	wg.Wait()

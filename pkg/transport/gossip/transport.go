@@ -67,6 +67,7 @@ type Transport struct {
 	packetCh chan *memberlist.Packet
 	streamCh chan net.Conn
 	sem      chan struct{}
+	probeSem chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -110,6 +111,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 		packetCh:  make(chan *memberlist.Packet),
 		streamCh:  make(chan net.Conn),
 		sem:       make(chan struct{}, cfg.MaxConns),
+		probeSem:  make(chan struct{}, maxProbes),
 		ctx:       ctx,
 		cancel:    cancel,
 		senders:   make(map[string]*sender),
