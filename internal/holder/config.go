@@ -151,7 +151,34 @@ func Load(path string, flags *pflag.FlagSet) (Config, error) {
 	if err := c.Validate(); err != nil {
 		return Config{}, &confload.Error{File: path, Err: err}
 	}
+	if err := c.CheckFiles(); err != nil {
+		return Config{}, &confload.Error{File: path, Err: err}
+	}
 	return c, nil
+}
+
+// LoadShape reads and validates a config without checking that the files
+// it names exist (for example configs and linting).
+func LoadShape(path string) (Config, error) {
+	c := Default()
+	if err := confload.Load(path, &c, nil, nil); err != nil {
+		return Config{}, err
+	}
+	c.file = path
+	if err := c.Validate(); err != nil {
+		return Config{}, &confload.Error{File: path, Err: err}
+	}
+	return c, nil
+}
+
+// CheckFiles checks that the certificate files the config names exist.
+func (c Config) CheckFiles() error {
+	for _, kv := range [][2]string{{"tls.ca_file", c.TLS.CAFile}, {"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile}, {"vault.ca_file", c.Vault.CAFile}} {
+		if _, err := os.Stat(kv[1]); err != nil {
+			return fmt.Errorf("%s: %w", kv[0], err)
+		}
+	}
+	return nil
 }
 
 // File is the config file it was loaded from.
@@ -170,12 +197,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%s %q: want host:port: %w", key, addr, err)
 		}
 	}
-	for key, f := range map[string]string{"tls.ca_file": c.TLS.CAFile, "tls.cert_file": c.TLS.CertFile, "tls.key_file": c.TLS.KeyFile, "vault.ca_file": c.Vault.CAFile} {
-		if f == "" {
-			return fmt.Errorf("%s: missing: name the PEM file", key)
-		}
-		if _, err := os.Stat(f); err != nil {
-			return fmt.Errorf("%s: %w", key, err)
+	for _, kv := range [][2]string{{"tls.ca_file", c.TLS.CAFile}, {"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile}, {"vault.ca_file", c.Vault.CAFile}} {
+		if kv[1] == "" {
+			return fmt.Errorf("%s: missing: name the PEM file", kv[0])
 		}
 	}
 	n := 0
