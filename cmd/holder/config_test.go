@@ -50,7 +50,9 @@ func TestBadConfig(t *testing.T) {
 		{name: "fail/unknown-key", edit: func(s string) string { return s + "listn: 1.2.3.4:5\n" }, want: []string{"listn", "unknown"}},
 		{name: "fail/bad-cidr", edit: func(s string) string { return strings.Replace(s, "127.0.0.20/32", "127.0.0.300/32", 1) },
 			want: []string{"127.0.0.300/32", "CIDR"}},
-		{name: "fail/missing-cert", edit: func(s string) string { return strings.Replace(s, s0(s, "holder-a.crt"), "/nonexistent/holder-a.crt", 1) },
+		{name: "fail/missing-cert", edit: func(s string) string {
+			return strings.Replace(s, s0(s, "holder-a.crt"), "/nonexistent/holder-a.crt", 1)
+		},
 			want: []string{"tls.cert_file", "/nonexistent/holder-a.crt"}},
 		{name: "fail/loose-key", edit: func(s string) string { return s }, before: func() { os.Chmod(s.w.path("seal.key"), 0o644) },
 			want: []string{"chmod 600", "seal.key"}},

@@ -137,6 +137,7 @@ func (c *VaultCluster) logf(format string, args ...any) {
 // every config (retry_join names the peers' ports).
 func (c *VaultCluster) assignPorts() error {
 	for _, n := range c.nodes {
+		n.resetClient()
 		var err error
 		if n.APIPort, err = FreePort(n.IP); err != nil {
 			return fmt.Errorf("failed to pick api port for %s: %w", n.Name, err)

@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
+	"github.com/hashicorp/vault/api"
 	"github.com/keyshare/keyshare/internal/devpki"
 )
 
@@ -31,7 +33,9 @@ type VaultNode struct {
 	// Process runs `vault server -config=ConfigPath`.
 	Process *Process
 
-	cluster *VaultCluster
+	cluster  *VaultCluster
+	clientMu sync.Mutex
+	client   *api.Client // shared by the clones Client returns
 }
 
 // APIAddr is the node's API URL, e.g. https://127.0.0.101:40123.

@@ -34,24 +34,47 @@ func (n *VaultNode) Restart() error { return n.Process.Restart() }
 
 // Client returns a new API client for this node. It trusts only the
 // cluster's CA, does no retries of its own and carries no token; the
-// caller's VAULT_* environment is ignored.
+// caller's VAULT_* environment is ignored. Clients of one node share their
+// connections, so polling does not pile up idle TLS connections.
 func (n *VaultNode) Client() (*api.Client, error) {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: n.cluster.CA.Pool(), MinVersion: tls.VersionTLS12}
-	tr.Proxy = nil
-	cfg := &api.Config{
-		Address:    n.APIAddr(),
-		HttpClient: &http.Client{Transport: tr},
-		MaxRetries: 0,
-		Timeout:    60 * time.Second,
+	n.clientMu.Lock()
+	defer n.clientMu.Unlock()
+	if n.client == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: n.cluster.CA.Pool(), MinVersion: tls.VersionTLS12}
+		tr.Proxy = nil
+		tr.IdleConnTimeout = 10 * time.Second
+		cl, err := api.NewClient(&api.Config{
+			Address:    n.APIAddr(),
+			HttpClient: &http.Client{Transport: tr},
+			MaxRetries: 0,
+			Timeout:    60 * time.Second,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("failed to make api client for %s: %w", n, err)
+		}
+		cl.ClearToken()
+		cl.ClearNamespace()
+		n.client = cl
 	}
-	cl, err := api.NewClient(cfg)
+	cl, err := n.client.Clone()
 	if err != nil {
-		return nil, fmt.Errorf("failed to make api client for %s: %w", n, err)
+		return nil, fmt.Errorf("failed to clone api client for %s: %w", n, err)
 	}
+	// Clone reads VAULT_TOKEN and VAULT_NAMESPACE again; drop them.
 	cl.ClearToken()
 	cl.ClearNamespace()
 	return cl, nil
+}
+
+// resetClient drops the cached client, after the node's ports changed.
+func (n *VaultNode) resetClient() {
+	n.clientMu.Lock()
+	defer n.clientMu.Unlock()
+	if n.client != nil {
+		n.client.CloneConfig().HttpClient.CloseIdleConnections()
+	}
+	n.client = nil
 }
 
 // SealStatus asks the node for sys/seal-status once.

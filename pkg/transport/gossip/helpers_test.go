@@ -19,7 +19,7 @@ const testTrustDomain = "keyshare.test"
 // hostIP returns the loopback address of simulated host n: 127.0.0.n.
 func hostIP(n int) net.IP { return net.IPv4(127, 0, 0, byte(n)).To4() }
 
-func newCA(t *testing.T, td string) *devpki.CA {
+func newCA(t testing.TB, td string) *devpki.CA {
 	t.Helper()
 	ca, err := devpki.NewCA(td)
 	if err != nil {
@@ -46,7 +46,7 @@ func tlsPair(ca *devpki.CA, leaf *devpki.Leaf) (server, client *tls.Config) {
 	return server, client
 }
 
-func issue(t *testing.T, ca *devpki.CA, uri string, ips ...net.IP) *devpki.Leaf {
+func issue(t testing.TB, ca *devpki.CA, uri string, ips ...net.IP) *devpki.Leaf {
 	t.Helper()
 	leaf, err := ca.Issue(devpki.LeafOptions{URIs: []string{uri}, IPs: ips})
 	if err != nil {
@@ -57,7 +57,7 @@ func issue(t *testing.T, ca *devpki.CA, uri string, ips ...net.IP) *devpki.Leaf 
 
 // testLogger logs to the test at the level in KEYSHARE_TEST_LOG (default
 // warn), and stops before the test ends so late goroutines cannot panic it.
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	w := &testWriter{t: t}
 	t.Cleanup(w.stop)
 	level := slog.LevelWarn
@@ -69,7 +69,7 @@ func testLogger(t *testing.T) *slog.Logger {
 
 type testWriter struct {
 	mu   sync.Mutex
-	t    *testing.T
+	t    testing.TB
 	done bool
 }
 
@@ -97,7 +97,7 @@ type node struct {
 	seeds     []string
 }
 
-func testConfig(t *testing.T, ca *devpki.CA, n node) Config {
+func testConfig(t testing.TB, ca *devpki.CA, n node) Config {
 	t.Helper()
 	id := ca.ID(strings.Split(n.name, "/")[0], strings.Split(n.name, "/")[1])
 	leaf := issue(t, ca, id, append([]net.IP{hostIP(n.ip)}, n.certIPs...)...)
@@ -116,7 +116,7 @@ func testConfig(t *testing.T, ca *devpki.CA, n node) Config {
 	}
 }
 
-func start(t *testing.T, cfg Config) *Cluster {
+func start(t testing.TB, cfg Config) *Cluster {
 	t.Helper()
 	c, err := New(cfg)
 	if err != nil {
@@ -128,7 +128,7 @@ func start(t *testing.T, cfg Config) *Cluster {
 
 // startCluster starts n holders on 127.0.0.(base+1)..(base+n), all seeded
 // with the first one.
-func startCluster(t *testing.T, ca *devpki.CA, base, n int) []*Cluster {
+func startCluster(t testing.TB, ca *devpki.CA, base, n int) []*Cluster {
 	t.Helper()
 	var out []*Cluster
 	var seed string
@@ -147,7 +147,7 @@ func startCluster(t *testing.T, ca *devpki.CA, base, n int) []*Cluster {
 }
 
 // waitFor polls cond until it returns nil or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) time.Duration {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error) time.Duration {
 	t.Helper()
 	start := time.Now()
 	deadline := start.Add(timeout)

@@ -140,6 +140,8 @@ func newFixture(t testing.TB, tune ...func(*ServerOptions)) *fixture {
 		TLS:     f.holder.ServerConfig(authz),
 		Handler: f.h,
 		Logger:  slog.New(slog.NewTextHandler(f.log, nil)),
+		// Generous: -race on a small, busy machine.
+		HandshakeTimeout: callTimeout,
 	}
 	for _, fn := range tune {
 		fn(&opts)
@@ -206,6 +208,7 @@ func (f *fixture) dial(t testing.TB, cfg *tls.Config, opts ClientOptions) *Clien
 	if opts.CallTimeout == 0 {
 		opts.CallTimeout = callTimeout
 	}
+	opts.HandshakeTimeout = callTimeout
 	c, err := Dial(f.addr, cfg, f.id("holder", "h1"), opts)
 	if err != nil {
 		t.Fatal(err)
