@@ -13,7 +13,7 @@ import (
 // zero-generation manifest when the holder holds none yet.
 func (s *Service) Manifest(_ context.Context, _ sharerpc.Peer) (sharerpc.Manifest, error) {
 	_, m, _ := s.Current()
-	out := ToWire(m)
+	out := sharerpc.ManifestFromShares(m)
 	out.HolderID = s.id
 	return out, nil
 }
@@ -24,7 +24,7 @@ func (s *Service) Stage(_ context.Context, p sharerpc.Peer, req sharerpc.StageRe
 	if _, err := s.engine.Load().Authorize(p.ID.String(), sourceAddr(p.Addr)); err != nil {
 		return s.deny(entry, err)
 	}
-	b := &shares.Bundle{HolderID: s.id, Generation: req.Generation, Manifest: FromWire(req.Manifest)}
+	b := &shares.Bundle{HolderID: s.id, Generation: req.Generation, Manifest: req.Manifest.Shares()}
 	for _, sh := range req.Shares {
 		b.Shares = append(b.Shares, shares.Share{Index: sh.Index, Value: sh.Value})
 	}
@@ -67,22 +67,4 @@ func (s *Service) finish(entry audit.Entry, err error) error {
 		return fmt.Errorf("holder %s: after %s: %w", s.id, entry.Event, err)
 	}
 	return nil
-}
-
-// ToWire converts a manifest to the share service's form.
-func ToWire(m shares.Manifest) sharerpc.Manifest {
-	out := sharerpc.Manifest{Generation: m.Generation, Threshold: m.Threshold, Total: len(m.Digests)}
-	for _, i := range m.Indices() {
-		out.Digests = append(out.Digests, sharerpc.Digest{Index: i, SHA256: m.Digests[i]})
-	}
-	return out
-}
-
-// FromWire converts a manifest from the share service's form.
-func FromWire(w sharerpc.Manifest) shares.Manifest {
-	m := shares.Manifest{Generation: w.Generation, Threshold: w.Threshold, Digests: make(map[uint8]shares.Digest, len(w.Digests))}
-	for _, d := range w.Digests {
-		m.Digests[d.Index] = d.SHA256
-	}
-	return m
 }

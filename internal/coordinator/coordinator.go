@@ -1,0 +1,165 @@
+// Package coordinator is the unsealer's core: one watcher per Vault node
+// polls its seal status, and when a node is initialized and sealed the
+// coordinator collects shares from live holders, checks every one against
+// the manifest that a majority of holders agree on, and submits exactly a
+// threshold of verified shares, one by one, until the node reports itself
+// unsealed.
+//
+// It never submits a share it has not verified, and never starts submitting
+// without a full threshold in hand, so it never wastes an unseal attempt.
+// Several coordinators at once are harmless: every share any of them submits
+// is verified, and Vault ignores duplicates. Progress left by someone else
+// (a person typing keys, or a coordinator that died) is left alone until it
+// is older than StaleProgressAfter, then reset.
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/keyshare/keyshare/internal/vaultnode"
+	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
+)
+
+// Defaults for Options. The poll intervals decide how soon a restarted node
+// is noticed: a refused connection on a LAN costs next to nothing, so the
+// coordinator polls fast while a node is down and catches it coming back.
+const (
+	// DefaultPollInterval between seal-status checks of a healthy node.
+	DefaultPollInterval = time.Second
+	// DefaultDownInterval between checks while the node is unreachable.
+	DefaultDownInterval = 100 * time.Millisecond
+	// DefaultMaxBackoff bounds the back-off after other errors.
+	DefaultMaxBackoff = 10 * time.Second
+	// DefaultHolderTimeout bounds one call to a holder.
+	DefaultHolderTimeout = 3 * time.Second
+	// DefaultStaleProgressAfter is how long foreign unseal progress is left
+	// alone before the coordinator resets it.
+	DefaultStaleProgressAfter = 15 * time.Second
+	// DefaultRetryAfter is the pause after a failed unseal attempt.
+	DefaultRetryAfter = 500 * time.Millisecond
+)
+
+// VaultNode is what the coordinator needs of a Vault server.
+type VaultNode interface {
+	SealStatus(ctx context.Context) (vaultnode.Status, error)
+	Unseal(ctx context.Context, share []byte) (vaultnode.Status, error)
+	ResetUnseal(ctx context.Context) (vaultnode.Status, error)
+}
+
+// Holder is what the coordinator needs of a holder.
+type Holder interface {
+	Manifest(ctx context.Context) (sharerpc.Manifest, error)
+	Release(ctx context.Context, vaultNode string, generation uint64) ([]sharerpc.Share, error)
+}
+
+// HolderRef is a holder the coordinator may ask, named by its SPIFFE ID.
+type HolderRef struct {
+	ID     string
+	Holder Holder
+}
+
+// Holders lists the holders to ask now (live members first). Total is how
+// many holders the deployment has, for the majority rule.
+type Holders interface {
+	Live() []HolderRef
+	Total() int
+}
+
+// Node is a watched Vault node.
+type Node struct {
+	Name  string
+	Vault VaultNode
+}
+
+// Options tune a Coordinator. Zero values pick the defaults.
+type Options struct {
+	PollInterval       time.Duration
+	DownInterval       time.Duration
+	MaxBackoff         time.Duration
+	HolderTimeout      time.Duration
+	StaleProgressAfter time.Duration
+	RetryAfter         time.Duration
+	Logger             *slog.Logger
+	Metrics            *Metrics
+	Notifier           Notifier
+}
+
+func (o *Options) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.PollInterval, DefaultPollInterval)
+	def(&o.DownInterval, DefaultDownInterval)
+	def(&o.MaxBackoff, DefaultMaxBackoff)
+	def(&o.HolderTimeout, DefaultHolderTimeout)
+	def(&o.StaleProgressAfter, DefaultStaleProgressAfter)
+	def(&o.RetryAfter, DefaultRetryAfter)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics()
+	}
+	if o.Notifier == nil {
+		o.Notifier = nopNotifier{}
+	}
+}
+
+// Coordinator watches nodes and unseals them.
+type Coordinator struct {
+	nodes   []Node
+	holders Holders
+	o       Options
+
+	mu    sync.Mutex
+	state map[string]*NodeState
+}
+
+// NodeState is what the coordinator knows of one node, for status output.
+type NodeState struct {
+	Status    vaultnode.Status
+	Reachable bool
+	LastError string
+	// LastUnseal is how long the last unseal took, from the poll that saw
+	// the node sealed to its confirmation of sealed: false.
+	LastUnseal time.Duration
+	Unseals    int
+	// CannotWhy says why the last attempt could not start, if it could not.
+	CannotWhy string
+
+	ourNonce    string
+	foreignSeen map[string]time.Time
+}
+
+// New makes a coordinator.
+func New(nodes []Node, holders Holders, o Options) (*Coordinator, error) {
+	if len(nodes) == 0 {
+		return nil, errors.New("coordinator: no Vault nodes to watch")
+	}
+	o.defaults()
+	c := &Coordinator{nodes: nodes, holders: holders, o: o, state: map[string]*NodeState{}}
+	for _, n := range nodes {
+		c.state[n.Name] = &NodeState{foreignSeen: map[string]time.Time{}}
+	}
+	return c, nil
+}
+
+// Run watches every node until ctx is done.
+func (c *Coordinator) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, n := range c.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.watch(ctx, n)
+		}()
+	}
+	wg.Wait()
+	return nil
+}

@@ -1,0 +1,144 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keyshare/keyshare/internal/vaultnode"
+	"github.com/keyshare/keyshare/pkg/shares"
+)
+
+type outcome int
+
+const (
+	outcomeUnsealed outcome = iota
+	outcomeRetry            // something changed under us; try again soon
+	outcomeWait             // foreign progress is younger than the stale bound
+	outcomeCannot           // too few verified shares: nothing was submitted
+)
+
+// unseal runs one attempt on a node that reported st at time seen.
+func (c *Coordinator) unseal(ctx context.Context, n Node, st vaultnode.Status, seen time.Time) outcome {
+	if st.Progress > 0 && !c.ours(n.Name, st.Nonce) {
+		first := c.foreignSince(n.Name, st.Nonce, seen)
+		if age := time.Since(first); age < c.o.StaleProgressAfter {
+			c.o.Logger.Info("someone else's unseal is in progress; leaving it alone", "node", n.Name,
+				"progress", st.Progress, "threshold", st.T, "age", age.Round(time.Millisecond), "reset_after", c.o.StaleProgressAfter)
+			return outcomeWait
+		}
+		if _, err := n.Vault.ResetUnseal(ctx); err != nil {
+			c.o.Logger.Warn("failed to reset stale unseal progress", "node", n.Name, "err", err)
+			return outcomeRetry
+		}
+		c.o.Metrics.resets.WithLabelValues(n.Name).Inc()
+		c.o.Logger.Warn("reset stale unseal progress left by someone else", "node", n.Name, "progress", st.Progress,
+			"age", time.Since(first).Round(time.Millisecond))
+	}
+
+	set, err := c.collect(ctx, n.Name)
+	if err != nil {
+		why := fmt.Sprintf("cannot unseal: %d of %d shares reachable (%v)", set.reachable, max(set.manifest.Threshold, st.T), err)
+		c.setState(n.Name, func(s *NodeState) { s.CannotWhy = why })
+		c.o.Metrics.attempts.WithLabelValues(n.Name, "cannot").Inc()
+		c.o.Logger.Error("cannot unseal: nothing submitted", "node", n.Name, "shares_reachable", set.reachable,
+			"threshold", max(set.manifest.Threshold, st.T), "holders_answered", set.answered, "err", err)
+		c.o.Notifier.Notify(Event{Kind: EventCannotUnseal, Node: n.Name, Detail: why})
+		return outcomeCannot
+	}
+	defer set.zero()
+	if st.T != 0 && st.T != set.manifest.Threshold {
+		c.o.Logger.Error("vault's threshold differs from the holders' manifest; not submitting", "node", n.Name,
+			"vault_threshold", st.T, "manifest_threshold", set.manifest.Threshold, "generation", set.manifest.Generation)
+		c.setState(n.Name, func(s *NodeState) { s.CannotWhy = "vault threshold differs from the manifest" })
+		return outcomeCannot
+	}
+
+	final, err := c.submit(ctx, n, set.shares[:set.manifest.Threshold])
+	switch {
+	case errors.Is(err, errNonceChanged):
+		c.o.Logger.Warn("unseal progress changed under us; starting over", "node", n.Name)
+		c.o.Metrics.attempts.WithLabelValues(n.Name, "retry").Inc()
+		return outcomeRetry
+	case err != nil:
+		c.o.Logger.Error("unseal attempt failed", "node", n.Name, "err", err)
+		c.o.Metrics.attempts.WithLabelValues(n.Name, "error").Inc()
+		return outcomeRetry
+	case final.Sealed:
+		c.o.Logger.Error("vault still sealed after a full threshold of verified shares", "node", n.Name, "progress", final.Progress)
+		c.o.Metrics.attempts.WithLabelValues(n.Name, "error").Inc()
+		return outcomeRetry
+	}
+	took := time.Since(seen)
+	c.o.Metrics.attempts.WithLabelValues(n.Name, "unsealed").Inc()
+	c.o.Metrics.duration.Observe(took.Seconds())
+	c.o.Metrics.sealed.WithLabelValues(n.Name).Set(0)
+	c.setState(n.Name, func(s *NodeState) {
+		s.Status, s.LastUnseal, s.CannotWhy, s.ourNonce = final, took, "", ""
+		s.Unseals++
+		clear(s.foreignSeen)
+	})
+	c.o.Logger.Info("unsealed", "node", n.Name, "generation", set.manifest.Generation,
+		"indices", indices(set.shares[:set.manifest.Threshold]), "took", took.Round(time.Millisecond))
+	c.o.Notifier.Notify(Event{Kind: EventUnsealed, Node: n.Name, Detail: took.Round(time.Millisecond).String()})
+	return outcomeUnsealed
+}
+
+var errNonceChanged = errors.New("unseal nonce changed")
+
+// submit sends the shares one by one, and stops as soon as the node is
+// unsealed. If the attempt's nonce changes midway (a reset, a restart),
+// it stops: the next round starts afresh.
+func (c *Coordinator) submit(ctx context.Context, n Node, ss []shares.Share) (vaultnode.Status, error) {
+	var st vaultnode.Status
+	nonce := ""
+	for i, s := range ss {
+		var err error
+		st, err = n.Vault.Unseal(ctx, s.Value)
+		if err != nil {
+			return st, fmt.Errorf("share %d of %d: %w", i+1, len(ss), err)
+		}
+		c.o.Metrics.submitted.WithLabelValues(n.Name).Inc()
+		if !st.Sealed {
+			return st, nil
+		}
+		// An attempt holding one of our verified shares is ours to finish,
+		// even if another coordinator started it.
+		c.setState(n.Name, func(ns *NodeState) { ns.ourNonce = st.Nonce })
+		switch {
+		case nonce == "":
+			nonce = st.Nonce
+		case st.Nonce != nonce:
+			return st, errNonceChanged
+		}
+	}
+	// The last share unsealed it, or Vault says otherwise: confirm.
+	return n.Vault.SealStatus(ctx)
+}
+
+func (c *Coordinator) ours(node, nonce string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return nonce != "" && c.state[node].ourNonce == nonce
+}
+
+// foreignSince records when a foreign nonce was first seen.
+func (c *Coordinator) foreignSince(node, nonce string, now time.Time) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.state[node]
+	if t, ok := s.foreignSeen[nonce]; ok {
+		return t
+	}
+	s.foreignSeen[nonce] = now
+	return now
+}
+
+func indices(ss []shares.Share) []uint8 {
+	out := make([]uint8, len(ss))
+	for i, s := range ss {
+		out[i] = s.Index
+	}
+	return out
+}
