@@ -282,7 +282,11 @@ type countingNotifier struct {
 	events []Event
 }
 
-func (n *countingNotifier) Notify(e Event) { n.mu.Lock(); n.events = append(n.events, e); n.mu.Unlock() }
+func (n *countingNotifier) Notify(e Event) {
+	n.mu.Lock()
+	n.events = append(n.events, e)
+	n.mu.Unlock()
+}
 func (n *countingNotifier) count(kind string) int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
