@@ -17,6 +17,7 @@ import (
 	"github.com/keyshare/keyshare/internal/devpki"
 	"github.com/keyshare/keyshare/pkg/transport/identity"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 )
 
@@ -159,7 +160,8 @@ func newFixture(t testing.TB, tune ...func(*ServerOptions)) *fixture {
 	go func() { done <- srv.Serve(lis) }()
 	t.Cleanup(func() {
 		srv.Stop()
-		if err := <-done; err != nil {
+		// Stop may win the race against a Serve that has not started yet.
+		if err := <-done; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			t.Errorf("Serve: %v", err)
 		}
 	})
