@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/keyshare/keyshare/internal/holder"
+	"github.com/keyshare/keyshare/internal/unsealer"
 )
 
 func TestExampleConfigsValidate(t *testing.T) {
@@ -17,7 +18,8 @@ func TestExampleConfigsValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	loaders := map[string]func(string) error{
-		"holder-": func(p string) error { _, err := holder.LoadShape(p); return err },
+		"holder-":  func(p string) error { _, err := holder.LoadShape(p); return err },
+		"unsealer": func(p string) error { _, err := unsealer.LoadShape(p, nil); return err },
 	}
 	seen := 0
 	for _, f := range files {
@@ -30,8 +32,8 @@ func TestExampleConfigsValidate(t *testing.T) {
 			}
 		}
 	}
-	if seen < 3 {
-		t.Fatalf("validated %d example configs, want at least the 3 holders", seen)
+	if seen < 4 {
+		t.Fatalf("validated %d example configs, want the 3 holders and the unsealer", seen)
 	}
 }
 

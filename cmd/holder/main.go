@@ -16,17 +16,11 @@ import (
 	"golang.org/x/term"
 
 	"github.com/keyshare/keyshare/internal/audit"
+	"github.com/keyshare/keyshare/internal/cliexit"
 	"github.com/keyshare/keyshare/internal/confload"
 	"github.com/keyshare/keyshare/internal/holder"
 	"github.com/keyshare/keyshare/internal/logging"
 	"github.com/keyshare/keyshare/pkg/shares"
-)
-
-// Exit codes.
-const (
-	exitOK     = 0
-	exitError  = 1
-	exitConfig = 2 // bad flags or config: fix and rerun
 )
 
 func main() {
@@ -208,15 +202,5 @@ Exit codes: 0 ok, 1 runtime error, 2 bad configuration or usage.`,
 	auditCmd.AddCommand(auditVerify)
 	root.AddCommand(runCmd, statusCmd, verifyCmd, keygenCmd, importCmd, exportCmd, auditCmd)
 
-	err := root.Execute()
-	switch {
-	case err == nil:
-		return exitOK
-	case confload.IsConfigError(err) || isUsage(err):
-		fmt.Fprintln(os.Stderr, "holder:", err)
-		return exitConfig
-	default:
-		fmt.Fprintln(os.Stderr, "holder:", err)
-		return exitError
-	}
+	return cliexit.Code(os.Stderr, "holder", root.Execute())
 }

@@ -31,15 +31,3 @@ func readHidden(f *os.File, prompt io.Writer, n int) (io.Reader, error) {
 	}
 	return &buf, nil
 }
-
-// isUsage reports whether err is a cobra usage error (unknown flag,
-// missing argument).
-func isUsage(err error) bool {
-	s := err.Error()
-	for _, p := range []string{"unknown flag", "unknown command", "unknown shorthand", "accepts ", "required flag", "invalid argument"} {
-		if strings.Contains(s, p) {
-			return true
-		}
-	}
-	return false
-}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,10 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/keyshare/keyshare/internal/audit"
 	"github.com/keyshare/keyshare/internal/confload"
+	"github.com/keyshare/keyshare/internal/metricsrv"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 	"github.com/keyshare/keyshare/pkg/policy"
 	"github.com/keyshare/keyshare/pkg/shares"
@@ -183,7 +181,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signa
 
 	var metricsSrv *http.Server
 	if c.MetricsListen != "" {
-		metricsSrv, err = serveMetrics(c.MetricsListen, m, log)
+		metricsSrv, err = metricsrv.Serve(c.MetricsListen, m.Registry, log)
 		if err != nil {
 			srv.Stop()
 			_ = cluster.Shutdown()
@@ -272,23 +270,6 @@ func countMembers(ctx context.Context, c *gossip.Cluster, m *Metrics) {
 		case <-t.C:
 		}
 	}
-}
-
-func serveMetrics(addr string, m *Metrics, log *slog.Logger) (*http.Server, error) {
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("failed to listen on %s (metrics_listen): %w", addr, err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	s := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := s.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server stopped", "err", err)
-		}
-	}()
-	return s, nil
 }
 
 // certNotAfter reads the leaf's NotAfter for the expiry metric (0 if the

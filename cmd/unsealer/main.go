@@ -1,0 +1,124 @@
+// Command unsealer is keyshare's coordinator and operator CLI: `run` watches
+// every Vault node and unseals it from verified holder shares; `status`
+// shows nodes and holders; `init`, `unseal` and `rekey` are the operator's
+// lifecycle commands. Run `unsealer --help` for details.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keyshare/keyshare/internal/cliexit"
+	"github.com/keyshare/keyshare/internal/logging"
+	"github.com/keyshare/keyshare/internal/unsealer"
+)
+
+// exitDegraded is `status`'s exit code when something stands between the
+// cluster and an unseal (the others are in internal/cliexit).
+const exitDegraded = 3
+
+var errDegraded = errors.New("degraded")
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	root := &cobra.Command{
+		Use:   "unsealer",
+		Short: "Unseal Shamir-sealed Vault nodes from keyshare holders, without a person",
+		Long: `unsealer watches the seal status of every Vault node. When a node is sealed it
+collects shares from the live keyshare holders over mutual TLS, checks each
+one against the manifest a majority of holders agree on, and submits exactly
+a threshold of verified shares. It never submits a share it has not checked.
+
+It is also the operator's CLI: status, init, unseal (break-glass), rekey.
+
+Configuration is read from --config, then KEYSHARE_* environment variables
+(tls.cert_file is KEYSHARE_TLS_CERT_FILE), then flags. See configs/unsealer.yaml.
+
+Exit codes: 0 ok, 1 runtime error, 2 bad configuration or usage,
+3 (status) something prevents an unseal.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	var cfgPath string
+	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", "/etc/keyshare/unsealer.yaml", "config file")
+	load := func(cmd *cobra.Command) (unsealer.Config, error) { return unsealer.Load(cfgPath, cmd.Flags()) }
+
+	runCmd := &cobra.Command{
+		Use:   "run",
+		Short: "Watch every Vault node and unseal it; SIGHUP reloads certificates",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := load(cmd)
+			if err != nil {
+				return err
+			}
+			lvl, _ := logging.ParseLevel(c.LogLevel)
+			log := logging.New(os.Stderr, lvl, "unsealer")
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			return unsealer.Run(ctx, c, log, hup)
+		},
+	}
+	runCmd.Flags().String("log-level", "", "debug, info, warn or error")
+	runCmd.Flags().String("metrics-listen", "", "Prometheus metrics address (host:port)")
+	runCmd.Flags().String("source-addr", "", "local address to connect to holders from")
+
+	var asJSON bool
+	statusCmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show every Vault node and holder, and what is missing to reach the threshold",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := load(cmd)
+			if err != nil {
+				return err
+			}
+			log := logging.New(os.Stderr, 8, "unsealer") // errors only
+			src, err := unsealer.Identity(c, log)
+			if err != nil {
+				return err
+			}
+			nodes, err := unsealer.VaultNodes(c)
+			if err != nil {
+				return err
+			}
+			hs := unsealer.NewHolderSet(src, c, nil)
+			defer hs.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			r := unsealer.Status(ctx, nodes, hs)
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(r); err != nil {
+					return err
+				}
+			} else {
+				r.Print(cmd.OutOrStdout())
+			}
+			if r.Missing != "" {
+				return errDegraded
+			}
+			return nil
+		},
+	}
+	statusCmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	statusCmd.Flags().String("source-addr", "", "local address to connect to holders from")
+
+	root.AddCommand(runCmd, statusCmd)
+	root.AddCommand(lifecycleCommands(load)...)
+
+	err := root.Execute()
+	if errors.Is(err, errDegraded) {
+		return exitDegraded
+	}
+	return cliexit.Code(os.Stderr, "unsealer", err)
+}

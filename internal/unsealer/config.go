@@ -1,0 +1,233 @@
+// Package unsealer wires the coordinator daemon and the operator commands:
+// configuration, the holder set (gossip membership with static addresses as
+// fallback), the Vault nodes, metrics, and status.
+package unsealer
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/keyshare/keyshare/internal/confload"
+	"github.com/keyshare/keyshare/internal/coordinator"
+	"github.com/keyshare/keyshare/internal/logging"
+	"github.com/keyshare/keyshare/pkg/shares"
+)
+
+// Defaults. Each can be overridden in the config file, by KEYSHARE_*
+// environment variables or by flags.
+const (
+	// DefaultGossipBind is the gossip address: port 7946, as memberlist.
+	DefaultGossipBind = "0.0.0.0:7946"
+	// DefaultVaultTimeout bounds one request to a Vault node.
+	DefaultVaultTimeout = 2 * time.Second
+	// DefaultMetricsListen serves /metrics on loopback only.
+	DefaultMetricsListen = "127.0.0.1:9750"
+	// DefaultLogLevel is info: one line per state change, none per poll.
+	DefaultLogLevel = "info"
+)
+
+// Config is the unsealer's configuration (see configs/unsealer.yaml).
+type Config struct {
+	ID string `mapstructure:"id"`
+	// SourceAddr is the local address to connect to holders from, when the
+	// holders bind this credential to an address. Empty lets the OS pick.
+	SourceAddr string         `mapstructure:"source_addr"`
+	Gossip     GossipConfig   `mapstructure:"gossip"`
+	TLS        TLSConfig      `mapstructure:"tls"`
+	Holders    []HolderConfig `mapstructure:"holders"`
+	Vault      VaultConfig    `mapstructure:"vault"`
+	Plan       PlanConfig     `mapstructure:"plan"`
+	Watch      WatchConfig    `mapstructure:"watch"`
+	// WebhookURL receives sealed, unsealed and cannot_unseal events.
+	WebhookURL    string `mapstructure:"webhook_url"`
+	MetricsListen string `mapstructure:"metrics_listen"`
+	LogLevel      string `mapstructure:"log_level"`
+
+	file string
+}
+
+// GossipConfig is the membership cluster; an empty bind turns gossip off
+// and the static holder addresses are used alone.
+type GossipConfig struct {
+	Bind           string        `mapstructure:"bind"`
+	Advertise      string        `mapstructure:"advertise"`
+	Seeds          []string      `mapstructure:"seeds"`
+	RejoinInterval time.Duration `mapstructure:"rejoin_interval"`
+}
+
+// TLSConfig names the identity files.
+type TLSConfig struct {
+	CAFile   string `mapstructure:"ca_file"`
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+	CRLFile  string `mapstructure:"crl_file"`
+}
+
+// HolderConfig is one holder of the deployment.
+type HolderConfig struct {
+	ID      string `mapstructure:"id"`
+	Address string `mapstructure:"address"`
+	// Shares is how many shares init deals to this holder.
+	Shares int `mapstructure:"shares"`
+}
+
+// VaultConfig lists the Vault nodes to watch.
+type VaultConfig struct {
+	CAFile  string        `mapstructure:"ca_file"`
+	Timeout time.Duration `mapstructure:"timeout"`
+	Nodes   []VaultNode   `mapstructure:"nodes"`
+}
+
+// VaultNode is one Vault server.
+type VaultNode struct {
+	Name    string `mapstructure:"name"`
+	Address string `mapstructure:"address"`
+}
+
+// PlanConfig is the split used by init and rekey; the per-holder counts are
+// in Holders.
+type PlanConfig struct {
+	Shares    int  `mapstructure:"shares"`
+	Threshold int  `mapstructure:"threshold"`
+	Fragile   bool `mapstructure:"allow_fragile"`
+}
+
+// WatchConfig tunes the coordinator loop.
+type WatchConfig struct {
+	PollInterval       time.Duration `mapstructure:"poll_interval"`
+	DownInterval       time.Duration `mapstructure:"down_interval"`
+	StaleProgressAfter time.Duration `mapstructure:"stale_progress_after"`
+	HolderTimeout      time.Duration `mapstructure:"holder_timeout"`
+}
+
+// Default returns a Config with every default filled in.
+func Default() Config {
+	return Config{
+		Gossip:        GossipConfig{Bind: DefaultGossipBind},
+		Vault:         VaultConfig{Timeout: DefaultVaultTimeout},
+		Plan:          PlanConfig{Shares: shares.DefaultShares, Threshold: shares.DefaultThreshold},
+		MetricsListen: DefaultMetricsListen,
+		LogLevel:      DefaultLogLevel,
+		Watch: WatchConfig{
+			PollInterval: coordinator.DefaultPollInterval, DownInterval: coordinator.DefaultDownInterval,
+			StaleProgressAfter: coordinator.DefaultStaleProgressAfter, HolderTimeout: coordinator.DefaultHolderTimeout,
+		},
+	}
+}
+
+// FlagKeys maps unsealer flags to config keys.
+var FlagKeys = map[string]string{"log-level": "log_level", "metrics-listen": "metrics_listen", "source-addr": "source_addr"}
+
+// Load reads the config file, the environment and the flags, validates, and
+// checks that the files it names exist.
+func Load(path string, flags *pflag.FlagSet) (Config, error) {
+	c, err := LoadShape(path, flags)
+	if err != nil {
+		return Config{}, err
+	}
+	for _, kv := range [][2]string{{"tls.ca_file", c.TLS.CAFile}, {"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile}, {"vault.ca_file", c.Vault.CAFile}} {
+		if _, err := os.Stat(kv[1]); err != nil {
+			return Config{}, confload.Errorf(path, "%s: %w", kv[0], err)
+		}
+	}
+	return c, nil
+}
+
+// LoadShape reads and validates without checking that files exist.
+func LoadShape(path string, flags *pflag.FlagSet) (Config, error) {
+	c := Default()
+	if err := confload.Load(path, &c, flags, FlagKeys); err != nil {
+		return Config{}, err
+	}
+	c.file = path
+	if err := c.Validate(); err != nil {
+		return Config{}, &confload.Error{File: path, Err: err}
+	}
+	return c, nil
+}
+
+// File is the config file it was loaded from.
+func (c Config) File() string { return c.file }
+
+// TrustDomain is the trust domain of the unsealer's ID.
+func (c Config) TrustDomain() string {
+	td, _, _ := strings.Cut(strings.TrimPrefix(c.ID, "spiffe://"), "/")
+	return td
+}
+
+// Validate checks the config and names the key and the fix on error.
+func (c Config) Validate() error {
+	if !strings.HasPrefix(c.ID, "spiffe://") || !(strings.Contains(c.ID, "/unsealer/") || strings.Contains(c.ID, "/operator/")) {
+		return fmt.Errorf("id %q: want spiffe://<trust-domain>/unsealer/<name> (or /operator/<name> for break-glass use)", c.ID)
+	}
+	for _, kv := range [][2]string{{"tls.ca_file", c.TLS.CAFile}, {"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile}, {"vault.ca_file", c.Vault.CAFile}} {
+		if kv[1] == "" {
+			return fmt.Errorf("%s: missing: name the PEM file", kv[0])
+		}
+	}
+	if c.SourceAddr != "" {
+		if _, err := netip.ParseAddr(c.SourceAddr); err != nil {
+			return fmt.Errorf("source_addr %q: want an IP address: %w", c.SourceAddr, err)
+		}
+	}
+	if c.Gossip.Bind != "" {
+		if _, _, err := net.SplitHostPort(c.Gossip.Bind); err != nil {
+			return fmt.Errorf("gossip.bind %q: want host:port: %w", c.Gossip.Bind, err)
+		}
+	}
+	if len(c.Holders) < 2 {
+		return errors.New("holders: list every holder (id, address, shares); at least 2")
+	}
+	seen := map[string]bool{}
+	for i, h := range c.Holders {
+		if !strings.HasPrefix(h.ID, "spiffe://") || !strings.Contains(h.ID, "/holder/") {
+			return fmt.Errorf("holders[%d].id %q: want spiffe://<trust-domain>/holder/<name>", i, h.ID)
+		}
+		if _, _, err := net.SplitHostPort(h.Address); err != nil {
+			return fmt.Errorf("holders[%d].address %q: want host:port: %w", i, h.Address, err)
+		}
+		if seen[h.ID] {
+			return fmt.Errorf("holders[%d]: %s listed twice", i, h.ID)
+		}
+		seen[h.ID] = true
+	}
+	if err := c.SharePlan().Validate(); err != nil {
+		return fmt.Errorf("plan and holders[].shares: %w", err)
+	}
+	if len(c.Vault.Nodes) == 0 {
+		return errors.New("vault.nodes: list the Vault nodes to watch (name and https address)")
+	}
+	names := map[string]bool{}
+	for i, v := range c.Vault.Nodes {
+		if v.Name == "" || !strings.HasPrefix(v.Address, "https://") {
+			return fmt.Errorf("vault.nodes[%d]: want a name and an https:// address", i)
+		}
+		if names[v.Name] {
+			return fmt.Errorf("vault.nodes[%d]: name %q listed twice", i, v.Name)
+		}
+		names[v.Name] = true
+	}
+	if c.Watch.PollInterval <= 0 || c.Watch.DownInterval <= 0 || c.Watch.StaleProgressAfter <= 0 || c.Watch.HolderTimeout <= 0 {
+		return errors.New("watch: every interval must be positive")
+	}
+	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	return nil
+}
+
+// SharePlan is the allotment plan from the plan section and the holders.
+func (c Config) SharePlan() shares.Plan {
+	p := shares.Plan{Shares: c.Plan.Shares, Threshold: c.Plan.Threshold, AllowFragile: c.Plan.Fragile}
+	for _, h := range c.Holders {
+		p.Holders = append(p.Holders, shares.Allotment{Holder: h.ID, Count: h.Shares})
+	}
+	return p
+}

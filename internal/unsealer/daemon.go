@@ -1,0 +1,146 @@
+package unsealer
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/keyshare/keyshare/internal/confload"
+	"github.com/keyshare/keyshare/internal/coordinator"
+	"github.com/keyshare/keyshare/internal/metricsrv"
+	"github.com/keyshare/keyshare/internal/vaultnode"
+	"github.com/keyshare/keyshare/pkg/transport/gossip"
+	"github.com/keyshare/keyshare/pkg/transport/identity"
+)
+
+// Version is gossiped in the unsealer's metadata.
+var Version = "dev"
+
+// Identity loads the unsealer's TLS identity and checks it matches the ID.
+func Identity(c Config, log *slog.Logger) (*identity.Source, error) {
+	src, err := identity.New(identity.Options{CAFile: c.TLS.CAFile, CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile,
+		CRLFile: c.TLS.CRLFile, TrustDomain: c.TrustDomain(), Logger: log})
+	if err != nil {
+		return nil, &confload.Error{File: c.file, Err: err}
+	}
+	if src.ID().String() != c.ID {
+		return nil, confload.Errorf(c.file, "id %q differs from the certificate's ID %q (tls.cert_file %s): fix one of them", c.ID, src.ID(), c.TLS.CertFile)
+	}
+	return src, nil
+}
+
+// VaultNodes builds a pinned-CA client per configured node, in order.
+func VaultNodes(c Config) ([]*vaultnode.Node, error) {
+	ca, err := os.ReadFile(c.Vault.CAFile)
+	if err != nil {
+		return nil, confload.Errorf(c.file, "vault.ca_file: %w", err)
+	}
+	var out []*vaultnode.Node
+	for _, v := range c.Vault.Nodes {
+		n, err := vaultnode.New(v.Name, v.Address, vaultnode.Options{CACert: ca, Timeout: c.Vault.Timeout})
+		if err != nil {
+			return nil, &confload.Error{File: c.file, Err: err}
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// Run is `unsealer run`: watch every node and unseal it, until ctx is done.
+// A value on reload re-reads the certificates.
+func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signal) error {
+	src, err := Identity(c, log)
+	if err != nil {
+		return err
+	}
+	nodes, err := VaultNodes(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		if err := src.Watch(ctx); err != nil {
+			log.Error("certificate watch did not start; reload with SIGHUP", "err", err)
+		}
+	}()
+
+	var members Membership
+	var cluster *gossip.Cluster
+	if c.Gossip.Bind != "" {
+		peers := identity.AllowRoles(identity.RoleHolder, identity.RoleUnsealer)
+		cluster, err = gossip.New(gossip.Config{
+			Name: c.ID, BindAddr: c.Gossip.Bind, AdvertiseAddr: c.Gossip.Advertise, Seeds: c.Gossip.Seeds,
+			ServerTLS: src.ServerConfig(peers), ClientTLS: src.ClientConfig(peers),
+			Meta: gossip.Meta{Role: "unsealer", Version: Version}, Logger: log.With("component", "gossip"),
+			RejoinInterval: c.Gossip.RejoinInterval,
+		})
+		if err != nil {
+			return fmt.Errorf("gossip on %s: %w", c.Gossip.Bind, err)
+		}
+		defer func() {
+			_ = cluster.Leave(2 * time.Second)
+			_ = cluster.Shutdown()
+		}()
+		members = cluster
+	}
+	holders := NewHolderSet(src, c, members)
+	defer holders.Close()
+
+	m := coordinator.NewMetrics()
+	reg := prometheus.NewRegistry()
+	if err := m.Register(reg); err != nil {
+		return err
+	}
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var notifier coordinator.Notifier
+	if c.WebhookURL != "" {
+		notifier = coordinator.NewWebhook(ctx, c.WebhookURL, log)
+	}
+	var watched []coordinator.Node
+	for _, n := range nodes {
+		watched = append(watched, coordinator.Node{Name: n.Name, Vault: n})
+	}
+	co, err := coordinator.New(watched, holders, coordinator.Options{
+		PollInterval: c.Watch.PollInterval, DownInterval: c.Watch.DownInterval,
+		StaleProgressAfter: c.Watch.StaleProgressAfter, HolderTimeout: c.Watch.HolderTimeout,
+		Logger: log, Metrics: m, Notifier: notifier,
+	})
+	if err != nil {
+		return err
+	}
+	var metricsSrv *http.Server
+	if c.MetricsListen != "" {
+		if metricsSrv, err = metricsrv.Serve(c.MetricsListen, reg, log); err != nil {
+			return err
+		}
+	}
+	done := make(chan struct{})
+	go func() { _ = co.Run(ctx); close(done) }()
+	log.Info("unsealer watching", "id", c.ID, "nodes", len(nodes), "holders", len(c.Holders), "gossip", c.Gossip.Bind != "")
+	for {
+		select {
+		case <-ctx.Done():
+			<-done
+			if metricsSrv != nil {
+				sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_ = metricsSrv.Shutdown(sctx)
+				scancel()
+			}
+			log.Info("stopped")
+			return nil
+		case <-reload:
+			if err := src.Reload(); err != nil {
+				log.Error("certificate reload failed; keeping the old ones", "err", err)
+			} else {
+				log.Info("certificates reloaded")
+			}
+		}
+	}
+}

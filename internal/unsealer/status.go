@@ -1,0 +1,200 @@
+package unsealer
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+
+	"github.com/keyshare/keyshare/internal/vaultnode"
+	"github.com/keyshare/keyshare/pkg/shares"
+)
+
+// NodeReport is one Vault node in `unsealer status`.
+type NodeReport struct {
+	Name        string `json:"name"`
+	Address     string `json:"address"`
+	Reachable   bool   `json:"reachable"`
+	Initialized bool   `json:"initialized"`
+	Sealed      bool   `json:"sealed"`
+	Progress    int    `json:"progress"`
+	Threshold   int    `json:"threshold"`
+	Version     string `json:"version,omitempty"`
+	HARole      string `json:"ha_role,omitempty"`
+	Error       string `json:"error,omitempty"`
+}
+
+// HolderReport is one holder in `unsealer status`.
+type HolderReport struct {
+	ID         string  `json:"id"`
+	Address    string  `json:"address"`
+	Alive      bool    `json:"alive"`
+	Generation uint64  `json:"generation"`
+	Shares     []uint8 `json:"shares"`
+	Agrees     bool    `json:"agrees_with_majority"`
+	Error      string  `json:"error,omitempty"`
+}
+
+// Report is the whole `unsealer status`.
+type Report struct {
+	Nodes           []NodeReport   `json:"nodes"`
+	Holders         []HolderReport `json:"holders"`
+	Generation      uint64         `json:"generation"`
+	Threshold       int            `json:"threshold"`
+	SharesReachable int            `json:"shares_reachable"`
+	// Missing says what stands between the cluster and an unseal; empty
+	// when the holders can unseal every sealed node.
+	Missing string `json:"missing,omitempty"`
+}
+
+// Status asks every node and holder, in parallel, and sums it up.
+func Status(ctx context.Context, nodes []*vaultnode.Node, hs *HolderSet) Report {
+	var r Report
+	r.Nodes = make([]NodeReport, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nr := NodeReport{Name: n.Name, Address: n.Addr}
+			st, err := n.SealStatus(ctx)
+			if err != nil {
+				nr.Error = err.Error()
+			} else {
+				nr.Reachable, nr.Initialized, nr.Sealed = true, st.Initialized, st.Sealed
+				nr.Progress, nr.Threshold, nr.Version = st.Progress, st.T, st.Version
+				if code, err := n.Health(ctx); err == nil {
+					nr.HARole = vaultnode.HARole(code)
+				}
+			}
+			r.Nodes[i] = nr
+		}()
+	}
+	r.Holders = make([]HolderReport, len(hs.cfgs))
+	manifests := make([]shares.Manifest, len(hs.cfgs))
+	for i, h := range hs.cfgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hr := HolderReport{ID: h.ID, Address: h.Address}
+			c, err := hs.client(h.ID, h.Address)
+			if err == nil {
+				var m shares.Manifest
+				w, merr := c.Manifest(ctx)
+				err = merr
+				if merr == nil {
+					m = w.Shares()
+					manifests[i] = m
+					hr.Alive, hr.Generation = true, m.Generation
+				}
+			}
+			if err != nil {
+				hr.Error = err.Error()
+			}
+			r.Holders[i] = hr
+		}()
+	}
+	wg.Wait()
+
+	// The majority manifest, and the shares the agreeing live holders have.
+	counts := map[shares.Digest]int{}
+	var best shares.Manifest
+	for _, m := range manifests {
+		if m.Generation == 0 {
+			continue
+		}
+		h := m.Hash()
+		counts[h]++
+		if counts[h] > counts[best.Hash()] || best.Generation == 0 {
+			best = m
+		}
+	}
+	need := len(hs.cfgs)/2 + 1
+	if best.Generation != 0 && counts[best.Hash()] >= need {
+		r.Generation, r.Threshold = best.Generation, best.Threshold
+	}
+	held := map[uint8]bool{}
+	for i, m := range manifests {
+		if r.Generation != 0 && m.Generation != 0 && m.Hash() == best.Hash() {
+			r.Holders[i].Agrees = true
+			r.Holders[i].Shares = hs.cfgShares(hs.cfgs[i].ID, m)
+			for _, x := range r.Holders[i].Shares {
+				held[x] = true
+			}
+		}
+	}
+	r.SharesReachable = len(held)
+	r.Missing = r.missing(need, len(hs.cfgs))
+	return r
+}
+
+// cfgShares is what a holder reports holding: the metadata of the
+// manifest does not say which indices are whose, so the plan decides.
+func (hs *HolderSet) cfgShares(id string, m shares.Manifest) []uint8 {
+	p := shares.Plan{Shares: len(m.Digests), Threshold: m.Threshold}
+	for _, h := range hs.cfgs {
+		p.Holders = append(p.Holders, shares.Allotment{Holder: h.ID, Count: h.Shares})
+	}
+	return p.Indices()[id]
+}
+
+func (r Report) missing(need, total int) string {
+	var sealedNodes, uninit []string
+	for _, n := range r.Nodes {
+		switch {
+		case n.Reachable && !n.Initialized:
+			uninit = append(uninit, n.Name)
+		case n.Reachable && n.Sealed:
+			sealedNodes = append(sealedNodes, n.Name)
+		}
+	}
+	var parts []string
+	if len(uninit) > 0 {
+		parts = append(parts, fmt.Sprintf("%s not initialized: run 'unsealer init'", strings.Join(uninit, ", ")))
+	}
+	switch {
+	case r.Generation == 0:
+		parts = append(parts, fmt.Sprintf("no manifest held by %d of %d holders: start more holders, or init", need, total))
+	case r.SharesReachable < r.Threshold:
+		parts = append(parts, fmt.Sprintf("%d of %d shares reachable: start %d more share(s)' holder, or use 'unsealer unseal' (break-glass)",
+			r.SharesReachable, r.Threshold, r.Threshold-r.SharesReachable))
+	}
+	if len(sealedNodes) > 0 && len(parts) > 0 {
+		parts = append(parts, "sealed: "+strings.Join(sealedNodes, ", "))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Print writes the report as two tables and a verdict.
+func (r Report) Print(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tADDRESS\tINITIALIZED\tSEALED\tPROGRESS\tVERSION\tHA ROLE")
+	for _, n := range r.Nodes {
+		if !n.Reachable {
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\tunreachable\n", n.Name, n.Address)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%t\t%t\t%d/%d\t%s\t%s\n", n.Name, n.Address, n.Initialized, n.Sealed, n.Progress, n.Threshold, n.Version, n.HARole)
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "HOLDER\tADDRESS\tALIVE\tGENERATION\tSHARES\tAGREES")
+	hs := append([]HolderReport(nil), r.Holders...)
+	sort.Slice(hs, func(i, j int) bool { return hs[i].ID < hs[j].ID })
+	for _, h := range hs {
+		if !h.Alive {
+			fmt.Fprintf(tw, "%s\t%s\tno\t-\t-\t-\n", h.ID, h.Address)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\tyes\t%d\t%v\t%t\n", h.ID, h.Address, h.Generation, h.Shares, h.Agrees)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nshares reachable: %d of threshold %d (generation %d)\n", r.SharesReachable, r.Threshold, r.Generation)
+	if r.Missing != "" {
+		fmt.Fprintf(w, "missing: %s\n", r.Missing)
+	} else {
+		fmt.Fprintln(w, "ok: the live holders can unseal every node")
+	}
+}
