@@ -24,6 +24,7 @@ type fakeHolder struct {
 	down     bool
 	corrupt  bool
 	delay    time.Duration
+	slowRel  time.Duration // delay before answering Release
 	releases int
 }
 
@@ -43,6 +44,14 @@ func (h *fakeHolder) Manifest(ctx context.Context) (sharerpc.Manifest, error) {
 }
 
 func (h *fakeHolder) Release(ctx context.Context, _ string, gen uint64) ([]sharerpc.Share, error) {
+	h.mu.Lock()
+	slow := h.slowRel
+	h.mu.Unlock()
+	select {
+	case <-time.After(slow):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.down {
@@ -196,6 +205,9 @@ func TestNoSubmissionWithOnlyHolderC(t *testing.T) {
 func TestCorruptShareCaught(t *testing.T) {
 	r := newRig(t, "127.0.0.73")
 	r.holders["a"].set(func(h *fakeHolder) { h.corrupt = true })
+	// A answers first, so its bad shares are surely looked at.
+	r.holders["b"].set(func(h *fakeHolder) { h.slowRel = 200 * time.Millisecond })
+	r.holders["c"].set(func(h *fakeHolder) { h.slowRel = 200 * time.Millisecond })
 	m := NewMetrics()
 	r.start(t, Options{Metrics: m})
 	waitUnsealed(t, r.fake, 10*time.Second)
