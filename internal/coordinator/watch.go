@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -111,4 +112,38 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// UnsealOnce checks node once and, if it is initialized and sealed, runs one
+// unseal attempt. It returns whether the node is unsealed afterwards and
+// how long the attempt took. Operators' one-shot commands and benchmarks use
+// it; `run` uses the watchers.
+func (c *Coordinator) UnsealOnce(ctx context.Context, name string) (bool, time.Duration, error) {
+	for _, n := range c.nodes {
+		if n.Name != name {
+			continue
+		}
+		seen := time.Now()
+		st, err := n.Vault.SealStatus(ctx)
+		if err != nil {
+			return false, 0, err
+		}
+		if !st.Initialized {
+			return false, 0, fmt.Errorf("vault node %s is not initialized: run 'unsealer init'", name)
+		}
+		if !st.Sealed {
+			return true, 0, nil
+		}
+		if c.unseal(ctx, n, st, seen) != outcomeUnsealed {
+			c.mu.Lock()
+			why := c.state[name].CannotWhy
+			c.mu.Unlock()
+			if why == "" {
+				why = "the attempt did not complete; see the log"
+			}
+			return false, time.Since(seen), fmt.Errorf("vault node %s: %s", name, why)
+		}
+		return true, time.Since(seen), nil
+	}
+	return false, 0, fmt.Errorf("vault node %s is not configured", name)
 }
