@@ -11,7 +11,7 @@ import (
 )
 
 type sample struct {
-	Listen string        `mapstructure:"listen"`
+	Listen string `mapstructure:"listen"`
 	Nested struct {
 		Timeout time.Duration `mapstructure:"timeout"`
 		Seeds   []string      `mapstructure:"seeds"`
