@@ -191,3 +191,23 @@ func BenchmarkSealedToUnsealed(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkHolderRelease is one Release from a real holder over an open
+// mutual-TLS connection, including the holder's own seal-status check of
+// the (fake) Vault node, the policy decision and the fsynced audit entry.
+//
+//	go test -run '^$' -bench HolderRelease -benchtime 300x ./internal/unsealer/
+func BenchmarkHolderRelease(b *testing.B) {
+	r := newRig(b)
+	c, err := r.hs.Client(r.hs.cfgs[0].ID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	for b.Loop() {
+		ss, err := c.Release(ctx, "vault-1", 1)
+		if err != nil || len(ss) != 2 {
+			b.Fatalf("release: %d shares, %v", len(ss), err)
+		}
+	}
+}
