@@ -1,13 +1,306 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
 	"github.com/spf13/cobra"
 
+	"github.com/keyshare/keyshare/internal/confload"
+	"github.com/keyshare/keyshare/internal/lifecycle"
+	"github.com/keyshare/keyshare/internal/logging"
 	"github.com/keyshare/keyshare/internal/unsealer"
+	"github.com/keyshare/keyshare/internal/vaultnode"
 )
+
+// pauseEnv names a step at which init or rekey stops and waits to be
+// killed: the process tests use it to inject a kill -9 at each step.
+const pauseEnv = "KEYSHARE_TEST_PAUSE_AT"
+
+// env is what every lifecycle command builds from the config.
+type env struct {
+	nodes   []lifecycle.Node
+	vaults  []*vaultnode.Node
+	holders []lifecycle.HolderRef
+	close   func()
+	opts    lifecycle.Options
+}
+
+func setup(cmd *cobra.Command, load func(*cobra.Command) (unsealer.Config, error), retryFor time.Duration) (unsealer.Config, *env, error) {
+	c, err := load(cmd)
+	if err != nil {
+		return c, nil, err
+	}
+	src, err := unsealer.Identity(c, logging.New(os.Stderr, 8, "unsealer"))
+	if err != nil {
+		return c, nil, err
+	}
+	vs, err := unsealer.VaultNodes(c)
+	if err != nil {
+		return c, nil, err
+	}
+	e := &env{vaults: vs, opts: lifecycle.Options{Out: cmd.ErrOrStderr(), RetryFor: retryFor}}
+	for _, v := range vs {
+		v.SetToken(os.Getenv("VAULT_TOKEN"))
+		e.nodes = append(e.nodes, lifecycle.Node{Name: v.Name, Vault: v})
+	}
+	hs := unsealer.NewHolderSet(src, c, nil)
+	e.close = hs.Close
+	for _, h := range c.Holders {
+		cl, err := hs.Client(h.ID)
+		if err != nil {
+			hs.Close()
+			return c, nil, err
+		}
+		e.holders = append(e.holders, lifecycle.HolderRef{ID: h.ID, Holder: cl})
+	}
+	if step := os.Getenv(pauseEnv); step != "" {
+		e.opts.AfterStep = func(s lifecycle.Step) error {
+			if string(s) == step {
+				fmt.Fprintf(os.Stderr, "paused at step %s\n", s)
+				select {}
+			}
+			return nil
+		}
+	}
+	return c, e, nil
+}
+
+// node picks --node, or the first configured node.
+func (e *env) node(name string) (lifecycle.Node, error) {
+	if name == "" {
+		return e.nodes[0], nil
+	}
+	for _, n := range e.nodes {
+		if n.Name == name {
+			return n, nil
+		}
+	}
+	return lifecycle.Node{}, usage(fmt.Errorf("--node %s: not in vault.nodes of the config", name))
+}
 
 // lifecycleCommands are init, unseal and rekey (see internal/lifecycle).
 func lifecycleCommands(load func(*cobra.Command) (unsealer.Config, error)) []*cobra.Command {
-	_ = load
-	return nil
+	return []*cobra.Command{initCommand(load), unsealCommand(load), rekeyCommand(load)}
 }
+
+func initCommand(load func(*cobra.Command) (unsealer.Config, error)) *cobra.Command {
+	var node, ageRecipient, pgpFile string
+	var abort bool
+	var commit, gen uint64
+	var retryFor time.Duration
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Initialize Vault and deal its unseal key's shares to the holders (two-phase)",
+		Long: `init initializes an uninitialized Vault node with the plan from the config
+(default 5 shares, threshold 3, dealt 2/2/1), stages each holder's shares with
+the full manifest, reads them back, commits everywhere, and unseals the node
+through the holders. Shares never touch disk or the terminal. The root token
+is printed once, or encrypted with --root-token-age-recipient or
+--root-token-pgp-key.
+
+--abort drops a staged generation left by an interrupted init;
+--commit GEN finishes an init whose commit failed on some holders.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if ageRecipient != "" && pgpFile != "" {
+				return usage(fmt.Errorf("give --root-token-age-recipient or --root-token-pgp-key, not both"))
+			}
+			if ageRecipient != "" {
+				if err := lifecycle.CheckAgeRecipient(ageRecipient); err != nil {
+					return usage(err)
+				}
+			}
+			var pgp string
+			if pgpFile != "" {
+				var err error
+				if pgp, err = lifecycle.ReadPGPKey(pgpFile); err != nil {
+					return usage(err)
+				}
+			}
+			c, e, err := setup(cmd, load, retryFor)
+			if err != nil {
+				return err
+			}
+			defer e.close()
+			ctx := cmd.Context()
+			switch {
+			case abort:
+				if gen == 0 {
+					a := lifecycle.Agree(ctx, e.holders)
+					for _, g := range a.Current {
+						gen = max(gen, g+1)
+					}
+				}
+				return lifecycle.AbortInit(ctx, e.holders, gen, e.opts)
+			case commit != 0:
+				if err := lifecycle.CommitInit(ctx, e.holders, commit, e.opts); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "committed generation %d on every holder\n", commit)
+				return nil
+			}
+			n, err := e.node(node)
+			if err != nil {
+				return err
+			}
+			res, err := lifecycle.Init(ctx, lifecycle.InitConfig{Node: n, Holders: e.holders, Plan: c.SharePlan(), RootTokenPGPKey: pgp, Options: e.opts})
+			if werr := lifecycle.WriteRootToken(cmd.OutOrStdout(), res.RootToken, res.PGPEncrypted, ageRecipient); werr != nil && err == nil {
+				err = werr
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "init done: generation %d dealt to %d holders, %s unsealed from them\n", res.Generation, len(e.holders), n.Name)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&node, "node", "", "Vault node to initialize (default: the first in vault.nodes)")
+	f.StringVar(&ageRecipient, "root-token-age-recipient", "", "encrypt the root token to this age public key (age1...)")
+	f.StringVar(&pgpFile, "root-token-pgp-key", "", "PGP public key file: Vault encrypts the root token to it")
+	f.BoolVar(&abort, "abort", false, "drop the generation an interrupted init left staged on the holders")
+	f.Uint64Var(&gen, "generation", 0, "with --abort: the staged generation (default: newest held + 1)")
+	f.Uint64Var(&commit, "commit", 0, "finish an init by committing this generation on every holder")
+	f.DurationVar(&retryFor, "retry-for", lifecycle.DefaultRetryFor, "how long to retry a holder that fails to stage or commit")
+	f.String("source-addr", "", "local address to connect to holders from")
+	return cmd
+}
+
+func rekeyCommand(load func(*cobra.Command) (unsealer.Config, error)) *cobra.Command {
+	var node string
+	var status, abort, recover, prompt, asJSON bool
+	var files []string
+	var retryFor time.Duration
+	cmd := &cobra.Command{
+		Use:   "rekey",
+		Short: "Rotate the unseal key's shares: Vault rekey with verification, two-phase on the holders",
+		Long: `rekey runs Vault's rekey with require_verification: it collects a threshold of
+the current shares (from the holders for a sealed node, or from
+--old-shares-file / --old-shares-prompt), starts the rekey, stages the new
+generation on every holder, gives the new shares to Vault's verify step, and
+commits on the holders. Killed at any step, the old or the new generation
+still unseals; --recover settles an interrupted rekey, --abort cancels one
+still in progress, --status shows where it stands.
+
+A listener with the unauthenticated rekey endpoints disabled needs VAULT_TOKEN.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, e, err := setup(cmd, load, retryFor)
+			if err != nil {
+				return err
+			}
+			defer e.close()
+			ctx := cmd.Context()
+			n, err := e.node(node)
+			if err != nil {
+				return err
+			}
+			rc := lifecycle.RecoverConfig{Node: n, Holders: e.holders, Nodes: e.nodes, Options: e.opts}
+			var msg string
+			switch {
+			case status:
+				st := lifecycle.ReadRekeyState(ctx, rc)
+				if asJSON {
+					enc := json.NewEncoder(cmd.OutOrStdout())
+					enc.SetIndent("", "  ")
+					return enc.Encode(st)
+				}
+				st.Print(cmd.OutOrStdout())
+				return nil
+			case abort:
+				msg, err = lifecycle.AbortRekey(ctx, rc)
+			case recover:
+				msg, err = lifecycle.RecoverRekey(ctx, rc)
+			default:
+				old := lifecycle.FromHolders(e.holders, e.nodes)
+				if prompt || len(files) > 0 {
+					col, err := lifecycle.Gather(ctx, e.holders, e.nodes, lifecycle.Input{Files: files, Stdin: cmd.InOrStdin(), Prompt: prompt, Out: cmd.ErrOrStderr()})
+					if err != nil {
+						return err
+					}
+					defer col.Zero()
+					old = lifecycle.FromCollector(col)
+				}
+				var res lifecycle.RekeyResult
+				res, err = lifecycle.Rekey(ctx, lifecycle.RekeyConfig{Node: n, Holders: e.holders, Plan: c.SharePlan(), Old: old, Options: e.opts})
+				msg = fmt.Sprintf("rekey done: generation %d replaced %d on every holder and in Vault", res.To, res.From)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), msg)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&node, "node", "", "the active Vault node to rekey through (default: the first in vault.nodes)")
+	f.BoolVar(&status, "status", false, "show Vault's rekey progress and the holders' generations")
+	f.BoolVar(&asJSON, "json", false, "with --status: print JSON")
+	f.BoolVar(&abort, "abort", false, "cancel a rekey still in progress and drop its staged generation")
+	f.BoolVar(&recover, "recover", false, "settle an interrupted rekey: commit or drop the staged generation")
+	f.StringArrayVar(&files, "old-shares-file", nil, "file with current shares, one per line ('-' for stdin); repeatable")
+	f.BoolVar(&prompt, "old-shares-prompt", false, "type the current shares without echo")
+	f.DurationVar(&retryFor, "retry-for", lifecycle.DefaultRetryFor, "how long to retry a holder that fails to stage or commit")
+	f.String("source-addr", "", "local address to connect to holders from")
+	return cmd
+}
+
+func unsealCommand(load func(*cobra.Command) (unsealer.Config, error)) *cobra.Command {
+	var node string
+	var files []string
+	var fromHolders bool
+	cmd := &cobra.Command{
+		Use:   "unseal",
+		Short: "Break-glass: unseal every sealed node with typed shares, share files, or shares pulled from holders",
+		Long: `unseal is for when the holders cannot unseal Vault. It reads shares typed
+without echo (when stdin is a terminal), from --file paths, or one per line
+from stdin. Each share is checked as it is entered: format and length,
+duplicates, and the holders' manifest when a majority of holders answer. A
+wrong share is named with the reason; nothing is submitted until a full
+threshold is valid. Then every sealed node (or --node) is unsealed, with
+progress.
+
+--from-holders pulls the shares from the holders instead, under their policy
+for this config's identity (an operator certificate uses the operator rules),
+and the holders audit every release.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, e, err := setup(cmd, load, 0)
+			if err != nil {
+				return err
+			}
+			defer e.close()
+			ctx := cmd.Context()
+			nodes := e.nodes
+			if node != "" {
+				n, err := e.node(node)
+				if err != nil {
+					return err
+				}
+				nodes = []lifecycle.Node{n}
+			}
+			var done int
+			if fromHolders {
+				done, err = e.opts.UnsealFromHolders(ctx, nodes, e.holders)
+			} else {
+				col, gerr := lifecycle.Gather(ctx, e.holders, nodes, lifecycle.Input{Files: files, Stdin: cmd.InOrStdin(), Out: cmd.ErrOrStderr()})
+				if gerr != nil {
+					return gerr
+				}
+				defer col.Zero()
+				done, err = e.opts.UnsealAll(ctx, nodes, col.Shares())
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "unsealed %d node(s)\n", done)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&node, "node", "", "unseal only this node (default: every sealed node)")
+	f.StringArrayVar(&files, "file", nil, "file with shares, one per line ('-' for stdin); repeatable")
+	f.BoolVar(&fromHolders, "from-holders", false, "pull the shares from the holders (audited) instead of typing them")
+	f.String("source-addr", "", "local address to connect to holders from")
+	return cmd
+}
+
+// usage marks err as a usage error (exit code 2).
+func usage(err error) error { return &confload.Error{Err: err} }

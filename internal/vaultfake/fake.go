@@ -40,6 +40,9 @@ type Vault struct {
 	sealed      bool
 	parts       [][]byte
 	nonce       string
+	rekey       *rekeyState // in memory only, as in Vault: lost on restart
+	root        string
+	life        LifecycleStats
 
 	stats Stats
 }
@@ -83,7 +86,9 @@ func (v *Vault) Start() error {
 	v.addr = ln.Addr().String()
 	v.sealed = true
 	v.parts, v.nonce = nil, ""
+	v.rekey = nil
 	mux := http.NewServeMux()
+	v.lifecycleRoutes(mux)
 	mux.HandleFunc("GET /v1/sys/seal-status", v.handleStatus)
 	mux.HandleFunc("PUT /v1/sys/unseal", v.handleUnseal)
 	mux.HandleFunc("POST /v1/sys/unseal", v.handleUnseal)
