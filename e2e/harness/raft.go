@@ -38,14 +38,13 @@ func (c *VaultCluster) WaitRaftHealthy(ctx context.Context, token string) (*api.
 	var last error
 	for {
 		st, err := c.raftStateOnce(ctx, token)
-		if err == nil {
-			if problem := c.raftProblem(st); problem == "" {
-				return st, nil
-			} else {
-				last = fmt.Errorf("raft not healthy yet: %s", problem)
-			}
-		} else {
+		switch {
+		case err != nil:
 			last = err
+		case c.raftProblem(st) != "":
+			last = fmt.Errorf("raft not healthy yet: %s", c.raftProblem(st))
+		default:
+			return st, nil
 		}
 		select {
 		case <-ctx.Done():
@@ -82,4 +81,72 @@ func (c *VaultCluster) raftProblem(st *api.AutopilotState) string {
 	}
 	sort.Strings(problems)
 	return strings.Join(problems, "; ")
+}
+
+// probePath is where WaitReplicated writes: the token's own cubbyhole, so
+// the probe needs no policy and touches nothing of the cluster's.
+const probePath = "cubbyhole/keyshare-harness-probe"
+
+// WaitReplicated proves that every running node is in the raft cluster now,
+// not just earlier: it writes a probe through the active node with token,
+// reads the raft index the leader committed for it, and waits until every
+// other running node reports (in sys/leader) that it applied that index.
+// Autopilot alone can lag: it still calls a node healthy for seconds after
+// it was killed.
+func (c *VaultCluster) WaitReplicated(ctx context.Context, token string) error {
+	leader, err := c.WaitLeader(ctx)
+	if err != nil {
+		return err
+	}
+	cl, err := leader.Client()
+	if err != nil {
+		return err
+	}
+	cl.SetToken(token)
+	if _, err := cl.Logical().WriteWithContext(ctx, probePath, map[string]any{"at": time.Now().String()}); err != nil {
+		return fmt.Errorf("failed to write raft probe through %s: %w", leader, err)
+	}
+	l, err := leader.Leader(ctx)
+	if err != nil {
+		return err
+	}
+	if l.RaftCommittedIndex == 0 {
+		return fmt.Errorf("%s reports no raft committed index; is raft the storage?", leader)
+	}
+	for _, n := range c.nodes {
+		if n == leader || !n.Process.Running() {
+			continue
+		}
+		if err := n.waitApplied(ctx, l.RaftCommittedIndex); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitApplied polls sys/leader on n until it has applied raft index idx.
+func (n *VaultNode) waitApplied(ctx context.Context, idx uint64) error {
+	var applied uint64
+	var last error
+	for {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		l, err := n.Leader(actx)
+		cancel()
+		switch {
+		case err != nil:
+			last = err
+		case l.RaftAppliedIndex >= idx:
+			return nil
+		default:
+			applied = l.RaftAppliedIndex
+		}
+		select {
+		case <-ctx.Done():
+			if last != nil {
+				return fmt.Errorf("timed out waiting for %s to apply raft index %d (applied %d): %w (last error: %w)", n, idx, applied, ctx.Err(), last)
+			}
+			return fmt.Errorf("timed out waiting for %s to apply raft index %d (applied %d): %w", n, idx, applied, ctx.Err())
+		case <-time.After(pollInterval):
+		}
+	}
 }
