@@ -1,0 +1,215 @@
+package lifecycle_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyshare/keyshare/internal/devpki"
+	"github.com/keyshare/keyshare/internal/lifecycle"
+	"github.com/keyshare/keyshare/internal/vaultfake"
+	"github.com/keyshare/keyshare/internal/vaultnode"
+	"github.com/keyshare/keyshare/pkg/policy"
+	"github.com/keyshare/keyshare/pkg/shares"
+	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
+)
+
+// memHolder models a holder's store and the release rules that matter
+// here: current or staged generation, and only for a sealed target.
+type memHolder struct {
+	mu          sync.Mutex
+	id          string
+	fake        *vaultfake.Vault
+	cur, staged uint64
+	gens        map[uint64][]shares.Share
+	mans        map[uint64]shares.Manifest
+	down        bool
+	failStage   bool
+}
+
+func newMemHolder(id string, fake *vaultfake.Vault) *memHolder {
+	return &memHolder{id: id, fake: fake, gens: map[uint64][]shares.Share{}, mans: map[uint64]shares.Manifest{}}
+}
+
+var errDown = errors.New("connection refused")
+
+func (h *memHolder) Manifest(context.Context) (sharerpc.Manifest, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.down {
+		return sharerpc.Manifest{}, errDown
+	}
+	m := sharerpc.ManifestFromShares(h.mans[h.cur])
+	m.HolderID = h.id
+	return m, nil
+}
+
+func (h *memHolder) Release(_ context.Context, node string, gen uint64) ([]sharerpc.Share, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.down:
+		return nil, errDown
+	case gen == 0 || gen != h.cur && gen != h.staged:
+		return nil, policy.Deny(policy.ReasonGenerationMismatch, "generation %d asked", gen)
+	case !h.fake.Sealed():
+		return nil, policy.Deny(policy.ReasonTargetNotSealed, "%s is not sealed", node)
+	}
+	var out []sharerpc.Share
+	for _, s := range h.gens[gen] {
+		out = append(out, sharerpc.Share{Index: s.Index, Value: append([]byte(nil), s.Value...)})
+	}
+	return out, nil
+}
+
+func (h *memHolder) Stage(_ context.Context, req sharerpc.StageRequest) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.down:
+		return errDown
+	case h.failStage:
+		return errors.New("disk full")
+	case req.Generation <= h.cur:
+		return fmt.Errorf("cannot stage generation %d, current is %d", req.Generation, h.cur)
+	}
+	var ss []shares.Share
+	for _, s := range req.Shares {
+		ss = append(ss, shares.Share{Index: s.Index, Value: append([]byte(nil), s.Value...)})
+	}
+	if h.staged != 0 && h.staged != req.Generation {
+		delete(h.gens, h.staged)
+	}
+	h.gens[req.Generation], h.mans[req.Generation], h.staged = ss, req.Manifest.Shares(), req.Generation
+	return nil
+}
+
+func (h *memHolder) Commit(_ context.Context, gen uint64) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.down:
+		return errDown
+	case gen == h.cur && h.staged == 0:
+		return nil
+	case gen != h.staged:
+		return fmt.Errorf("cannot commit generation %d, staged is %d", gen, h.staged)
+	}
+	delete(h.gens, h.cur)
+	h.cur, h.staged = gen, 0
+	return nil
+}
+
+func (h *memHolder) Abort(_ context.Context, gen uint64) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.down:
+		return errDown
+	case h.staged == 0:
+		return nil
+	case gen != h.staged:
+		return fmt.Errorf("cannot abort generation %d, staged is %d", gen, h.staged)
+	}
+	delete(h.gens, h.staged)
+	h.staged = 0
+	return nil
+}
+
+func (h *memHolder) state() (cur, staged uint64, idx []uint8) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, s := range h.gens[h.cur] {
+		idx = append(idx, s.Index)
+	}
+	return h.cur, h.staged, idx
+}
+
+// world is one fake Vault node and three in-memory holders dealt 2/2/1.
+type world struct {
+	fake    *vaultfake.Vault
+	node    lifecycle.Node
+	mem     []*memHolder
+	holders []lifecycle.HolderRef
+	plan    shares.Plan
+	keys    []shares.Share // the generation-1 shares, when made by vaultfake.New
+}
+
+var ids = [3]string{"spiffe://keyshare.test/holder/a", "spiffe://keyshare.test/holder/b", "spiffe://keyshare.test/holder/c"}
+
+// newWorld makes an uninitialized fake, or (initialized) an initialized
+// one whose generation 1 is dealt to the holders.
+func newWorld(t *testing.T, initialized bool) *world {
+	t.Helper()
+	ca, err := devpki.NewCA("vault.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.IssueID("vault", "v1", net.ParseIP("127.0.0.150"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{leaf.TLSCertificate()}}
+	w := &world{plan: shares.DefaultPlan(ids)}
+	if initialized {
+		var raw [][]byte
+		if w.fake, raw, err = vaultfake.New("127.0.0.150:0", tc, 5, 3); err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range raw {
+			w.keys = append(w.keys, shares.Share{Index: uint8(i + 1), Value: r})
+		}
+	} else {
+		w.fake = vaultfake.NewUninitialized("127.0.0.150:0", tc)
+	}
+	if err := w.fake.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.fake.Stop)
+	n, err := vaultnode.New("vault-1", w.fake.URL(), vaultnode.Options{CACert: ca.CertPEM})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.node = lifecycle.Node{Name: "vault-1", Vault: n}
+	m := shares.NewManifest(1, 3, w.keys)
+	idx := w.plan.Indices()
+	for _, id := range ids {
+		h := newMemHolder(id, w.fake)
+		if initialized {
+			h.cur, h.mans[1] = 1, m
+			for _, i := range idx[id] {
+				h.gens[1] = append(h.gens[1], w.keys[i-1].Clone())
+			}
+		}
+		w.mem = append(w.mem, h)
+		w.holders = append(w.holders, lifecycle.HolderRef{ID: id, Holder: h})
+	}
+	return w
+}
+
+// restart stops and starts the fake: it comes back sealed, and a rekey in
+// progress is gone, as with Vault.
+func (w *world) restart(t *testing.T) {
+	t.Helper()
+	w.fake.Stop()
+	if err := w.fake.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The client's kept-alive connection was cut: poll until it answers.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := w.node.Vault.SealStatus(context.Background())
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fake vault did not come back: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

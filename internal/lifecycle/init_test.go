@@ -1,0 +1,89 @@
+package lifecycle_test
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyshare/keyshare/internal/lifecycle"
+)
+
+func TestInit(t *testing.T) {
+	w := newWorld(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	res, err := lifecycle.Init(ctx, lifecycle.InitConfig{Node: w.node, Holders: w.holders, Plan: w.plan, Options: lifecycle.Options{Out: &out}})
+	if err != nil {
+		t.Fatalf("init: %v\n%s", err, out.String())
+	}
+	if res.Generation != 1 || !res.Committed || res.RootToken != w.fake.RootToken() || w.fake.Sealed() {
+		t.Fatalf("result %+v, sealed %v", res, w.fake.Sealed())
+	}
+	// Dealt 2/2/1 in plan order, every holder with the same manifest.
+	want := [][]uint8{{1, 2}, {3, 4}, {5}}
+	for i, h := range w.mem {
+		cur, staged, idx := h.state()
+		if cur != 1 || staged != 0 || !slices.Equal(idx, want[i]) || !h.mans[1].Equal(res.Manifest) {
+			t.Fatalf("holder %s: current %d staged %d indices %v", h.id, cur, staged, idx)
+		}
+	}
+	// Any two holders unseal, and nothing is ever wasted.
+	for down := range w.mem {
+		w.fake.Seal()
+		w.mem[down].down = true
+		n, err := lifecycle.Options{}.UnsealFromHolders(ctx, []lifecycle.Node{w.node}, w.holders)
+		w.mem[down].down = false
+		if err != nil || n != 1 || w.fake.Sealed() {
+			t.Fatalf("holder %s down: unsealed %d, err %v", w.mem[down].id, n, err)
+		}
+	}
+	if st := w.fake.Stats(); st.Wasted != 0 {
+		t.Fatalf("wasted %d attempts", st.Wasted)
+	}
+	// No share in the progress output.
+	if strings.Contains(out.String(), res.RootToken) {
+		t.Fatal("root token in progress output")
+	}
+}
+
+func TestInitFailures(t *testing.T) {
+	type tc struct {
+		name        string
+		initialized bool
+		prep        func(w *world)
+		want        string
+		wantInits   int
+	}
+	run := func(t *testing.T, c tc) {
+		w := newWorld(t, c.initialized)
+		if c.prep != nil {
+			c.prep(w)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err := lifecycle.Init(ctx, lifecycle.InitConfig{Node: w.node, Holders: w.holders, Plan: w.plan,
+			Options: lifecycle.Options{RetryFor: 300 * time.Millisecond}})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Fatalf("err = %v, want it to contain %q", err, c.want)
+		}
+		if got := w.fake.LifecycleStats().Inits; got != c.wantInits {
+			t.Fatalf("vault initialized %d times, want %d", got, c.wantInits)
+		}
+		for _, h := range w.mem {
+			if _, staged, _ := h.state(); staged != 0 {
+				t.Fatalf("holder %s left with generation %d staged", h.id, staged)
+			}
+		}
+	}
+	for _, c := range []tc{
+		{name: "fail/already-initialized", initialized: true, want: "unsealer rekey"},
+		{name: "fail/holder-down-before-init", prep: func(w *world) { w.mem[2].down = true }, want: "nothing was changed"},
+		{name: "fail/stage-fails-after-init", prep: func(w *world) { w.mem[1].failStage = true }, want: "wipe its storage", wantInits: 1},
+	} {
+		t.Run(c.name, func(t *testing.T) { run(t, c) })
+	}
+}
