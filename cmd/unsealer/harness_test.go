@@ -1,0 +1,295 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/keyshare/keyshare/internal/devpki"
+	"github.com/keyshare/keyshare/internal/vaultfake"
+	"github.com/keyshare/keyshare/pkg/shares"
+)
+
+// Process tests: the real holder binary (three of them, each on its own
+// loopback address), the unsealer binary, and the fake Vault in-process.
+var holderBin, unsealerBin string
+
+const (
+	vaultIP    = "127.0.0.160"
+	unsealerIP = "127.0.0.170"
+	operatorIP = "127.0.0.171"
+)
+
+var holderIPs = [3]string{"127.0.0.151", "127.0.0.152", "127.0.0.153"}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "unsealer-bin-")
+	if err != nil {
+		panic(err)
+	}
+	holderBin, unsealerBin = filepath.Join(dir, "holder"), filepath.Join(dir, "unsealer")
+	for _, b := range [][2]string{{holderBin, "../holder"}, {unsealerBin, "."}} {
+		if out, err := exec.Command("go", "build", "-o", b[0], b[1]).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "failed to build %s: %v\n%s", b[1], err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func freePort(t *testing.T, ip string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// waitFor polls cond every 50 ms until it holds or the bound passes.
+func waitFor(t *testing.T, bound time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", bound, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// proc is a running process.
+type proc struct {
+	cmd  *exec.Cmd
+	out  *syncBuf
+	done chan error
+}
+
+func start(t *testing.T, env []string, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{out: &syncBuf{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() { p.kill() })
+	return p
+}
+
+// kill sends SIGKILL (kill -9) and waits for the process to be gone.
+func (p *proc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	if err, ok := <-p.done; ok {
+		p.done <- err
+	}
+}
+
+// cluster is one deployment: a CA, a fake Vault, three holders.
+type cluster struct {
+	dir     string
+	ca, vca *devpki.CA
+	fake    *vaultfake.Vault
+	keys    []shares.Share // generation 1, when the fake was made initialized
+	listen  [3]string
+	holders [3]*proc
+	cfg     string // unsealer config
+	opCfg   string // operator config
+}
+
+func (c *cluster) path(n string) string { return filepath.Join(c.dir, n) }
+
+func newCluster(t *testing.T, initialized bool) *cluster {
+	t.Helper()
+	c := &cluster{dir: t.TempDir()}
+	var err error
+	if c.ca, err = devpki.NewCA("keyshare.test"); err != nil {
+		t.Fatal(err)
+	}
+	if c.vca, err = devpki.NewCA("vault.test"); err != nil {
+		t.Fatal(err)
+	}
+	must(t, c.ca.WriteCA(c.path("ca.crt")))
+	must(t, c.vca.WriteCA(c.path("vault-ca.crt")))
+	vleaf, err := c.vca.IssueID("vault", "v1", net.ParseIP(vaultIP))
+	must(t, err)
+	tc := &tls.Config{Certificates: []tls.Certificate{vleaf.TLSCertificate()}}
+	if initialized {
+		var raw [][]byte
+		c.fake, raw, err = vaultfake.New(vaultIP+":0", tc, 5, 3)
+		must(t, err)
+		for i, r := range raw {
+			c.keys = append(c.keys, shares.Share{Index: uint8(i + 1), Value: r})
+		}
+	} else {
+		c.fake = vaultfake.NewUninitialized(vaultIP+":0", tc)
+	}
+	must(t, c.fake.Start())
+	t.Cleanup(c.fake.Stop)
+	for _, id := range [][2]string{{"holder", "a"}, {"holder", "b"}, {"holder", "c"}, {"unsealer", "u1"}, {"operator", "oncall"}} {
+		leaf, err := c.ca.IssueID(id[0], id[1], net.ParseIP("127.0.0.1"))
+		must(t, err)
+		_, _, err = leaf.WriteFiles(c.dir, id[0]+"-"+id[1])
+		must(t, err)
+	}
+	var hl strings.Builder
+	for i, name := range []string{"a", "b", "c"} {
+		c.listen[i] = freePort(t, holderIPs[i])
+		fmt.Fprintf(&hl, "  - {id: \"spiffe://keyshare.test/holder/%s\", address: \"%s\", shares: %d}\n", name, c.listen[i], shares.DefaultWeights[i])
+		c.writeHolderConfig(t, i, name)
+		if out, err := exec.Command(holderBin, "keygen", c.path("seal-"+name+".key")).CombinedOutput(); err != nil {
+			t.Fatalf("keygen: %v %s", err, out)
+		}
+	}
+	for _, u := range [][3]string{{"unsealer.yaml", "unsealer/u1", unsealerIP}, {"operator.yaml", "operator/oncall", operatorIP}} {
+		base := strings.ReplaceAll(u[1], "/", "-")
+		cfg := fmt.Sprintf(`id: spiffe://keyshare.test/%s
+source_addr: %s
+gossip: {bind: ""}
+tls: {ca_file: %s, cert_file: %s, key_file: %s}
+holders:
+%splan: {shares: 5, threshold: 3}
+vault:
+  ca_file: %s
+  timeout: 2s
+  nodes: [{name: vault-1, address: "%s"}]
+watch: {holder_timeout: 5s}
+`, u[1], u[2], c.path("ca.crt"), c.path(base+".crt"), c.path(base+".key"), hl.String(), c.path("vault-ca.crt"), c.fake.URL())
+		must(t, os.WriteFile(c.path(u[0]), []byte(cfg), 0o600))
+	}
+	c.cfg, c.opCfg = c.path("unsealer.yaml"), c.path("operator.yaml")
+	if initialized {
+		c.importGen1(t)
+	}
+	for i := range c.holders {
+		c.startHolder(t, i)
+	}
+	return c
+}
+
+func (c *cluster) writeHolderConfig(t *testing.T, i int, name string) {
+	t.Helper()
+	cfg := fmt.Sprintf(`id: spiffe://keyshare.test/holder/%s
+listen: %s
+gossip: {bind: "%s", seeds: [], rejoin_interval: 1s}
+tls: {ca_file: %s, cert_file: %s, key_file: %s}
+store: {dir: %s, seal_key_file: %s}
+audit: {file: %s}
+vault:
+  ca_file: %s
+  timeout: 2s
+  nodes: [{name: vault-1, address: "%s"}]
+policy:
+  allow_roles: [{role: unsealer, cidrs: [%s/32]}]
+  operators: [{id: "spiffe://keyshare.test/operator/oncall", cidrs: [%s/32]}]
+  burst: 50
+  rate_per_minute: 600
+  operator_burst: 10
+  operator_rate_per_minute: 60
+metrics_listen: %s
+log_level: debug
+`, name, c.listen[i], freePort(t, holderIPs[i]), c.path("ca.crt"), c.path("holder-"+name+".crt"), c.path("holder-"+name+".key"),
+		c.path("store-"+name), c.path("seal-"+name+".key"), c.path("audit-"+name+".log"), c.path("vault-ca.crt"), c.fake.URL(),
+		unsealerIP, operatorIP, freePort(t, holderIPs[i]))
+	must(t, os.WriteFile(c.path("holder-"+name+".yaml"), []byte(cfg), 0o600))
+}
+
+// importGen1 provisions generation 1 by hand (`holder import`), 2/2/1.
+func (c *cluster) importGen1(t *testing.T) {
+	t.Helper()
+	b, err := json.Marshal(shares.NewManifest(1, 3, c.keys))
+	must(t, err)
+	must(t, os.WriteFile(c.path("manifest.json"), b, 0o600))
+	for i, idx := range [][]int{{1, 2}, {3, 4}, {5}} {
+		var lines strings.Builder
+		for _, x := range idx {
+			fmt.Fprintf(&lines, "%d %s\n", x, c.keys[x-1].Hex())
+		}
+		cmd := exec.Command(holderBin, "import", "-c", c.path("holder-"+string(rune('a'+i))+".yaml"), "--manifest", c.path("manifest.json"))
+		cmd.Stdin = strings.NewReader(lines.String())
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("import: %v %s", err, out)
+		}
+	}
+}
+
+func (c *cluster) startHolder(t *testing.T, i int) {
+	t.Helper()
+	c.holders[i] = start(t, nil, holderBin, "run", "-c", c.path("holder-"+string(rune('a'+i))+".yaml"))
+	waitFor(t, 20*time.Second, "holder "+c.listen[i], func() bool {
+		conn, err := net.DialTimeout("tcp", c.listen[i], 200*time.Millisecond)
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil
+	})
+}
+
+// unsealer runs a one-shot unsealer command and returns stdout, stderr
+// and the exit code.
+func (c *cluster) unsealer(t *testing.T, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, unsealerBin, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// restartVault stops the fake and starts it again: sealed, and any rekey
+// in progress forgotten, as a restarted Vault.
+func (c *cluster) restartVault(t *testing.T) {
+	t.Helper()
+	c.fake.Stop()
+	must(t, c.fake.Start())
+}
+
+// noSecrets fails if any of ss appears, in hex or base64, in text.
+func noSecrets(t *testing.T, text string, ss []shares.Share) {
+	t.Helper()
+	for _, s := range ss {
+		if strings.Contains(text, s.Hex()) || strings.Contains(text, s.Base64()) {
+			t.Fatalf("share %d leaked into output", s.Index)
+		}
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
