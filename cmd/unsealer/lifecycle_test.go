@@ -58,6 +58,23 @@ func TestInitProcess(t *testing.T) {
 		}
 		c.startHolder(t, i)
 	}
+	// Break glass with the operator's certificate: released under the
+	// operator rules, and audited by the holders.
+	c.fake.Seal()
+	if out, e, code := c.unsealer(t, "", "unseal", "--from-holders", "-c", c.opCfg); code != 0 || c.fake.Sealed() {
+		t.Fatalf("operator unseal: exit %d\n%s\n%s", code, out, e)
+	}
+	audited := 0
+	for _, name := range []string{"a", "b", "c"} {
+		b, err := os.ReadFile(c.path("audit-" + name + ".log"))
+		must(t, err)
+		if strings.Contains(string(b), "operator:spiffe://keyshare.test/operator/oncall") {
+			audited++
+		}
+	}
+	if audited < 2 {
+		t.Fatalf("operator releases audited by %d holders, want at least 2", audited)
+	}
 	if s := c.fake.Stats(); s.Wasted != 0 {
 		t.Fatalf("wasted %d attempts", s.Wasted)
 	}
