@@ -162,7 +162,7 @@ func (n *VaultNode) waitStatus(ctx context.Context, what string, ok func(*api.Se
 		}
 		select {
 		case <-exited:
-			return nil, fmt.Errorf("%s exited before it was %s (%v); see %s", n, what, exitErr(), n.Process.LogPath)
+			return nil, fmt.Errorf("%s exited before it was %s: %w; see %s", n, what, exitErr(), n.Process.LogPath)
 		case <-ctx.Done():
 			return nil, fmt.Errorf("timed out waiting for %s to be %s: %w (last: %w)", n, what, ctx.Err(), last)
 		case <-time.After(pollInterval):
