@@ -40,10 +40,6 @@ func Agree(ctx context.Context, hs []HolderRef) Agreement {
 		w, err := h.Holder.Manifest(ctx)
 		mu.Lock()
 		defer mu.Unlock()
-		if err != nil && emptyHolder(err) {
-			a.Current[h.ID], a.Manifests[h.ID] = 0, shares.Manifest{}
-			return
-		}
 		if err != nil {
 			a.Errs[h.ID] = err
 			return
@@ -68,14 +64,6 @@ func Agree(ctx context.Context, hs []HolderRef) Agreement {
 		}
 	}
 	return a
-}
-
-// emptyHolder reports whether err is the client's refusal of the empty
-// manifest that a holder with no generation yet answers with (sharerpc
-// checks total_shares >= 1 even for generation 0). Such a holder is
-// reachable and holds nothing.
-func emptyHolder(err error) bool {
-	return strings.Contains(err.Error(), "malformed answer: manifest total_shares is 0")
 }
 
 // Unreachable names the holders that did not answer, with why.

@@ -71,6 +71,14 @@ func manifestFromPB(m *sharepb.Manifest) (Manifest, error) {
 		return Manifest{}, errors.New("manifest is missing")
 	}
 	t, total := m.GetThreshold(), m.GetTotalShares()
+	if m.GetGeneration() == 0 {
+		// A holder that holds no generation yet answers with an empty
+		// manifest: reachable, holding nothing.
+		if total != 0 || t != 0 || len(m.GetDigests()) != 0 {
+			return Manifest{}, errors.New("manifest of generation 0 must be empty")
+		}
+		return Manifest{HolderID: m.GetHolderId()}, nil
+	}
 	switch {
 	case total < 1 || total > 255:
 		return Manifest{}, fmt.Errorf("manifest total_shares is %d, want 1 to 255", total)

@@ -1,0 +1,41 @@
+package sharerpc
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/keyshare/keyshare/pkg/transport/sharerpc/sharepb"
+)
+
+func TestManifestFromPB(t *testing.T) {
+	type tc struct {
+		name string
+		in   *sharepb.Manifest
+		want string // error substring; "" for ok
+	}
+	digest := &sharepb.ShareDigest{Index: 1, Sha256: make([]byte, 32)}
+	run := func(t *testing.T, tc tc) {
+		m, err := manifestFromPB(tc.in)
+		if tc.want == "" {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.HolderID != tc.in.GetHolderId() || m.Generation != tc.in.GetGeneration() {
+				t.Fatalf("converted %+v", m)
+			}
+			return
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("err = %v, want %q", err, tc.want)
+		}
+	}
+	for _, c := range []tc{
+		{name: "ok/empty-holder", in: &sharepb.Manifest{HolderId: "spiffe://ks/holder/a"}},
+		{name: "ok/one-share", in: &sharepb.Manifest{Generation: 1, Threshold: 1, TotalShares: 1, Digests: []*sharepb.ShareDigest{digest}}},
+		{name: "fail/generation-0-with-digests", in: &sharepb.Manifest{TotalShares: 1, Threshold: 1, Digests: []*sharepb.ShareDigest{digest}}, want: "must be empty"},
+		{name: "fail/no-shares", in: &sharepb.Manifest{Generation: 2}, want: "total_shares is 0"},
+		{name: "fail/missing", in: nil, want: "missing"},
+	} {
+		t.Run(c.name, func(t *testing.T) { run(t, c) })
+	}
+}
