@@ -33,11 +33,21 @@ type manifestAnswer struct {
 	err error
 }
 
+// agreement is the majority manifest, the holders known to hold it, and the
+// manifest answers still to come.
+type agreement struct {
+	manifest shares.Manifest
+	agreeing []HolderRef
+	answered int
+	late     <-chan manifestAnswer
+	pending  int
+}
+
 // agree asks every live holder for its manifest in parallel and returns the
 // one a majority of all holders agree on, with the holders that hold it.
 // It returns as soon as a majority agrees, so a slow holder does not hold
 // the unseal up.
-func (c *Coordinator) agree(ctx context.Context, live []HolderRef, total int) (shares.Manifest, []HolderRef, int, error) {
+func (c *Coordinator) agree(ctx context.Context, live []HolderRef, total int) (agreement, error) {
 	need := total/2 + 1
 	ch := make(chan manifestAnswer, len(live))
 	for _, ref := range live {
@@ -49,7 +59,7 @@ func (c *Coordinator) agree(ctx context.Context, live []HolderRef, total int) (s
 	byHash := map[shares.Digest][]HolderRef{}
 	manifests := map[shares.Digest]shares.Manifest{}
 	answered := 0
-	for range live {
+	for received := 1; received <= len(live); received++ {
 		a := <-ch
 		if a.err != nil {
 			c.o.Logger.Warn("holder did not give its manifest", "holder", a.ref.ID, "err", a.err)
@@ -68,10 +78,10 @@ func (c *Coordinator) agree(ctx context.Context, live []HolderRef, total int) (s
 		byHash[h] = append(byHash[h], a.ref)
 		manifests[h] = a.m
 		if len(byHash[h]) >= need {
-			return a.m, byHash[h], answered, nil
+			return agreement{manifest: a.m, agreeing: byHash[h], answered: answered, late: ch, pending: len(live) - received}, nil
 		}
 	}
-	return shares.Manifest{}, nil, answered, fmt.Errorf("%w: %d of %d holders answered, %d needed to agree", errNoQuorum, answered, total, need)
+	return agreement{answered: answered}, fmt.Errorf("%w: %d of %d holders answered, %d needed to agree", errNoQuorum, answered, total, need)
 }
 
 type releaseAnswer struct {
@@ -81,29 +91,48 @@ type releaseAnswer struct {
 }
 
 // collect gathers a threshold of verified shares for node from the holders
-// that hold the majority manifest. It stops asking as soon as it has them.
+// that hold the majority manifest. It asks the first holders that agree at
+// once, then any holder whose matching manifest arrives later, and stops as
+// soon as it has a threshold.
 func (c *Coordinator) collect(ctx context.Context, node string) (*collected, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.o.HolderTimeout)
 	defer cancel()
 	live := c.holders.Live()
 	c.o.Metrics.holdersAlive.Set(float64(len(live)))
-	m, agreeing, answered, err := c.agree(ctx, live, c.holders.Total())
+	ag, err := c.agree(ctx, live, c.holders.Total())
 	if err != nil {
-		return &collected{answered: answered}, err
+		return &collected{answered: ag.answered}, err
 	}
-	out := &collected{manifest: m, answered: answered}
-	ch := make(chan releaseAnswer, len(agreeing))
-	for _, ref := range agreeing {
+	m := ag.manifest
+	out := &collected{manifest: m, answered: ag.answered}
+	ch := make(chan releaseAnswer, len(live))
+	release := func(ref HolderRef) {
 		go func() {
 			ss, err := ref.Holder.Release(ctx, node, m.Generation)
 			ch <- releaseAnswer{ref: ref, shares: ss, err: err}
 		}()
 	}
+	for _, ref := range ag.agreeing {
+		release(ref)
+	}
+	asked, answered := len(ag.agreeing), 0
+	late, pending := ag.late, ag.pending
 	have := map[uint8]bool{}
-	answeredReleases := 0
-	for range agreeing {
+	for answered < asked || pending > 0 {
+		if answered == asked && pending > 0 {
+			// Every release so far is in and short: wait for a late
+			// manifest that matches, and ask that holder too.
+			la := <-late
+			pending--
+			if la.err == nil && la.m.Generation == m.Generation && la.m.Validate() == nil && la.m.Hash() == m.Hash() {
+				out.answered++
+				release(la.ref)
+				asked++
+			}
+			continue
+		}
 		a := <-ch
-		answeredReleases++
+		answered++
 		if a.err != nil {
 			c.o.Logger.Warn("holder did not release its shares", "holder", a.ref.ID, "node", node, "err", a.err)
 			continue
@@ -130,13 +159,13 @@ func (c *Coordinator) collect(ctx context.Context, node string) (*collected, err
 		}
 	}
 	// Late answers are zeroed as they arrive.
-	go func(pending int) {
-		for ; pending > 0; pending-- {
+	go func(n int) {
+		for ; n > 0; n-- {
 			for _, w := range (<-ch).shares {
 				shares.Zero(w.Value)
 			}
 		}
-	}(len(agreeing) - answeredReleases)
+	}(asked - answered)
 	out.reachable = len(out.shares)
 	c.o.Metrics.sharesReachable.Set(float64(out.reachable))
 	c.o.Metrics.threshold.Set(float64(m.Threshold))

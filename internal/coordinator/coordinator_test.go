@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,7 +25,6 @@ type fakeHolder struct {
 	down     bool
 	corrupt  bool
 	delay    time.Duration
-	slowRel  time.Duration // delay before answering Release
 	releases int
 }
 
@@ -44,14 +44,6 @@ func (h *fakeHolder) Manifest(ctx context.Context) (sharerpc.Manifest, error) {
 }
 
 func (h *fakeHolder) Release(ctx context.Context, _ string, gen uint64) ([]sharerpc.Share, error) {
-	h.mu.Lock()
-	slow := h.slowRel
-	h.mu.Unlock()
-	select {
-	case <-time.After(slow):
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.down {
@@ -205,9 +197,9 @@ func TestNoSubmissionWithOnlyHolderC(t *testing.T) {
 func TestCorruptShareCaught(t *testing.T) {
 	r := newRig(t, "127.0.0.73")
 	r.holders["a"].set(func(h *fakeHolder) { h.corrupt = true })
-	// A answers first, so its bad shares are surely looked at.
-	r.holders["b"].set(func(h *fakeHolder) { h.slowRel = 200 * time.Millisecond })
-	r.holders["c"].set(func(h *fakeHolder) { h.slowRel = 200 * time.Millisecond })
+	// A and B agree first; A's shares fail, B's two are not enough, so C,
+	// whose manifest arrives late, is asked too.
+	r.holders["c"].set(func(h *fakeHolder) { h.delay = 300 * time.Millisecond })
 	m := NewMetrics()
 	r.start(t, Options{Metrics: m})
 	waitUnsealed(t, r.fake, 10*time.Second)
@@ -309,4 +301,35 @@ func (n *countingNotifier) count(kind string) int {
 		}
 	}
 	return c
+}
+
+// TestRejectedGenerationBacksOff: when the holders agree on a generation
+// that does not open this Vault (an unfinished rekey), Vault refuses the
+// full threshold once, and the coordinator backs off instead of wasting an
+// attempt per poll.
+func TestRejectedGenerationBacksOff(t *testing.T) {
+	r := newRig(t, "127.0.0.78")
+	other := newRig(t, "127.0.0.79") // another key's shares and manifest
+	r.list = other.list
+	n := &countingNotifier{}
+	c, stop := r.start(t, Options{Notifier: n})
+	deadline := time.Now().Add(5 * time.Second)
+	for r.fake.Stats().Wasted == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the foreign generation was never tried")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Many polls fit in this second; none may try again.
+	time.Sleep(time.Second)
+	stop()
+	if w := r.fake.Stats().Wasted; w != 1 {
+		t.Fatalf("%d attempts wasted, want exactly 1 before backing off", w)
+	}
+	if why := c.State()["vault-1"].CannotWhy; !strings.Contains(why, "rekey --recover") {
+		t.Fatalf("state does not explain the refusal: %q", why)
+	}
+	if n.count(EventCannotUnseal) == 0 {
+		t.Fatal("no cannot_unseal event")
+	}
 }

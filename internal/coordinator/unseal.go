@@ -17,6 +17,17 @@ const (
 	outcomeRetry            // something changed under us; try again soon
 	outcomeWait             // foreign progress is younger than the stale bound
 	outcomeCannot           // too few verified shares: nothing was submitted
+	outcomeRejected         // Vault refused a full threshold of verified shares
+)
+
+// rejectedBackoff is the first pause after Vault refused a full threshold of
+// verified shares: the holders' generation does not open this Vault (an
+// unfinished rekey, a restored backup). It doubles up to maxRejectedBackoff,
+// so a persistent mismatch costs Vault one wasted attempt per 10 minutes at
+// most, not one per poll.
+const (
+	rejectedBackoff    = 10 * time.Second
+	maxRejectedBackoff = 10 * time.Minute
 )
 
 // unseal runs one attempt on a node that reported st at time seen.
@@ -61,12 +72,16 @@ func (c *Coordinator) unseal(ctx context.Context, n Node, st vaultnode.Status, s
 		c.o.Logger.Warn("unseal progress changed under us; starting over", "node", n.Name)
 		c.o.Metrics.attempts.WithLabelValues(n.Name, "retry").Inc()
 		return outcomeRetry
+	case errors.Is(err, errRejected) || (err == nil && final.Sealed):
+		why := fmt.Sprintf("vault refused a full threshold of verified shares of generation %d: the holders' generation does not open this Vault (an unfinished rekey? run 'unsealer rekey --recover')",
+			set.manifest.Generation)
+		c.o.Logger.Error("unseal rejected", "node", n.Name, "generation", set.manifest.Generation, "err", err)
+		c.o.Metrics.attempts.WithLabelValues(n.Name, "rejected").Inc()
+		c.setState(n.Name, func(s *NodeState) { s.CannotWhy = why })
+		c.o.Notifier.Notify(Event{Kind: EventCannotUnseal, Node: n.Name, Detail: why})
+		return outcomeRejected
 	case err != nil:
 		c.o.Logger.Error("unseal attempt failed", "node", n.Name, "err", err)
-		c.o.Metrics.attempts.WithLabelValues(n.Name, "error").Inc()
-		return outcomeRetry
-	case final.Sealed:
-		c.o.Logger.Error("vault still sealed after a full threshold of verified shares", "node", n.Name, "progress", final.Progress)
 		c.o.Metrics.attempts.WithLabelValues(n.Name, "error").Inc()
 		return outcomeRetry
 	}
@@ -85,7 +100,12 @@ func (c *Coordinator) unseal(ctx context.Context, n Node, st vaultnode.Status, s
 	return outcomeUnsealed
 }
 
-var errNonceChanged = errors.New("unseal nonce changed")
+var (
+	errNonceChanged = errors.New("unseal nonce changed")
+	// errRejected: Vault answered the last share of a threshold with an
+	// error, which is how it reports that the combined key is wrong.
+	errRejected = errors.New("vault rejected the combined key")
+)
 
 // submit sends the shares one by one, and stops as soon as the node is
 // unsealed. If the attempt's nonce changes midway (a reset, a restart),
@@ -97,6 +117,9 @@ func (c *Coordinator) submit(ctx context.Context, n Node, ss []shares.Share) (va
 		var err error
 		st, err = n.Vault.Unseal(ctx, s.Value)
 		if err != nil {
+			if i == len(ss)-1 && !vaultnode.IsUnreachable(err) && ctx.Err() == nil {
+				return st, fmt.Errorf("%w: share %d of %d: %w", errRejected, i+1, len(ss), err)
+			}
 			return st, fmt.Errorf("share %d of %d: %w", i+1, len(ss), err)
 		}
 		c.o.Metrics.submitted.WithLabelValues(n.Name).Inc()

@@ -14,6 +14,7 @@ import (
 func (c *Coordinator) watch(ctx context.Context, n Node) {
 	backoff := time.Duration(0)
 	wasSealed, wasUninit, wasDown := false, false, false
+	rejected := 0 // consecutive refusals of a full verified threshold
 	for ctx.Err() == nil {
 		seen := time.Now()
 		st, err := n.Vault.SealStatus(ctx)
@@ -60,6 +61,10 @@ func (c *Coordinator) watch(ctx context.Context, n Node) {
 				switch c.unseal(ctx, n, st, seen) {
 				case outcomeUnsealed:
 					wasSealed = false
+					rejected = 0
+				case outcomeRejected:
+					wait = min(rejectedBackoff<<rejected, maxRejectedBackoff)
+					rejected = min(rejected+1, 8)
 				case outcomeRetry:
 					wait = c.o.RetryAfter
 				case outcomeWait, outcomeCannot:
