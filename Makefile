@@ -4,7 +4,7 @@
 #   make test     everything CI runs: lint, unit tests with -race, e2e suite
 #   make unit     unit and package tests only, with -race
 #   make e2e      the end-to-end suite against a real Vault (builds it once)
-#   make lint     gofmt, go vet, staticcheck
+#   make lint     gofmt, go vet, staticcheck, generated code up to date
 #   make generate regenerate committed protobuf code
 #   make fuzz     every fuzz target for FUZZTIME each
 #   make bench    benchmarks, printed as a table
@@ -16,7 +16,7 @@ BENCHTIME     ?= 1s
 STATICCHECK   ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 E2E_TIMEOUT   ?= 60m
 
-.PHONY: all build test unit e2e lint fmt vet staticcheck generate fuzz bench demo vault clean
+.PHONY: all build test unit e2e lint fmt vet staticcheck generate generate-check fuzz bench demo vault clean
 
 all: build
 
@@ -38,7 +38,7 @@ e2e: vault
 vault:
 	@e2e/tools/vault/build.sh >/dev/null
 
-lint: fmt vet staticcheck
+lint: fmt vet staticcheck generate-check
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -54,6 +54,11 @@ staticcheck:
 
 generate:
 	bash scripts/generate.sh
+
+# The committed protobuf code must be exactly what `make generate` makes.
+generate-check: generate
+	@git diff --exit-code --stat -- pkg/transport/sharerpc/sharepb || \
+		{ echo "generated code is stale: run 'make generate' and commit"; exit 1; }
 
 fuzz:
 	bash scripts/fuzz.sh $(FUZZTIME)
