@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 
@@ -38,35 +37,19 @@ const (
 // Config is the holder's configuration (see configs/holder-a.yaml).
 type Config struct {
 	// ID is this holder's SPIFFE ID; its certificate must carry it.
-	ID     string       `mapstructure:"id"`
-	Listen string       `mapstructure:"listen"`
-	Gossip GossipConfig `mapstructure:"gossip"`
-	TLS    TLSConfig    `mapstructure:"tls"`
-	Store  StoreConfig  `mapstructure:"store"`
-	Audit  AuditConfig  `mapstructure:"audit"`
-	Vault  VaultConfig  `mapstructure:"vault"`
-	Policy PolicyConfig `mapstructure:"policy"`
+	ID     string          `mapstructure:"id"`
+	Listen string          `mapstructure:"listen"`
+	Gossip confload.Gossip `mapstructure:"gossip"`
+	TLS    confload.TLS    `mapstructure:"tls"`
+	Store  StoreConfig     `mapstructure:"store"`
+	Audit  AuditConfig     `mapstructure:"audit"`
+	Vault  confload.Vault  `mapstructure:"vault"`
+	Policy PolicyConfig    `mapstructure:"policy"`
 	// MetricsListen serves Prometheus metrics; empty turns them off.
 	MetricsListen string `mapstructure:"metrics_listen"`
 	LogLevel      string `mapstructure:"log_level"`
 
 	file string
-}
-
-// GossipConfig is the membership cluster.
-type GossipConfig struct {
-	Bind           string        `mapstructure:"bind"`
-	Advertise      string        `mapstructure:"advertise"`
-	Seeds          []string      `mapstructure:"seeds"`
-	RejoinInterval time.Duration `mapstructure:"rejoin_interval"`
-}
-
-// TLSConfig names the identity files.
-type TLSConfig struct {
-	CAFile   string `mapstructure:"ca_file"`
-	CertFile string `mapstructure:"cert_file"`
-	KeyFile  string `mapstructure:"key_file"`
-	CRLFile  string `mapstructure:"crl_file"`
 }
 
 // StoreConfig is where the sealed shares live and where their key comes
@@ -81,19 +64,6 @@ type StoreConfig struct {
 // AuditConfig is the audit log.
 type AuditConfig struct {
 	File string `mapstructure:"file"`
-}
-
-// VaultConfig lists the Vault nodes this holder serves and checks.
-type VaultConfig struct {
-	CAFile  string        `mapstructure:"ca_file"`
-	Timeout time.Duration `mapstructure:"timeout"`
-	Nodes   []VaultNode   `mapstructure:"nodes"`
-}
-
-// VaultNode is one Vault server, named as the coordinator names it.
-type VaultNode struct {
-	Name    string `mapstructure:"name"`
-	Address string `mapstructure:"address"`
 }
 
 // PolicyConfig is the release policy.
@@ -121,10 +91,10 @@ type Grant struct {
 func Default() Config {
 	return Config{
 		Listen:        DefaultListen,
-		Gossip:        GossipConfig{Bind: DefaultGossipBind},
+		Gossip:        confload.Gossip{Bind: DefaultGossipBind},
 		Store:         StoreConfig{Dir: DefaultStoreDir},
 		Audit:         AuditConfig{File: DefaultAuditFile},
-		Vault:         VaultConfig{Timeout: DefaultVaultTimeout},
+		Vault:         confload.Vault{Timeout: DefaultVaultTimeout},
 		MetricsListen: DefaultMetricsListen,
 		LogLevel:      DefaultLogLevel,
 		Policy: PolicyConfig{
@@ -173,12 +143,7 @@ func LoadShape(path string) (Config, error) {
 
 // CheckFiles checks that the certificate files the config names exist.
 func (c Config) CheckFiles() error {
-	for _, kv := range [][2]string{{"tls.ca_file", c.TLS.CAFile}, {"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile}, {"vault.ca_file", c.Vault.CAFile}} {
-		if _, err := os.Stat(kv[1]); err != nil {
-			return fmt.Errorf("%s: %w", kv[0], err)
-		}
-	}
-	return nil
+	return confload.CheckFiles(c.TLS, c.Vault)
 }
 
 // File is the config file it was loaded from.
@@ -197,10 +162,8 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%s %q: want host:port: %w", key, addr, err)
 		}
 	}
-	for _, kv := range [][2]string{{"tls.ca_file", c.TLS.CAFile}, {"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile}, {"vault.ca_file", c.Vault.CAFile}} {
-		if kv[1] == "" {
-			return fmt.Errorf("%s: missing: name the PEM file", kv[0])
-		}
+	if err := confload.RequireFiles(c.TLS, c.Vault); err != nil {
+		return err
 	}
 	n := 0
 	for _, s := range []string{c.Store.SealKeyFile, c.Store.SealKeyCredential, c.Store.PassphraseFile} {
@@ -214,18 +177,8 @@ func (c Config) Validate() error {
 	if c.Store.Dir == "" || c.Audit.File == "" {
 		return errors.New("store.dir and audit.file must be set")
 	}
-	if len(c.Vault.Nodes) == 0 {
-		return errors.New("vault.nodes: list the Vault nodes this holder serves (name and https address)")
-	}
-	seen := map[string]bool{}
-	for i, v := range c.Vault.Nodes {
-		if v.Name == "" || !strings.HasPrefix(v.Address, "https://") {
-			return fmt.Errorf("vault.nodes[%d]: want a name and an https:// address", i)
-		}
-		if seen[v.Name] {
-			return fmt.Errorf("vault.nodes[%d]: name %q listed twice", i, v.Name)
-		}
-		seen[v.Name] = true
+	if err := c.Vault.Validate(); err != nil {
+		return err
 	}
 	if _, err := c.PolicyOptions(); err != nil {
 		return err

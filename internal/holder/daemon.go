@@ -62,19 +62,15 @@ func OpenStore(c Config) (*shares.Store, shares.SealKey, error) {
 	return st, key, nil
 }
 
-// VaultNodes builds a pinned-CA client per configured Vault node.
+// VaultNodes builds a pinned-CA client per configured Vault node, by name.
 func VaultNodes(c Config) (map[string]*vaultnode.Node, error) {
-	ca, err := os.ReadFile(c.Vault.CAFile)
+	list, err := c.Vault.Clients(c.file)
 	if err != nil {
-		return nil, &confload.Error{File: c.file, Err: fmt.Errorf("vault.ca_file: %w", err)}
+		return nil, err
 	}
-	out := map[string]*vaultnode.Node{}
-	for _, v := range c.Vault.Nodes {
-		n, err := vaultnode.New(v.Name, v.Address, vaultnode.Options{CACert: ca, Timeout: c.Vault.Timeout})
-		if err != nil {
-			return nil, &confload.Error{File: c.file, Err: err}
-		}
-		out[v.Name] = n
+	out := make(map[string]*vaultnode.Node, len(list))
+	for _, n := range list {
+		out[n.Name] = n
 	}
 	return out, nil
 }

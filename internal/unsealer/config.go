@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 
@@ -38,13 +37,13 @@ type Config struct {
 	ID string `mapstructure:"id"`
 	// SourceAddr is the local address to connect to holders from, when the
 	// holders bind this credential to an address. Empty lets the OS pick.
-	SourceAddr string         `mapstructure:"source_addr"`
-	Gossip     GossipConfig   `mapstructure:"gossip"`
-	TLS        TLSConfig      `mapstructure:"tls"`
-	Holders    []HolderConfig `mapstructure:"holders"`
-	Vault      VaultConfig    `mapstructure:"vault"`
-	Plan       PlanConfig     `mapstructure:"plan"`
-	Watch      WatchConfig    `mapstructure:"watch"`
+	SourceAddr string          `mapstructure:"source_addr"`
+	Gossip     confload.Gossip `mapstructure:"gossip"`
+	TLS        confload.TLS    `mapstructure:"tls"`
+	Holders    []HolderConfig  `mapstructure:"holders"`
+	Vault      confload.Vault  `mapstructure:"vault"`
+	Plan       PlanConfig      `mapstructure:"plan"`
+	Watch      WatchConfig     `mapstructure:"watch"`
 	// WebhookURL receives sealed, unsealed and cannot_unseal events.
 	WebhookURL    string `mapstructure:"webhook_url"`
 	MetricsListen string `mapstructure:"metrics_listen"`
@@ -53,42 +52,12 @@ type Config struct {
 	file string
 }
 
-// GossipConfig is the membership cluster; an empty bind turns gossip off
-// and the static holder addresses are used alone.
-type GossipConfig struct {
-	Bind           string        `mapstructure:"bind"`
-	Advertise      string        `mapstructure:"advertise"`
-	Seeds          []string      `mapstructure:"seeds"`
-	RejoinInterval time.Duration `mapstructure:"rejoin_interval"`
-}
-
-// TLSConfig names the identity files.
-type TLSConfig struct {
-	CAFile   string `mapstructure:"ca_file"`
-	CertFile string `mapstructure:"cert_file"`
-	KeyFile  string `mapstructure:"key_file"`
-	CRLFile  string `mapstructure:"crl_file"`
-}
-
 // HolderConfig is one holder of the deployment.
 type HolderConfig struct {
 	ID      string `mapstructure:"id"`
 	Address string `mapstructure:"address"`
 	// Shares is how many shares init deals to this holder.
 	Shares int `mapstructure:"shares"`
-}
-
-// VaultConfig lists the Vault nodes to watch.
-type VaultConfig struct {
-	CAFile  string        `mapstructure:"ca_file"`
-	Timeout time.Duration `mapstructure:"timeout"`
-	Nodes   []VaultNode   `mapstructure:"nodes"`
-}
-
-// VaultNode is one Vault server.
-type VaultNode struct {
-	Name    string `mapstructure:"name"`
-	Address string `mapstructure:"address"`
 }
 
 // PlanConfig is the split used by init and rekey; the per-holder counts are
@@ -110,8 +79,8 @@ type WatchConfig struct {
 // Default returns a Config with every default filled in.
 func Default() Config {
 	return Config{
-		Gossip:        GossipConfig{Bind: DefaultGossipBind},
-		Vault:         VaultConfig{Timeout: DefaultVaultTimeout},
+		Gossip:        confload.Gossip{Bind: DefaultGossipBind},
+		Vault:         confload.Vault{Timeout: DefaultVaultTimeout},
 		Plan:          PlanConfig{Shares: shares.DefaultShares, Threshold: shares.DefaultThreshold},
 		MetricsListen: DefaultMetricsListen,
 		LogLevel:      DefaultLogLevel,
@@ -132,10 +101,8 @@ func Load(path string, flags *pflag.FlagSet) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
-	for _, kv := range [][2]string{{"tls.ca_file", c.TLS.CAFile}, {"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile}, {"vault.ca_file", c.Vault.CAFile}} {
-		if _, err := os.Stat(kv[1]); err != nil {
-			return Config{}, confload.Errorf(path, "%s: %w", kv[0], err)
-		}
+	if err := confload.CheckFiles(c.TLS, c.Vault); err != nil {
+		return Config{}, &confload.Error{File: path, Err: err}
 	}
 	return c, nil
 }
@@ -167,10 +134,8 @@ func (c Config) Validate() error {
 	if !strings.HasPrefix(c.ID, "spiffe://") || !(strings.Contains(c.ID, "/unsealer/") || strings.Contains(c.ID, "/operator/")) {
 		return fmt.Errorf("id %q: want spiffe://<trust-domain>/unsealer/<name> (or /operator/<name> for break-glass use)", c.ID)
 	}
-	for _, kv := range [][2]string{{"tls.ca_file", c.TLS.CAFile}, {"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile}, {"vault.ca_file", c.Vault.CAFile}} {
-		if kv[1] == "" {
-			return fmt.Errorf("%s: missing: name the PEM file", kv[0])
-		}
+	if err := confload.RequireFiles(c.TLS, c.Vault); err != nil {
+		return err
 	}
 	if c.SourceAddr != "" {
 		if _, err := netip.ParseAddr(c.SourceAddr); err != nil {
@@ -201,18 +166,8 @@ func (c Config) Validate() error {
 	if err := c.SharePlan().Validate(); err != nil {
 		return fmt.Errorf("plan and holders[].shares: %w", err)
 	}
-	if len(c.Vault.Nodes) == 0 {
-		return errors.New("vault.nodes: list the Vault nodes to watch (name and https address)")
-	}
-	names := map[string]bool{}
-	for i, v := range c.Vault.Nodes {
-		if v.Name == "" || !strings.HasPrefix(v.Address, "https://") {
-			return fmt.Errorf("vault.nodes[%d]: want a name and an https:// address", i)
-		}
-		if names[v.Name] {
-			return fmt.Errorf("vault.nodes[%d]: name %q listed twice", i, v.Name)
-		}
-		names[v.Name] = true
+	if err := c.Vault.Validate(); err != nil {
+		return err
 	}
 	if c.Watch.PollInterval <= 0 || c.Watch.DownInterval <= 0 || c.Watch.StaleProgressAfter <= 0 || c.Watch.HolderTimeout <= 0 {
 		return errors.New("watch: every interval must be positive")

@@ -36,21 +36,7 @@ func Identity(c Config, log *slog.Logger) (*identity.Source, error) {
 }
 
 // VaultNodes builds a pinned-CA client per configured node, in order.
-func VaultNodes(c Config) ([]*vaultnode.Node, error) {
-	ca, err := os.ReadFile(c.Vault.CAFile)
-	if err != nil {
-		return nil, confload.Errorf(c.file, "vault.ca_file: %w", err)
-	}
-	var out []*vaultnode.Node
-	for _, v := range c.Vault.Nodes {
-		n, err := vaultnode.New(v.Name, v.Address, vaultnode.Options{CACert: ca, Timeout: c.Vault.Timeout})
-		if err != nil {
-			return nil, &confload.Error{File: c.file, Err: err}
-		}
-		out = append(out, n)
-	}
-	return out, nil
-}
+func VaultNodes(c Config) ([]*vaultnode.Node, error) { return c.Vault.Clients(c.file) }
 
 // Run is `unsealer run`: watch every node and unseal it, until ctx is done.
 // A value on reload re-reads the certificates.
