@@ -1,0 +1,55 @@
+package unsealer
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyshare/keyshare/internal/vaultnode"
+)
+
+// TestStatusSaysWhatIsMissing walks the report from a healthy cluster to
+// one holder alive, and checks the table and the verdict.
+func TestStatusSaysWhatIsMissing(t *testing.T) {
+	r := newRig(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nodes := []*vaultnode.Node{r.vault}
+	type tc struct {
+		name      string
+		stop      string // holder server to stop first
+		reachable int
+		missing   string // "" for ok
+	}
+	run := func(t *testing.T, tc tc) {
+		if tc.stop != "" {
+			r.servers[tc.stop].Stop()
+		}
+		rep := Status(ctx, nodes, r.hs)
+		if rep.SharesReachable != tc.reachable {
+			t.Fatalf("shares reachable = %d, want %d", rep.SharesReachable, tc.reachable)
+		}
+		if tc.missing == "" && rep.Missing != "" || !strings.Contains(rep.Missing, tc.missing) {
+			t.Fatalf("missing = %q, want %q", rep.Missing, tc.missing)
+		}
+		var out bytes.Buffer
+		rep.Print(&out)
+		for _, want := range []string{"vault-1", "HOLDER", "spiffe://keyshare.test/holder/a", "shares reachable"} {
+			if !strings.Contains(out.String(), want) {
+				t.Fatalf("table lacks %q:\n%s", want, out.String())
+			}
+		}
+	}
+	for _, c := range []tc{
+		{name: "ok/all-holders", reachable: 5},
+		{name: "ok/holder-c-down", stop: "c", reachable: 4},
+		{name: "fail/only-a", stop: "b", reachable: 0, missing: "no manifest held by 2 of 3 holders"},
+	} {
+		t.Run(c.name, func(t *testing.T) { run(t, c) })
+	}
+	if rep := Status(ctx, nodes, r.hs); !rep.Nodes[0].Sealed || rep.Nodes[0].HARole != "sealed" {
+		t.Fatalf("node row = %+v, want sealed", rep.Nodes[0])
+	}
+}
