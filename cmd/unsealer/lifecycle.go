@@ -176,11 +176,13 @@ func rekeyCommand(load func(*cobra.Command) (unsealer.Config, error)) *cobra.Com
 	cmd := &cobra.Command{
 		Use:   "rekey",
 		Short: "Rotate the unseal key's shares: Vault rekey with verification, two-phase on the holders",
-		Long: `rekey runs Vault's rekey with require_verification: it collects a threshold of
-the current shares (from the holders for a sealed node, or from
---old-shares-file / --old-shares-prompt), starts the rekey, stages the new
-generation on every holder, gives the new shares to Vault's verify step, and
-commits on the holders. Killed at any step, the old or the new generation
+		Long: `rekey runs Vault's rekey with require_verification: it starts the rekey,
+collects a threshold of the current shares (from the holders, which release
+them for a rekey only to an operator identity - run it with an operator
+certificate in the config - and only while the node reports this very rekey;
+or from --old-shares-file / --old-shares-prompt), stages the new generation
+on every holder, gives the new shares to Vault's verify step, and commits on
+the holders. Killed at any step, the old or the new generation
 still unseals; --recover settles an interrupted rekey, --abort cancels one
 still in progress, --status shows where it stands.
 
@@ -213,7 +215,7 @@ A listener with the unauthenticated rekey endpoints disabled needs VAULT_TOKEN.`
 			case recover:
 				msg, err = lifecycle.RecoverRekey(ctx, rc)
 			default:
-				old := lifecycle.FromHolders(e.holders, e.nodes)
+				old := lifecycle.FromHolders(e.holders)
 				if prompt || len(files) > 0 {
 					col, err := lifecycle.Gather(ctx, e.holders, e.nodes, lifecycle.Input{Files: files, Stdin: cmd.InOrStdin(), Prompt: prompt, Out: cmd.ErrOrStderr()})
 					if err != nil {

@@ -27,11 +27,13 @@ import (
 // Event names.
 const (
 	EventRelease = "release"
-	EventStage   = "stage"
-	EventCommit  = "commit"
-	EventAbort   = "abort"
-	EventHold    = "hold"
-	EventStart   = "start"
+	// EventRekeyRelease is a release to an operator for Vault's rekey.
+	EventRekeyRelease = "rekey_release"
+	EventStage        = "stage"
+	EventCommit       = "commit"
+	EventAbort        = "abort"
+	EventHold         = "hold"
+	EventStart        = "start"
 )
 
 // Entry is one audited decision.

@@ -103,14 +103,17 @@ func (s *Service) Release(ctx context.Context, p sharerpc.Peer, req sharerpc.Rel
 	e := s.engine.Load()
 	entry := audit.Entry{Event: audit.EventRelease, Peer: p.ID.String(), Source: p.Addr.Addr().Unmap().String(),
 		Target: req.VaultNode, Generation: req.Generation}
+	if req.RekeyNonce != "" {
+		entry.Event = audit.EventRekeyRelease
+	}
 	// Check identity first, so an unauthorized peer cannot make the holder
 	// probe Vault; then the holder's own look at the target.
 	if _, err := e.Authorize(p.ID.String(), sourceAddr(p.Addr)); err != nil {
 		return nil, s.deny(entry, err)
 	}
-	status := s.checkTarget(ctx, req.VaultNode)
+	status := s.checkTarget(ctx, req.VaultNode, req.RekeyNonce != "")
 	g, err := e.Decide(policy.Request{PeerID: p.ID.String(), Source: sourceAddr(p.Addr), Target: req.VaultNode,
-		Generation: req.Generation, Now: s.now(), Status: status, Held: held})
+		Generation: req.Generation, Now: s.now(), Status: status, Held: held, RekeyNonce: req.RekeyNonce})
 	if err != nil {
 		return nil, s.deny(entry, err)
 	}
@@ -139,8 +142,9 @@ func (s *Service) Release(ctx context.Context, p sharerpc.Peer, req sharerpc.Rel
 	return out, nil
 }
 
-// checkTarget is the holder's own seal-status check of a known target.
-func (s *Service) checkTarget(ctx context.Context, name string) policy.TargetStatus {
+// checkTarget is the holder's own check of a known target: its seal status
+// and, for a rekey release, its rekey status.
+func (s *Service) checkTarget(ctx context.Context, name string, rekey bool) policy.TargetStatus {
 	n := s.nodes[name]
 	if n == nil {
 		return policy.TargetStatus{}
@@ -151,7 +155,16 @@ func (s *Service) checkTarget(ctx context.Context, name string) policy.TargetSta
 	if err != nil {
 		return policy.TargetStatus{CheckedAt: s.now(), Err: err}
 	}
-	return policy.TargetStatus{CheckedAt: s.now(), Initialized: st.Initialized, Sealed: st.Sealed}
+	out := policy.TargetStatus{Initialized: st.Initialized, Sealed: st.Sealed}
+	if rekey && st.Initialized && !st.Sealed {
+		rs, err := n.RekeyStatus(ctx)
+		if err != nil {
+			return policy.TargetStatus{CheckedAt: s.now(), Err: err}
+		}
+		out.RekeyStarted, out.RekeyNonce = rs.Started, rs.Nonce
+	}
+	out.CheckedAt = s.now()
+	return out
 }
 
 // deny audits and counts a denial and returns it for the transport to map.

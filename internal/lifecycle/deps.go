@@ -36,6 +36,7 @@ type Rekeyer interface {
 type Holder interface {
 	Manifest(ctx context.Context) (sharerpc.Manifest, error)
 	Release(ctx context.Context, vaultNode string, generation uint64) ([]sharerpc.Share, error)
+	ReleaseForRekey(ctx context.Context, vaultNode string, generation uint64, nonce string) ([]sharerpc.Share, error)
 	Stage(ctx context.Context, req sharerpc.StageRequest) error
 	Commit(ctx context.Context, generation uint64) error
 	Abort(ctx context.Context, generation uint64) error

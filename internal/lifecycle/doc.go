@@ -29,9 +29,9 @@
 //
 // Generation N is current on every holder; Rekey makes N+1.
 //
-//	collect      threshold of N, verified       nothing changed: N unseals
 //	rekey-init   Vault rekey started            Vault still uses N; its rekey
 //	                                            is in memory and a restart drops it
+//	collect      threshold of N, verified       same
 //	rekey-update N given, new keys returned     same: the new keys take effect only
 //	                                            after verification
 //	stage        N+1 staged on the holders      Vault uses N; holders hold N
@@ -56,8 +56,8 @@
 // aborts only while Vault shows the rekey in progress.
 //
 // The holders' manifest call serves the current generation only, so the
-// staged N+1 is read back after the commit; its shares are released only
-// for a sealed node, which is also why Rekey's old shares come from the
-// holders only when some node is sealed (FromHolders), or are typed
-// (FromCollector).
+// staged N+1 is read back after the commit. Rekey's old shares come from
+// the holders (FromHolders), which release them for a rekey only to an
+// operator identity and only while their own check sees the node rekeying
+// with that nonce; or they are typed or read from files (FromCollector).
 package lifecycle

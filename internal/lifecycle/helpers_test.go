@@ -67,6 +67,27 @@ func (h *memHolder) Release(_ context.Context, node string, gen uint64) ([]share
 	return out, nil
 }
 
+// ReleaseForRekey follows the holders' rekey rule: only while the node is
+// unsealed and rekeying with this nonce (the operator check is the real
+// holder's; see cmd/unsealer tests).
+func (h *memHolder) ReleaseForRekey(_ context.Context, node string, gen uint64, nonce string) ([]sharerpc.Share, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.down:
+		return nil, errDown
+	case gen == 0 || gen != h.cur:
+		return nil, policy.Deny(policy.ReasonGenerationMismatch, "generation %d asked", gen)
+	case h.fake.Sealed() || nonce == "" || h.fake.RekeyNonce() != nonce:
+		return nil, policy.Deny(policy.ReasonTargetNotRekeying, "%s is not rekeying with nonce %q", node, nonce)
+	}
+	var out []sharerpc.Share
+	for _, s := range h.gens[gen] {
+		out = append(out, sharerpc.Share{Index: s.Index, Value: append([]byte(nil), s.Value...)})
+	}
+	return out, nil
+}
+
 func (h *memHolder) Stage(_ context.Context, req sharerpc.StageRequest) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -80,12 +80,21 @@ func (a Agreement) Unreachable() string {
 // hold m, verifies each against m, and returns exactly a threshold of them,
 // sorted by index. The caller zeroes them.
 func Collect(ctx context.Context, holders []HolderRef, m shares.Manifest, node string) ([]shares.Share, error) {
+	return collectWith(holders, m, node, func(h Holder) ([]sharerpc.Share, error) {
+		return h.Release(ctx, node, m.Generation)
+	})
+}
+
+// collectWith asks every holder in parallel with release, keeps the shares
+// that verify against m, and returns a threshold of them. what names the
+// purpose in errors.
+func collectWith(holders []HolderRef, m shares.Manifest, what string, release func(Holder) ([]sharerpc.Share, error)) ([]shares.Share, error) {
 	var mu sync.Mutex
 	var got []shares.Share
 	have := map[uint8]bool{}
 	var why []string
 	forEach(holders, func(h HolderRef) {
-		ws, err := h.Holder.Release(ctx, node, m.Generation)
+		ws, err := release(h.Holder)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
@@ -112,7 +121,7 @@ func Collect(ctx context.Context, holders []HolderRef, m shares.Manifest, node s
 		shares.ZeroShares(got)
 		sort.Strings(why)
 		return nil, fmt.Errorf("%d of %d verified shares of generation %d released for %s: %s",
-			len(got), m.Threshold, m.Generation, node, strings.Join(why, "; "))
+			len(got), m.Threshold, m.Generation, what, strings.Join(why, "; "))
 	}
 	shares.ZeroShares(got[m.Threshold:])
 	return got[:m.Threshold], nil

@@ -5,12 +5,13 @@ import (
 	"fmt"
 
 	"github.com/keyshare/keyshare/pkg/shares"
+	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
 )
 
 // Steps of Rekey, in order.
 const (
-	StepCollect     Step = "collect"
 	StepRekeyInit   Step = "rekey-init"
+	StepCollect     Step = "collect"
 	StepRekeyUpdate Step = "rekey-update"
 	StepStage       Step = "stage"
 	StepVerify      Step = "verify"
@@ -18,11 +19,12 @@ const (
 )
 
 // RekeySteps lists the steps of Rekey in order.
-var RekeySteps = []Step{StepCollect, StepRekeyInit, StepRekeyUpdate, StepStage, StepVerify, StepCommit}
+var RekeySteps = []Step{StepRekeyInit, StepCollect, StepRekeyUpdate, StepStage, StepVerify, StepCommit}
 
 // OldShares supplies a threshold of the current generation's shares,
-// verified against m. The caller of Rekey zeroes them.
-type OldShares func(ctx context.Context, m shares.Manifest) ([]shares.Share, error)
+// verified against m, for the rekey of node with nonce (which has started
+// when it is called). The caller of Rekey zeroes them.
+type OldShares func(ctx context.Context, m shares.Manifest, node, nonce string) ([]shares.Share, error)
 
 // RekeyConfig is what Rekey needs.
 type RekeyConfig struct {
@@ -72,18 +74,6 @@ func Rekey(ctx context.Context, c RekeyConfig) (RekeyResult, error) {
 		return res, fmt.Errorf("vault node %s has a rekey in progress already (nonce %s): run 'unsealer rekey --recover' or 'unsealer rekey --abort' first", c.Node.Name, st.Nonce)
 	}
 
-	old, err := c.Old(ctx, m)
-	if err != nil {
-		return res, fmt.Errorf("collecting the current shares of generation %d: %w; nothing was changed", m.Generation, err)
-	}
-	defer shares.ZeroShares(old)
-	if err := checkOld(old, m); err != nil {
-		return res, err
-	}
-	if err := c.after(StepCollect); err != nil {
-		return res, err
-	}
-
 	st, err := vr.RekeyInit(ctx, c.Plan.Shares, c.Plan.Threshold)
 	if err != nil {
 		return res, fmt.Errorf("%w: nothing was changed", err)
@@ -101,6 +91,18 @@ func Rekey(ctx context.Context, c RekeyConfig) (RekeyResult, error) {
 			err = fmt.Errorf("%w (%v: run 'unsealer rekey --abort')", err, aerr)
 		}
 		return res, fmt.Errorf("%w: rekey cancelled; generation %d stays in force", err, res.From)
+	}
+
+	old, err := c.Old(ctx, m, c.Node.Name, st.Nonce)
+	if err != nil {
+		return cancel(fmt.Errorf("collecting the current shares of generation %d: %w", m.Generation, err))
+	}
+	defer shares.ZeroShares(old)
+	if err := checkOld(old, m); err != nil {
+		return cancel(err)
+	}
+	if err := c.after(StepCollect); err != nil {
+		return res, err
 	}
 
 	var newKeys [][]byte
@@ -191,7 +193,7 @@ func checkOld(old []shares.Share, m shares.Manifest) error {
 // FromCollector adapts typed or file shares to OldShares: the Collector
 // must have been filled against the same manifest.
 func FromCollector(c *Collector) OldShares {
-	return func(_ context.Context, m shares.Manifest) ([]shares.Share, error) {
+	return func(_ context.Context, m shares.Manifest, _, _ string) ([]shares.Share, error) {
 		if !c.Manifest.Equal(m) {
 			return nil, fmt.Errorf("the shares were checked against generation %d, the holders hold %d", c.Manifest.Generation, m.Generation)
 		}
@@ -203,19 +205,14 @@ func FromCollector(c *Collector) OldShares {
 	}
 }
 
-// FromHolders releases the current shares from the holders for the first
-// node in nodes that is sealed: the holders' policy releases shares only for
-// a node that their own check sees initialized and sealed.
-func FromHolders(hs []HolderRef, nodes []Node) OldShares {
-	return func(ctx context.Context, m shares.Manifest) ([]shares.Share, error) {
-		for _, n := range nodes {
-			st, err := n.Vault.SealStatus(ctx)
-			if err != nil || !st.Initialized || !st.Sealed {
-				continue
-			}
-			return Collect(ctx, hs, m, n.Name)
-		}
-		return nil, fmt.Errorf("the holders release shares only for a sealed Vault node, and none is sealed: " +
-			"give the current shares with --old-shares-file or --old-shares-prompt, or restart one standby node so that it is sealed and rerun")
+// FromHolders releases the current shares from the holders for the rekey
+// in progress: the holders allow it to operator identities only, and only
+// while their own check sees the node rekeying with this very nonce, and
+// they audit it.
+func FromHolders(hs []HolderRef) OldShares {
+	return func(ctx context.Context, m shares.Manifest, node, nonce string) ([]shares.Share, error) {
+		return collectWith(hs, m, "the rekey of "+node, func(h Holder) ([]sharerpc.Share, error) {
+			return h.ReleaseForRekey(ctx, node, m.Generation, nonce)
+		})
 	}
 }

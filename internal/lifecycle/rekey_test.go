@@ -3,6 +3,7 @@ package lifecycle_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,10 +14,8 @@ import (
 var errKilled = errors.New("killed")
 
 func (w *world) rekey(ctx context.Context, killAt lifecycle.Step) (lifecycle.RekeyResult, error) {
-	old := func(context.Context, shares.Manifest) ([]shares.Share, error) {
-		return []shares.Share{w.keys[0].Clone(), w.keys[2].Clone(), w.keys[4].Clone()}, nil
-	}
-	return lifecycle.Rekey(ctx, lifecycle.RekeyConfig{Node: w.node, Holders: w.holders, Plan: w.plan, Old: old,
+	// The current shares come from the holders, for this rekey's nonce.
+	return lifecycle.Rekey(ctx, lifecycle.RekeyConfig{Node: w.node, Holders: w.holders, Plan: w.plan, Old: lifecycle.FromHolders(w.holders),
 		Options: lifecycle.Options{AfterStep: func(s lifecycle.Step) error {
 			if s == killAt {
 				return errKilled
@@ -158,5 +157,19 @@ func TestAbortRekey(t *testing.T) {
 	w.settled(t, 1)
 	if st := w.fake.LifecycleStats(); st.Cancels != 1 {
 		t.Fatalf("cancels %d", st.Cancels)
+	}
+}
+
+// TestFromHoldersNeedsTheRekeyNonce: holders release for a rekey only with
+// the nonce of the rekey the node itself reports.
+func TestFromHoldersNeedsTheRekeyNonce(t *testing.T) {
+	w := newWorld(t, true)
+	w.fake.Unseal()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a := lifecycle.Agree(ctx, w.holders)
+	if _, err := lifecycle.FromHolders(w.holders)(ctx, a.Manifest, "vault-1", "not-a-rekey"); err == nil ||
+		!strings.Contains(err.Error(), "not rekeying") {
+		t.Fatalf("release for a rekey that is not in progress: err = %v", err)
 	}
 }

@@ -111,6 +111,16 @@ func (v *Vault) handleInit(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"keys": hexAll(parts), "keys_base64": parts, "root_token": tok})
 }
 
+// RekeyNonce returns the nonce of the rekey in progress, or "".
+func (v *Vault) RekeyNonce() string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.rekey == nil {
+		return ""
+	}
+	return v.rekey.nonce
+}
+
 func (v *Vault) rekeyStatus() map[string]any {
 	rk := v.rekey
 	if rk == nil {

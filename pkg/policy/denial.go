@@ -27,6 +27,9 @@ const (
 	// ReasonTargetNotSealed: the holder's own check did not see the target
 	// report initialized and sealed.
 	ReasonTargetNotSealed Reason = "target_not_sealed"
+	// ReasonTargetNotRekeying: a rekey release was asked, but the holder's
+	// own check did not see the target report a rekey with that nonce.
+	ReasonTargetNotRekeying Reason = "target_not_rekeying"
 	// ReasonTargetUnchecked: the holder could not check the target at all.
 	ReasonTargetUnchecked Reason = "target_unchecked"
 	// ReasonGenerationMismatch: the request's generation is not the one held.

@@ -16,6 +16,10 @@ type TargetStatus struct {
 	CheckedAt   time.Time
 	Initialized bool
 	Sealed      bool
+	// RekeyStarted and RekeyNonce are the node's rekey state; the holder
+	// fills them in only for a rekey release.
+	RekeyStarted bool
+	RekeyNonce   string
 	// Err is why the check failed, if it did.
 	Err error
 }
@@ -31,6 +35,9 @@ type Request struct {
 	// Held are the generations the holder can release: the current one,
 	// and the staged one while a rekey is in flight.
 	Held []uint64
+	// RekeyNonce, when set, asks for shares to feed the target's rekey with
+	// this nonce instead of an unseal. Only operators may ask.
+	RekeyNonce string
 }
 
 // Grant says which rule allowed a request, for the audit log.
@@ -108,6 +115,9 @@ func (e *Engine) Decide(req Request) (Grant, error) {
 	if err != nil {
 		return Grant{}, err
 	}
+	if req.RekeyNonce != "" && !g.Operator {
+		return Grant{}, Deny(ReasonOperatorRule, "rekey releases are for operator identities: run 'unsealer rekey' with an operator certificate")
+	}
 	if hold := e.Hold(); hold != "" {
 		return Grant{}, Deny(ReasonMaintenanceHold, "holder is on hold: %s", hold)
 	}
@@ -117,7 +127,11 @@ func (e *Engine) Decide(req Request) (Grant, error) {
 	if !slices.Contains(req.Held, req.Generation) || req.Generation == 0 {
 		return Grant{}, Deny(ReasonGenerationMismatch, "generation %d asked, holder has %v", req.Generation, req.Held)
 	}
-	if err := e.checkStatus(req); err != nil {
+	check := e.checkStatus
+	if req.RekeyNonce != "" {
+		check = e.checkRekey
+	}
+	if err := check(req); err != nil {
 		return Grant{}, err
 	}
 	rate, burst := e.cfg.rate, e.cfg.burst
@@ -162,7 +176,9 @@ func (e *Engine) match(id, role string, src netip.Addr) (Grant, error) {
 	return Grant{}, Deny(ReasonPeerNotAllowed, "%s (role %s) is not allowed to receive shares", id, role)
 }
 
-func (e *Engine) checkStatus(req Request) error {
+// checkFresh denies when the holder's own look at the target failed or is
+// too old to go by.
+func (e *Engine) checkFresh(req Request) error {
 	s := req.Status
 	switch {
 	case s.Err != nil:
@@ -171,6 +187,34 @@ func (e *Engine) checkStatus(req Request) error {
 		return Deny(ReasonTargetUnchecked, "holder has not checked Vault node %q", req.Target)
 	case req.Now.Sub(s.CheckedAt) > e.cfg.maxStatusAge:
 		return Deny(ReasonTargetUnchecked, "holder's check of %q is %s old, limit %s", req.Target, req.Now.Sub(s.CheckedAt).Round(time.Millisecond), e.cfg.maxStatusAge)
+	}
+	return nil
+}
+
+// checkRekey allows a rekey release only while the target, unsealed,
+// reports a rekey in progress with exactly the nonce asked for.
+func (e *Engine) checkRekey(req Request) error {
+	if err := e.checkFresh(req); err != nil {
+		return err
+	}
+	s := req.Status
+	switch {
+	case !s.Initialized || s.Sealed:
+		return Deny(ReasonTargetNotRekeying, "Vault node %q is sealed or not initialized: a rekey needs it unsealed", req.Target)
+	case !s.RekeyStarted:
+		return Deny(ReasonTargetNotRekeying, "Vault node %q has no rekey in progress", req.Target)
+	case s.RekeyNonce != req.RekeyNonce:
+		return Deny(ReasonTargetNotRekeying, "Vault node %q is rekeying with another nonce", req.Target)
+	}
+	return nil
+}
+
+func (e *Engine) checkStatus(req Request) error {
+	if err := e.checkFresh(req); err != nil {
+		return err
+	}
+	s := req.Status
+	switch {
 	case !s.Initialized:
 		return Deny(ReasonTargetNotSealed, "Vault node %q is not initialized", req.Target)
 	case !s.Sealed:

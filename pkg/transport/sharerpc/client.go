@@ -128,9 +128,21 @@ func (c *Client) Close() error { return c.conn.Close() }
 // returned as a wrapped *policy.Denial. The caller owns the returned values
 // and should clear them after use.
 func (c *Client) Release(ctx context.Context, vaultNode string, generation uint64) ([]Share, error) {
+	return c.release(ctx, &sharepb.ReleaseRequest{VaultNode: vaultNode, Generation: generation})
+}
+
+// ReleaseForRekey asks the holder for its shares to feed Vault's rekey of
+// vaultNode with the given nonce. Holders allow it to operator identities
+// only, while the node itself reports that rekey in progress.
+func (c *Client) ReleaseForRekey(ctx context.Context, vaultNode string, generation uint64, nonce string) ([]Share, error) {
+	return c.release(ctx, &sharepb.ReleaseRequest{VaultNode: vaultNode, Generation: generation, RekeyNonce: nonce})
+}
+
+func (c *Client) release(ctx context.Context, req *sharepb.ReleaseRequest) ([]Share, error) {
+	vaultNode := req.GetVaultNode()
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	resp, err := c.rpc.Release(ctx, &sharepb.ReleaseRequest{VaultNode: vaultNode, Generation: generation})
+	resp, err := c.rpc.Release(ctx, req)
 	if err != nil {
 		return nil, c.wrap("release of shares for "+vaultNode, err)
 	}

@@ -14,20 +14,33 @@ import (
 
 func releaseFromPB(m *sharepb.ReleaseRequest) (ReleaseRequest, error) {
 	n := m.GetVaultNode()
-	switch {
-	case n == "":
+	if n == "" {
 		return ReleaseRequest{}, errors.New("vault_node is empty")
-	case len(n) > MaxVaultNodeBytes:
-		return ReleaseRequest{}, fmt.Errorf("vault_node is %d bytes, more than %d", len(n), MaxVaultNodeBytes)
-	case !utf8.ValidString(n):
-		return ReleaseRequest{}, errors.New("vault_node is not UTF-8")
 	}
-	for _, r := range n {
+	if err := checkText("vault_node", n, MaxVaultNodeBytes); err != nil {
+		return ReleaseRequest{}, err
+	}
+	if err := checkText("rekey_nonce", m.GetRekeyNonce(), MaxRekeyNonceBytes); err != nil {
+		return ReleaseRequest{}, err
+	}
+	return ReleaseRequest{VaultNode: n, Generation: m.GetGeneration(), RekeyNonce: m.GetRekeyNonce()}, nil
+}
+
+// checkText bounds a string field and refuses invalid UTF-8 and control
+// characters, so that it is safe to log and to compare.
+func checkText(field, v string, limit int) error {
+	switch {
+	case len(v) > limit:
+		return fmt.Errorf("%s is %d bytes, more than %d", field, len(v), limit)
+	case !utf8.ValidString(v):
+		return fmt.Errorf("%s is not UTF-8", field)
+	}
+	for _, r := range v {
 		if unicode.IsControl(r) {
-			return ReleaseRequest{}, errors.New("vault_node holds a control character")
+			return fmt.Errorf("%s holds a control character", field)
 		}
 	}
-	return ReleaseRequest{VaultNode: n, Generation: m.GetGeneration()}, nil
+	return nil
 }
 
 // sharesFromPB copies the shares out of ms, so that the caller may zero the

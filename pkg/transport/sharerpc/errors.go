@@ -26,6 +26,7 @@ var denialCodes = map[policy.Reason]codes.Code{
 	policy.ReasonUnauthenticated:    codes.Unauthenticated,
 	policy.ReasonUnknownTarget:      codes.FailedPrecondition,
 	policy.ReasonTargetNotSealed:    codes.FailedPrecondition,
+	policy.ReasonTargetNotRekeying:  codes.FailedPrecondition,
 	policy.ReasonTargetUnchecked:    codes.FailedPrecondition,
 	policy.ReasonGenerationMismatch: codes.FailedPrecondition,
 	policy.ReasonMaintenanceHold:    codes.FailedPrecondition,

@@ -44,6 +44,9 @@ const MaxShareBytes = 1024
 // MaxVaultNodeBytes bounds the length of a Vault node name.
 const MaxVaultNodeBytes = 256
 
+// MaxRekeyNonceBytes bounds the length of a rekey nonce (Vault's are UUIDs).
+const MaxRekeyNonceBytes = 128
+
 // Share is one unseal-key share. Value is secret: never log or print it.
 type Share struct {
 	// Index is the share's index, 1 to 255.
@@ -77,6 +80,10 @@ type Manifest struct {
 type ReleaseRequest struct {
 	VaultNode  string
 	Generation uint64
+	// RekeyNonce, when set, asks for the shares to feed Vault's rekey of
+	// VaultNode with this nonce rather than an unseal. At most
+	// MaxRekeyNonceBytes, free of control characters.
+	RekeyNonce string
 }
 
 // StageRequest carries a new generation: the holder's shares (at least one,

@@ -216,8 +216,13 @@ func (x *Manifest) GetHolderId() string {
 type ReleaseRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// vault_node names the Vault node to unseal, as configured on the holder.
-	VaultNode     string `protobuf:"bytes,1,opt,name=vault_node,json=vaultNode,proto3" json:"vault_node,omitempty"`
-	Generation    uint64 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	VaultNode  string `protobuf:"bytes,1,opt,name=vault_node,json=vaultNode,proto3" json:"vault_node,omitempty"`
+	Generation uint64 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	// rekey_nonce, when set, asks for the shares to feed Vault's rekey of
+	// vault_node rather than an unseal. Only operator identities may ask, and
+	// the holder itself checks that the node reports a rekey in progress with
+	// exactly this nonce.
+	RekeyNonce    string `protobuf:"bytes,3,opt,name=rekey_nonce,json=rekeyNonce,proto3" json:"rekey_nonce,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -264,6 +269,13 @@ func (x *ReleaseRequest) GetGeneration() uint64 {
 		return x.Generation
 	}
 	return 0
+}
+
+func (x *ReleaseRequest) GetRekeyNonce() string {
+	if x != nil {
+		return x.RekeyNonce
+	}
+	return ""
 }
 
 type ReleaseResponse struct {
@@ -664,13 +676,15 @@ const file_pkg_transport_sharerpc_sharepb_share_proto_rawDesc = "" +
 	"\tthreshold\x18\x02 \x01(\rR\tthreshold\x12!\n" +
 	"\ftotal_shares\x18\x03 \x01(\rR\vtotalShares\x128\n" +
 	"\adigests\x18\x04 \x03(\v2\x1e.keyshare.share.v1.ShareDigestR\adigests\x12\x1b\n" +
-	"\tholder_id\x18\x05 \x01(\tR\bholderId\"O\n" +
+	"\tholder_id\x18\x05 \x01(\tR\bholderId\"p\n" +
 	"\x0eReleaseRequest\x12\x1d\n" +
 	"\n" +
 	"vault_node\x18\x01 \x01(\tR\tvaultNode\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x02 \x01(\x04R\n" +
-	"generation\"C\n" +
+	"generation\x12\x1f\n" +
+	"\vrekey_nonce\x18\x03 \x01(\tR\n" +
+	"rekeyNonce\"C\n" +
 	"\x0fReleaseResponse\x120\n" +
 	"\x06shares\x18\x01 \x03(\v2\x18.keyshare.share.v1.ShareR\x06shares\"\x11\n" +
 	"\x0fManifestRequest\"K\n" +

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/keyshare/keyshare/pkg/policy"
+	"github.com/keyshare/keyshare/pkg/shares"
+)
+
+// TestHolderRekeyRelease: the holder gives its current shares for Vault's
+// rekey only to an operator, only while the (unsealed) node reports a rekey
+// with the nonce asked for, and audits it.
+func TestHolderRekeyRelease(t *testing.T) {
+	s := setupHolder(t)
+	if out, code := runCLI(t, "", "keygen", s.w.path("seal.key")); code != 0 {
+		t.Fatalf("keygen: %d %s", code, out)
+	}
+	writeJSON(t, s.w.path("manifest.json"), shares.NewManifest(1, 3, s.all))
+	if out, code := runCLI(t, fmt.Sprintf("1 %s\n2 %s\n", s.all[0].Hex(), s.all[1].Hex()), "import", "-c", s.cfg, "--manifest", s.w.path("manifest.json")); code != 0 {
+		t.Fatalf("import: %d %s", code, out)
+	}
+	startHolder(t, "run", "-c", s.cfg)
+	op := s.client(t, "operator/oncall", "127.0.0.30")
+	ctx := context.Background()
+	waitFor(t, 30*time.Second, "the holder's health service", func() bool { return op.Health(ctx) == nil })
+
+	unsealFake(t, s)
+	_, err := op.ReleaseForRekey(ctx, "vault-1", 1, "no-such-rekey")
+	wantDenial(t, err, policy.ReasonTargetNotRekeying, codes.FailedPrecondition)
+
+	nonce := startFakeRekey(t, s)
+	got, err := op.ReleaseForRekey(ctx, "vault-1", 1, nonce)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("operator rekey release: %d shares, %v", len(got), err)
+	}
+	_, err = op.ReleaseForRekey(ctx, "vault-1", 1, nonce+"x")
+	wantDenial(t, err, policy.ReasonTargetNotRekeying, codes.FailedPrecondition)
+	_, err = s.client(t, "unsealer/u1", "127.0.0.20").ReleaseForRekey(ctx, "vault-1", 1, nonce)
+	wantDenial(t, err, policy.ReasonOperatorRule, codes.PermissionDenied)
+
+	out, code := runCLI(t, "", "audit", "verify", "-c", s.cfg)
+	if code != 0 {
+		t.Fatalf("audit verify: %d %s", code, out)
+	}
+	if log := readFile(t, s.w.path("audit.log")); !strings.Contains(log, `"event":"rekey_release"`) || !strings.Contains(log, "target_not_rekeying") {
+		t.Fatal("audit log lacks the rekey releases")
+	}
+}
+
+// startFakeRekey starts a rekey with verification on the fake and returns
+// its nonce.
+func startFakeRekey(t *testing.T, s *holderSetup) string {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.w.vca.Pool()}}, Timeout: 5 * time.Second}
+	req, _ := http.NewRequest(http.MethodPut, s.fake.URL()+"/v1/sys/rekey/init",
+		strings.NewReader(`{"secret_shares":5,"secret_threshold":3,"require_verification":true}`))
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Nonce string `json:"nonce"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || st.Nonce == "" {
+		t.Fatalf("rekey init: %v (status %d)", err, resp.StatusCode)
+	}
+	return st.Nonce
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
