@@ -1,21 +1,16 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/keyshare/keyshare/internal/devpki"
+	"github.com/keyshare/keyshare/internal/proctest"
 )
 
 var holderBin string
@@ -25,94 +20,36 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	holderBin = filepath.Join(dir, "holder")
-	out, err := exec.Command("go", "build", "-race", "-o", holderBin, ".").CombinedOutput()
+	bins, err := proctest.Build(dir, true, ".")
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "failed to build holder: %v\n%s", err, out)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	holderBin = bins["."]
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
-// freePort returns a port that was free on ip a moment ago.
-func freePort(t *testing.T, ip string) string {
+func freePort(t *testing.T, ip string) string { return proctest.FreePort(t, ip) }
+
+func waitFor(t *testing.T, bound time.Duration, what string, cond func() bool) {
 	t.Helper()
-	l, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	proctest.WaitFor(t, bound, what, cond)
 }
 
-// syncBuf is a bytes.Buffer safe for a process writer and test readers.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-// proc is a running holder process.
-type proc struct {
-	cmd    *exec.Cmd
-	stderr *syncBuf
-	done   chan error
-}
-
-func startHolder(t *testing.T, args ...string) *proc {
+// startHolder runs `holder ARGS...` until the test ends.
+func startHolder(t *testing.T, args ...string) *proctest.Proc {
 	t.Helper()
-	p := &proc{stderr: &syncBuf{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(holderBin, args...)
-	p.cmd.Stdout = p.stderr
-	p.cmd.Stderr = p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("holder output:\n%s", p.stderr.String())
-		}
-	})
-	return p
+	return proctest.Start(t, nil, holderBin, args...)
 }
 
-// stop sends SIGTERM and waits (bounded) for a clean exit.
-func (p *proc) stop(t *testing.T) {
-	t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		p.done <- err
-		if err != nil {
-			t.Fatalf("holder exited with %v after SIGTERM", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("holder did not stop within 20 s of SIGTERM")
-	}
-}
-
-// runCLI runs a one-shot holder command and returns its output and exit code.
+// runCLI runs a one-shot holder command and returns its output (stdout
+// then stderr) and exit code.
 func runCLI(t *testing.T, stdin string, args ...string) (string, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, holderBin, args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return string(out), code
+	o, e, code := proctest.Run(t, stdin, nil, holderBin, args...)
+	return o + e, code
 }
 
 // world is the certificates and files of one test deployment.
@@ -163,17 +100,5 @@ func writeJSON(t *testing.T, path string, v any) {
 	}
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// waitFor polls cond every 50 ms until it holds or the bound passes.
-func waitFor(t *testing.T, bound time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(bound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", bound, what)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

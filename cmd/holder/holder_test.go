@@ -179,7 +179,7 @@ func TestHolderProcess(t *testing.T) {
 
 	// A hold set in the config applies on SIGHUP, without a restart.
 	s.writeConfig(t, "disk swap")
-	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	op := s.client(t, "operator/oncall", "127.0.0.30")
@@ -194,7 +194,7 @@ func TestHolderProcess(t *testing.T) {
 		!strings.Contains(metrics, "keyshare_holder_generation 1") {
 		t.Fatalf("metrics lack the release counters or generation:\n%s", grepLines(metrics, "keyshare_holder"))
 	}
-	p.stop(t)
+	p.Stop(t, 20*time.Second)
 
 	// Every decision is in the audit log, and the chain verifies.
 	auditLog, err := os.ReadFile(s.w.path("audit.log"))
@@ -217,7 +217,7 @@ func TestHolderProcess(t *testing.T) {
 
 	// No share, in any encoding, in the logs (debug), the audit log, the
 	// metrics, or the CLI output.
-	for name, text := range map[string]string{"holder log": p.stderr.String(), "audit log": string(auditLog), "metrics": metrics, "status": status} {
+	for name, text := range map[string]string{"holder log": p.Out.String(), "audit log": string(auditLog), "metrics": metrics, "status": status} {
 		for _, sh := range s.all {
 			for _, enc := range []string{sh.Hex(), sh.Base64(), strings.ToUpper(sh.Hex())} {
 				if strings.Contains(text, enc) {

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -11,12 +9,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/keyshare/keyshare/internal/devpki"
+	"github.com/keyshare/keyshare/internal/proctest"
 	"github.com/keyshare/keyshare/internal/vaultfake"
 	"github.com/keyshare/keyshare/pkg/shares"
 )
@@ -38,75 +35,27 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	holderBin, unsealerBin = filepath.Join(dir, "holder"), filepath.Join(dir, "unsealer")
-	for _, b := range [][2]string{{holderBin, "../holder"}, {unsealerBin, "."}} {
-		if out, err := exec.Command("go", "build", "-o", b[0], b[1]).CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "failed to build %s: %v\n%s", b[1], err, out)
-			os.Exit(1)
-		}
+	bins, err := proctest.Build(dir, false, "../holder", ".")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
+	holderBin, unsealerBin = bins["../holder"], bins["."]
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+func freePort(t *testing.T, ip string) string { return proctest.FreePort(t, ip) }
 
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-func freePort(t *testing.T, ip string) string {
-	t.Helper()
-	l, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// waitFor polls cond every 50 ms until it holds or the bound passes.
 func waitFor(t *testing.T, bound time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(bound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", bound, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	proctest.WaitFor(t, bound, what, cond)
 }
 
-// proc is a running process.
-type proc struct {
-	cmd  *exec.Cmd
-	out  *syncBuf
-	done chan error
-}
-
-func start(t *testing.T, env []string, bin string, args ...string) *proc {
+func start(t *testing.T, env []string, bin string, args ...string) *proctest.Proc {
 	t.Helper()
-	p := &proc{out: &syncBuf{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() { p.kill() })
-	return p
-}
-
-// kill sends SIGKILL (kill -9) and waits for the process to be gone.
-func (p *proc) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	if err, ok := <-p.done; ok {
-		p.done <- err
-	}
+	return proctest.Start(t, env, bin, args...)
 }
 
 // cluster is one deployment: a CA, a fake Vault, three holders.
@@ -116,7 +65,7 @@ type cluster struct {
 	fake    *vaultfake.Vault
 	keys    []shares.Share // generation 1, when the fake was made initialized
 	listen  [3]string
-	holders [3]*proc
+	holders [3]*proctest.Proc
 	cfg     string // unsealer config
 	opCfg   string // operator config
 }
@@ -253,20 +202,7 @@ func (c *cluster) startHolder(t *testing.T, i int) {
 // and the exit code.
 func (c *cluster) unsealer(t *testing.T, stdin string, args ...string) (string, string, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, unsealerBin, args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
+	return proctest.Run(t, stdin, nil, unsealerBin, args...)
 }
 
 // restartVault stops the fake and starts it again: sealed, and any rekey

@@ -51,7 +51,7 @@ func TestInitProcess(t *testing.T) {
 	// Any two holders unseal: stop each in turn.
 	for i := range c.holders {
 		c.fake.Seal()
-		c.holders[i].kill()
+		c.holders[i].Kill()
 		out, e, code := c.unsealer(t, "", "unseal", "--from-holders", "-c", c.cfg)
 		if code != 0 || c.fake.Sealed() {
 			t.Fatalf("holder %d down: unseal exit %d\n%s\n%s", i, code, out, e)
@@ -144,7 +144,7 @@ func TestRekeyProcess(t *testing.T) {
 	// With no holder reachable, the old shares pass the format checks and
 	// Vault itself rejects them.
 	for _, h := range c.holders {
-		h.kill()
+		h.Kill()
 	}
 	if _, e, code := c.unsealer(t, "", "unseal", "-c", c.cfg, "--file", oldFile); code == 0 || !strings.Contains(e, "rejected") || !c.fake.Sealed() {
 		t.Fatalf("old shares without holders: exit %d %s", code, e)
@@ -169,11 +169,11 @@ func TestRekeyKilledProcess(t *testing.T) {
 			oldFile := c.path("old.txt")
 			must(t, os.WriteFile(oldFile, []byte(c.keys[1].Hex()+"\n"+c.keys[2].Hex()+"\n"+c.keys[4].Hex()+"\n"), 0o600))
 			p := start(t, []string{pauseEnv + "=" + step}, unsealerBin, "rekey", "-c", c.cfg, "--old-shares-file", oldFile)
-			waitFor(t, 60*time.Second, "pause at "+step, func() bool { return strings.Contains(p.out.String(), "paused at step "+step) })
-			must(t, p.cmd.Process.Signal(syscall.SIGKILL))
-			p.kill()
+			waitFor(t, 60*time.Second, "pause at "+step, func() bool { return strings.Contains(p.Out.String(), "paused at step "+step) })
+			must(t, p.Cmd.Process.Signal(syscall.SIGKILL))
+			p.Kill()
 			for i, h := range c.holders {
-				h.kill()
+				h.Kill()
 				c.startHolder(t, i)
 			}
 			c.restartVault(t)
@@ -200,7 +200,7 @@ func TestRekeyKilledProcess(t *testing.T) {
 			if w := c.fake.Stats().Wasted; w != wasted {
 				t.Fatalf("a settled cluster wasted %d attempts", w-wasted)
 			}
-			noSecrets(t, p.out.String()+out+e, c.keys)
+			noSecrets(t, p.Out.String()+out+e, c.keys)
 		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 )
 
 // TestUnsealTypedShares drives `unsealer unseal` through a pseudo-terminal:
@@ -47,6 +48,12 @@ func TestUnsealTypedShares(t *testing.T) {
 		if !strings.Contains(text()[strings.LastIndex(text(), "\n")+1:], prompt) {
 			t.Fatalf("prompt %q not shown; terminal so far:\n%s", prompt, text())
 		}
+		// The prompt is printed just before the program turns echo off:
+		// type only once it has, as a person would see no difference.
+		waitFor(t, 10*time.Second, "echo off", func() bool {
+			tio, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+			return err == nil && tio.Lflag&unix.ECHO == 0
+		})
 		if _, err := tty.Write([]byte(line + "\r")); err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,153 @@
+// Package proctest runs the project's real binaries in tests: it builds them
+// once per test binary, starts them with their output captured, stops them
+// by signal with a bound, and runs one-shot commands for their output and
+// exit code. It also has the small loopback helpers those tests share.
+package proctest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Build compiles each package (a path relative to the caller's package
+// folder, like "." or "../holder") into dir, and returns the binary paths
+// by package. race builds with the race detector.
+func Build(dir string, race bool, pkgs ...string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, pkg := range pkgs {
+		abs, err := filepath.Abs(pkg)
+		if err != nil {
+			return nil, err
+		}
+		bin := filepath.Join(dir, filepath.Base(abs))
+		args := []string{"build", "-o", bin}
+		if race {
+			args = append(args, "-race")
+		}
+		if b, err := exec.Command("go", append(args, pkg)...).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("failed to build %s: %w\n%s", pkg, err, b)
+		}
+		out[pkg] = bin
+	}
+	return out, nil
+}
+
+// Buffer is a bytes.Buffer safe for a process writing and a test reading.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *Buffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+
+// String returns everything written so far.
+func (s *Buffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// Proc is a running process with its stdout and stderr captured together.
+type Proc struct {
+	Cmd  *exec.Cmd
+	Out  *Buffer
+	done chan error
+}
+
+// Start runs bin with args (and env added to the test's environment). The
+// process is killed when the test ends, and its output is logged if the
+// test failed.
+func Start(tb testing.TB, env []string, bin string, args ...string) *Proc {
+	tb.Helper()
+	p := &Proc{Out: &Buffer{}, done: make(chan error, 1)}
+	p.Cmd = exec.Command(bin, args...)
+	p.Cmd.Env = append(os.Environ(), env...)
+	p.Cmd.Stdout, p.Cmd.Stderr = p.Out, p.Out
+	if err := p.Cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	go func() { p.done <- p.Cmd.Wait() }()
+	tb.Cleanup(func() {
+		p.Kill()
+		if tb.Failed() {
+			tb.Logf("%s output:\n%s", filepath.Base(bin), p.Out.String())
+		}
+	})
+	return p
+}
+
+// Kill sends SIGKILL (kill -9) and waits for the process to be gone.
+func (p *Proc) Kill() {
+	_ = p.Cmd.Process.Signal(syscall.SIGKILL)
+	if err, ok := <-p.done; ok {
+		p.done <- err
+	}
+}
+
+// Stop sends SIGTERM and fails the test unless the process exits cleanly
+// within bound.
+func (p *Proc) Stop(tb testing.TB, bound time.Duration) {
+	tb.Helper()
+	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err != nil {
+			tb.Fatalf("%s exited with %v after SIGTERM", p.Cmd.Path, err)
+		}
+	case <-time.After(bound):
+		tb.Fatalf("%s did not stop within %s of SIGTERM", p.Cmd.Path, bound)
+	}
+}
+
+// Run runs a one-shot command with stdin and env, bounded to 2 minutes, and
+// returns its stdout, stderr and exit code.
+func Run(tb testing.TB, stdin string, env []string, bin string, args ...string) (stdout, stderr string, code int) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = bytes.NewBufferString(stdin)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		tb.Fatal(err)
+	}
+	return o.String(), e.String(), code
+}
+
+// FreePort returns an ip:port that was free a moment ago.
+func FreePort(tb testing.TB, ip string) string {
+	tb.Helper()
+	l, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// WaitFor polls cond every 50 ms until it holds, failing the test after
+// bound.
+func WaitFor(tb testing.TB, bound time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(bound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %s waiting for %s", bound, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
