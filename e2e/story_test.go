@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -274,27 +273,12 @@ func pollUntil(ctx context.Context, what string, cond func() (bool, error)) erro
 	}
 }
 
-// logIndices reads a share-index list from a daemon's log line. slog
-// writes a []uint8 as base64 ("AQID" is 1, 2, 3); a JSON array is read too.
+// logIndices reads a share-index list from a daemon's log line.
 func logIndices(t *testing.T, e topology.LogEntry, key string) []int {
 	t.Helper()
-	var out []int
-	switch v := e[key].(type) {
-	case string:
-		b, err := base64.StdEncoding.DecodeString(v)
-		if err != nil {
-			t.Fatalf("log field %s=%q is not a base64 index list: %v", key, v, err)
-		}
-		for _, x := range b {
-			out = append(out, int(x))
-		}
-	case []any:
-		for _, x := range v {
-			f, _ := x.(float64)
-			out = append(out, int(f))
-		}
-	default:
-		t.Fatalf("log line has no index list %s: %v", key, e)
+	idx, err := e.Indices(key)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return idx
 }

@@ -3,6 +3,7 @@ package topology
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -145,4 +146,32 @@ func (t *Topology) CoordinatorMetric(ctx context.Context, series string) (float6
 // error here.
 func (t *Topology) Status(ctx context.Context, args ...string) (Result, error) {
 	return t.Run(ctx, CLI{AllowFail: true}, t.Bins.Unsealer, append([]string{"status", "-c", t.UnsealerConfig}, args...)...)
+}
+
+// Indices reads a list of share indices from field k. slog writes a
+// []uint8 as base64 ("AQID" is 1, 2, 3); a JSON array of numbers is read
+// too.
+func (e LogEntry) Indices(k string) ([]int, error) {
+	var out []int
+	switch v := e[k].(type) {
+	case string:
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			return nil, fmt.Errorf("log field %s=%q is not a base64 index list: %w", k, v, err)
+		}
+		for _, x := range b {
+			out = append(out, int(x))
+		}
+	case []any:
+		for _, x := range v {
+			f, ok := x.(float64)
+			if !ok {
+				return nil, fmt.Errorf("log field %s holds %v, not an index", k, x)
+			}
+			out = append(out, int(f))
+		}
+	default:
+		return nil, fmt.Errorf("log line has no index list %s", k)
+	}
+	return out, nil
 }
