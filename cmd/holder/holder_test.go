@@ -194,6 +194,10 @@ func TestHolderProcess(t *testing.T) {
 		!strings.Contains(metrics, "keyshare_holder_generation 1") {
 		t.Fatalf("metrics lack the release counters or generation:\n%s", grepLines(metrics, "keyshare_holder"))
 	}
+	live, _ := runCLI(t, "", "status", "-c", s.cfg)
+	if !strings.Contains(live, "peer") || !strings.Contains(live, "spiffe://keyshare.test/holder/a alive generation 1") {
+		t.Fatalf("status of the running holder lacks its gossip peers:\n%s", live)
+	}
 	p.Stop(t, 20*time.Second)
 
 	// Every decision is in the audit log, and the chain verifies.

@@ -3,6 +3,7 @@ package holder
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"log/slog"
@@ -177,7 +178,9 @@ func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signa
 
 	var metricsSrv *http.Server
 	if c.MetricsListen != "" {
-		metricsSrv, err = metricsrv.Serve(c.MetricsListen, m.Registry, log)
+		metricsSrv, err = metricsrv.Serve(c.MetricsListen, m.Registry, log, map[string]http.Handler{
+			"/members": membersHandler(cluster),
+		})
 		if err != nil {
 			srv.Stop()
 			_ = cluster.Shutdown()
@@ -245,6 +248,28 @@ func meta(svc *Service, rpcAddr string) gossip.Meta {
 		h = d[:8]
 	}
 	return gossip.Meta{Role: "holder", RPCAddr: rpcAddr, Generation: st.Current, Shares: idx, ManifestHash: h, Version: Version}
+}
+
+// Peer is one gossip member as `holder status` shows it.
+type Peer struct {
+	ID         string `json:"id"`
+	State      string `json:"state"`
+	Role       string `json:"role,omitempty"`
+	Generation uint64 `json:"generation,omitempty"`
+	RPCAddr    string `json:"rpc_addr,omitempty"`
+}
+
+// membersHandler serves the gossip view as JSON on the metrics listener, for
+// `holder status`. It is public information: IDs, states, generations.
+func membersHandler(c *gossip.Cluster) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		var out []Peer
+		for _, m := range c.Members() {
+			out = append(out, Peer{ID: m.Name, State: m.State.String(), Role: m.Meta.Role, Generation: m.Meta.Generation, RPCAddr: m.Meta.RPCAddr})
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(out)
+	})
 }
 
 func mustState(svc *Service) shares.State { st, _, _ := svc.Current(); return st }

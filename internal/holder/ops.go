@@ -2,13 +2,17 @@ package holder
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/keyshare/keyshare/internal/audit"
 	"github.com/keyshare/keyshare/pkg/shares"
@@ -54,9 +58,13 @@ type StatusReport struct {
 	ManifestHash string  `json:"manifest_hash,omitempty"`
 	StoreOpens   bool    `json:"store_opens"`
 	StoreError   string  `json:"store_error,omitempty"`
-	AuditEntries int     `json:"audit_entries"`
-	AuditError   string  `json:"audit_error,omitempty"`
-	Policy       string  `json:"policy"`
+	// Peers is the running holder's gossip view, from its metrics
+	// listener; PeersError says why it is missing.
+	Peers        []Peer `json:"peers"`
+	PeersError   string `json:"peers_error,omitempty"`
+	AuditEntries int    `json:"audit_entries"`
+	AuditError   string `json:"audit_error,omitempty"`
+	Policy       string `json:"policy"`
 }
 
 // Status opens the store (read only) and checks the audit chain.
@@ -69,6 +77,10 @@ func Status(c Config) StatusReport {
 	r.AuditEntries = n
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		r.AuditError = err.Error()
+	}
+	r.Peers, err = runningPeers(c)
+	if err != nil {
+		r.PeersError = err.Error()
 	}
 	b, st, err := openCurrent(c)
 	r.Current, r.Staged = st.Current, st.Staged
@@ -103,7 +115,39 @@ func (r StatusReport) Print(w io.Writer) {
 		fmt.Fprintf(tw, "audit\t%d entries, chain ok\n", r.AuditEntries)
 	}
 	fmt.Fprintf(tw, "policy\t%s\n", r.Policy)
+	if r.PeersError != "" {
+		fmt.Fprintf(tw, "peers\tunknown: %s\n", r.PeersError)
+	}
+	for _, p := range r.Peers {
+		fmt.Fprintf(tw, "peer\t%s %s generation %d\n", p.ID, p.State, p.Generation)
+	}
 	tw.Flush()
+}
+
+// runningPeers asks the running holder's metrics listener for its gossip
+// view.
+func runningPeers(c Config) ([]Peer, error) {
+	if c.MetricsListen == "" {
+		return nil, errors.New("metrics_listen is off, so the running holder cannot be asked")
+	}
+	host, port, err := net.SplitHostPort(c.MetricsListen)
+	if err != nil {
+		return nil, fmt.Errorf("metrics_listen %q: %w", c.MetricsListen, err)
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	cl := &http.Client{Timeout: 2 * time.Second}
+	resp, err := cl.Get("http://" + net.JoinHostPort(host, port) + "/members")
+	if err != nil {
+		return nil, fmt.Errorf("holder not running? %w", err)
+	}
+	defer resp.Body.Close()
+	var out []Peer
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out); err != nil {
+		return nil, fmt.Errorf("bad /members answer: %w", err)
+	}
+	return out, nil
 }
 
 func openCurrent(c Config) (*shares.Bundle, shares.State, error) {

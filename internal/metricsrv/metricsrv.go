@@ -14,9 +14,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Serve listens on addr and serves /metrics from g and /healthz, in the
-// background. Shut the returned server down to stop.
-func Serve(addr string, g prometheus.Gatherer, log *slog.Logger) (*http.Server, error) {
+// Serve listens on addr and serves /metrics from g, /healthz, and any extra
+// read-only routes (path to handler), in the background. Shut the returned
+// server down to stop.
+func Serve(addr string, g prometheus.Gatherer, log *slog.Logger, extra map[string]http.Handler) (*http.Server, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("failed to listen on %s (metrics_listen): %w", addr, err)
@@ -24,6 +25,9 @@ func Serve(addr string, g prometheus.Gatherer, log *slog.Logger) (*http.Server, 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	for path, h := range extra {
+		mux.Handle(path, h)
+	}
 	s := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := s.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {

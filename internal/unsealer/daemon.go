@@ -103,7 +103,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signa
 	}
 	var metricsSrv *http.Server
 	if c.MetricsListen != "" {
-		if metricsSrv, err = metricsrv.Serve(c.MetricsListen, reg, log); err != nil {
+		if metricsSrv, err = metricsrv.Serve(c.MetricsListen, reg, log, nil); err != nil {
 			return err
 		}
 	}
