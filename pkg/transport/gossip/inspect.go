@@ -18,6 +18,7 @@ const (
 	msgCompress     byte = 9
 	msgEncrypt      byte = 10
 	msgHasCrc       byte = 12
+	msgErr          byte = 13 // the highest type memberlist defines
 	msgHasLabel     byte = 244
 )
 
@@ -93,6 +94,12 @@ func checkMessage(buf []byte, peerID string, onLeave func(string), depth int) er
 		}
 	case msgCompress, msgEncrypt, msgHasLabel:
 		return fmt.Errorf("message type %d from %s is not used over the TLS transport", buf[0], peerID)
+	default:
+		if buf[0] > msgErr {
+			// memberlist would log and drop it; refusing it ends the
+			// connection instead of one error line per junk packet.
+			return fmt.Errorf("unknown message type %d from %s", buf[0], peerID)
+		}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -32,20 +33,65 @@ func (t *Transport) acceptLoop() {
 			continue
 		}
 		delay = 0
+		ip := remoteIP(raw)
+		if !t.beginHandshake(ip) {
+			// One address may not hold the listener with handshakes it
+			// never finishes; see maxHandshakesPerIP.
+			t.log.Debug("too many gossip handshakes from one address, refusing one", "remote", raw.RemoteAddr().String(), "limit", maxHandshakesPerIP)
+			_ = raw.Close()
+			continue
+		}
 		select {
 		case t.sem <- struct{}{}:
 		default:
 			t.log.Warn("too many gossip connections, refusing one", "remote", raw.RemoteAddr().String(), "limit", t.cfg.MaxConns)
+			t.endHandshake(ip)
 			_ = raw.Close()
 			continue
 		}
 		if !t.track(raw) {
 			<-t.sem
+			t.endHandshake(ip)
 			_ = raw.Close()
 			return
 		}
 		t.wg.Add(1)
-		go t.serve(raw)
+		go t.serve(raw, ip)
+	}
+}
+
+// maxHandshakesPerIP bounds the incoming connections from one address that
+// have not finished their TLS handshake. Without it, one host that opens
+// connections and sends nothing holds all MaxConns slots (each for
+// HandshakeTimeout, again and again) and locks out every member's new
+// connections: joins, push-pulls and reconnects. Members open a few at a
+// time.
+const maxHandshakesPerIP = 32
+
+func remoteIP(c net.Conn) netip.Addr {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// beginHandshake counts a connection from ip that is being handshaken and
+// reports false if ip already has maxHandshakesPerIP of them.
+func (t *Transport) beginHandshake(ip netip.Addr) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.handshaking[ip] >= maxHandshakesPerIP {
+		return false
+	}
+	t.handshaking[ip]++
+	return true
+}
+
+func (t *Transport) endHandshake(ip netip.Addr) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.handshaking[ip]--; t.handshaking[ip] <= 0 {
+		delete(t.handshaking, ip)
 	}
 }
 
@@ -68,7 +114,7 @@ func (t *Transport) untrack(c net.Conn) {
 
 // serve authenticates one incoming connection and dispatches it by its kind
 // byte: a stream goes to memberlist, packets are read here.
-func (t *Transport) serve(raw net.Conn) {
+func (t *Transport) serve(raw net.Conn, ip netip.Addr) {
 	defer t.wg.Done()
 	defer func() { <-t.sem }()
 	defer t.untrack(raw)
@@ -76,7 +122,9 @@ func (t *Transport) serve(raw net.Conn) {
 
 	conn := tls.Server(raw, t.server)
 	_ = conn.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
-	if err := conn.HandshakeContext(t.ctx); err != nil {
+	err := conn.HandshakeContext(t.ctx)
+	t.endHandshake(ip)
+	if err != nil {
 		t.log.Debug("gossip handshake failed", "remote", remote, "err", err)
 		_ = conn.Close()
 		return

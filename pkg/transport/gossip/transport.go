@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -77,6 +78,9 @@ type Transport struct {
 	closed   bool
 	senders  map[string]*sender
 	incoming map[net.Conn]struct{}
+	// handshaking counts, per remote address, incoming connections whose
+	// TLS handshake is still running.
+	handshaking map[netip.Addr]int
 }
 
 // NewTransport validates cfg, starts listening and returns the transport.
@@ -116,6 +120,8 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 		cancel:    cancel,
 		senders:   make(map[string]*sender),
 		incoming:  make(map[net.Conn]struct{}),
+
+		handshaking: make(map[netip.Addr]int),
 	}
 	if !bound.IP.IsUnspecified() {
 		// Dial from the address we listen on, so that peers (and
