@@ -92,11 +92,30 @@ func gossipTLS(server, client *tls.Config) (*tls.Config, *tls.Config, error) {
 	}
 	s, c := server.Clone(), client.Clone()
 	for _, cfg := range []*tls.Config{s, c} {
-		cfg.MinVersion = tls.VersionTLS13
-		cfg.MaxVersion = tls.VersionTLS13
-		cfg.NextProtos = []string{alpnProtocol}
+		pinGossip(cfg)
+	}
+	if get := s.GetConfigForClient; get != nil {
+		// A per-handshake config (identity.Source serves one, to reload
+		// certificates) replaces s entirely: pin it too, or the server
+		// negotiates no ALPN and every member refuses every other.
+		s.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			cfg, err := get(hello)
+			if cfg == nil || err != nil {
+				return cfg, err
+			}
+			cfg = cfg.Clone()
+			pinGossip(cfg)
+			return cfg, nil
+		}
 	}
 	return s, c, nil
+}
+
+// pinGossip pins cfg to TLS 1.3 and the gossip ALPN protocol.
+func pinGossip(cfg *tls.Config) {
+	cfg.MinVersion = tls.VersionTLS13
+	cfg.MaxVersion = tls.VersionTLS13
+	cfg.NextProtos = []string{alpnProtocol}
 }
 
 // advertiseAddr resolves the address to advertise, defaulting to bound.
