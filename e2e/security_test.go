@@ -3,11 +3,13 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -200,5 +202,19 @@ func (s *story) noLeaks(t *testing.T) {
 	t.Logf("searched %d files under %s for %d shares in 6 encodings each", files, s.topo.Dir, s.known.Count())
 	if files < 15 {
 		t.Fatalf("searched only %d files: the logs are missing", files)
+	}
+	// The daemons run with -race: a race report in any log fails the run.
+	logs, err := filepath.Glob(filepath.Join(s.topo.LogDir, "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range logs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte("WARNING: DATA RACE")) {
+			t.Errorf("%s holds a data race report", p)
+		}
 	}
 }
