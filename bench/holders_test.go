@@ -1,0 +1,307 @@
+//go:build costs
+
+package bench
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyshare/keyshare/internal/devpki"
+	"github.com/keyshare/keyshare/internal/vaultfake"
+	"github.com/keyshare/keyshare/pkg/shares"
+	"github.com/keyshare/keyshare/pkg/transport/identity"
+	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// Addresses: holders on 127.0.0.221-223, their fake Vault on .224, the
+// probing unsealer on .220.
+const (
+	holderBase   = 220
+	holderVault  = "127.0.0.224"
+	unsealerAddr = "127.0.0.220"
+)
+
+func ip(n int) string { return fmt.Sprintf("127.0.0.%d", n) }
+
+// freeAddr returns an address on host that was free a moment ago.
+func freeAddr(t *testing.T, host string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", host+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// buildHolder builds the holder binary as shipped (no race detector).
+func buildHolder(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "holder")
+	out, err := exec.Command("go", "build", "-o", bin, "../cmd/holder").CombinedOutput()
+	if err != nil {
+		t.Fatalf("failed to build holder: %v\n%s", err, out)
+	}
+	return bin
+}
+
+type holderProc struct {
+	name, listen, gossip, metrics string
+	cmd                           *exec.Cmd
+	done                          chan error
+}
+
+// TestHolderIdleCost runs three real holder processes that gossip with one
+// another (memberlist LAN defaults, mutual TLS) and hold their shares, and
+// samples each one's CPU time and RSS while nothing asks for a share.
+func TestHolderIdleCost(t *testing.T) {
+	bin := buildHolder(t)
+	dir := t.TempDir()
+	ca, err := devpki.NewCA("keyshare.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vca, err := devpki.NewCA("vault.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile, vcaFile := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "vault-ca.crt")
+	if err := ca.WriteCA(caFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := vca.WriteCA(vcaFile); err != nil {
+		t.Fatal(err)
+	}
+	vleaf, err := vca.IssueID("vault", "v1", net.ParseIP(holderVault))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake, raw, err := vaultfake.New(holderVault+":0", &tls.Config{Certificates: []tls.Certificate{vleaf.TLSCertificate()}}, 5, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fake.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fake.Stop)
+	var all []shares.Share
+	for i, r := range raw {
+		all = append(all, shares.Share{Index: uint8(i + 1), Value: r})
+	}
+	manifest := filepath.Join(dir, "manifest.json")
+	mb, err := json.Marshal(shares.NewManifest(1, 3, all))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(manifest, mb, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	names := []string{"a", "b", "c"}
+	plan := shares.DefaultPlan([3]string{"a", "b", "c"}).Indices()
+	hs := make([]*holderProc, 3)
+	for i, name := range names {
+		h := ip(holderBase + 1 + i)
+		hs[i] = &holderProc{name: name, listen: freeAddr(t, h), gossip: freeAddr(t, h), metrics: freeAddr(t, h)}
+	}
+	var seeds []string
+	for _, h := range hs {
+		seeds = append(seeds, fmt.Sprintf("%q", h.gossip))
+	}
+	for i, h := range hs {
+		leaf, err := ca.IssueID("holder", h.name, net.ParseIP(ip(holderBase+1+i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, key, err := leaf.WriteFiles(dir, "holder-"+h.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hdir := filepath.Join(dir, "h-"+h.name)
+		if err := os.Mkdir(hdir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		cfg := filepath.Join(hdir, "holder.yaml")
+		body := fmt.Sprintf(`id: %s
+listen: %s
+gossip: {bind: "%s", seeds: [%s]}
+tls: {ca_file: %s, cert_file: %s, key_file: %s}
+store: {dir: %s, seal_key_file: %s}
+audit: {file: %s}
+vault:
+  ca_file: %s
+  timeout: 2s
+  nodes: [{name: vault-1, address: "%s"}]
+policy:
+  allow_roles: [{role: unsealer, cidrs: [%s/32]}]
+metrics_listen: %s
+log_level: warn
+`, ca.ID("holder", h.name), h.listen, h.gossip, strings.Join(seeds, ", "), caFile, cert, key,
+			filepath.Join(hdir, "store"), filepath.Join(hdir, "seal.key"), filepath.Join(hdir, "audit.log"),
+			vcaFile, fake.URL(), unsealerAddr, h.metrics)
+		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		run(t, bin, "", "keygen", filepath.Join(hdir, "seal.key"))
+		var lines strings.Builder
+		for _, x := range plan[h.name] {
+			fmt.Fprintf(&lines, "%d %s\n", x, all[x-1].Hex())
+		}
+		run(t, bin, lines.String(), "import", "-c", cfg, "--manifest", manifest)
+		h.start(t, bin, cfg)
+	}
+
+	// Wait until every holder serves and sees all three alive.
+	unsealer := source(t, ca, dir, "unsealer", "u1")
+	ctx := context.Background()
+	for _, h := range hs {
+		id := spiffeid.RequireFromString(ca.ID("holder", h.name))
+		c, err := sharerpc.Dial(h.listen, unsealer.ClientConfig(identity.AllowIDs(id)), id,
+			sharerpc.ClientOptions{LocalAddr: netip.MustParseAddr(unsealerAddr), CallTimeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 60*time.Second, "holder "+h.name+" to serve", func() error { return c.Health(ctx) })
+		_ = c.Close()
+		waitFor(t, 60*time.Second, "holder "+h.name+" to see 3 members alive", func() error {
+			m, err := httpGet("http://" + h.metrics + "/metrics")
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(m, `keyshare_holder_members{state="alive"} 3`) {
+				return fmt.Errorf("members: %s", grep(m, "keyshare_holder_members"))
+			}
+			return nil
+		})
+	}
+
+	w := window(t)
+	pids := []int{hs[0].cmd.Process.Pid, hs[1].cmd.Process.Pid, hs[2].cmd.Process.Pid}
+	us := sampleAll(t, pids, w)
+	var worstCPU, worstRSS float64
+	for i, u := range us {
+		t.Logf("holder %s: %s", hs[i].name, u)
+		worstCPU, worstRSS = max(worstCPU, u.cpuPercent), max(worstRSS, u.rssMaxMB)
+	}
+	for _, h := range hs {
+		select {
+		case err := <-h.done:
+			t.Fatalf("holder %s exited during the window: %v", h.name, err)
+		default:
+		}
+	}
+	fig := func(f func(usage) float64, format string) string {
+		var parts []string
+		for _, u := range us {
+			parts = append(parts, fmt.Sprintf(format, f(u)))
+		}
+		return strings.Join(parts, " / ")
+	}
+	setup := fmt.Sprintf("3 `holder run` processes gossiping (LAN defaults), shares held, no requests, %s", w)
+	record("holder idle CPU (a / b / c)", fig(func(u usage) float64 { return u.cpuPercent }, "%.2f%%")+" of a core", "< 1%", setup)
+	record("holder idle RSS (a / b / c)", fig(func(u usage) float64 { return u.rssMeanMB }, "%.1f")+" MB (max "+fmt.Sprintf("%.1f", worstRSS)+")", "< 30 MB", setup)
+	record("holder peak RSS since start (a / b / c)", fig(func(u usage) float64 { return u.hwmMB }, "%.1f")+" MB", "", "VmHWM: start-up, store open and gossip join included")
+	if worstCPU >= 1 {
+		t.Errorf("a holder used %.2f%% of a core at idle; the goal is under 1%%", worstCPU)
+	}
+	if worstRSS >= 30 {
+		t.Errorf("a holder's RSS reached %.1f MB at idle; the goal is under 30 MB", worstRSS)
+	}
+}
+
+func (h *holderProc) start(t *testing.T, bin, cfg string) {
+	t.Helper()
+	h.done = make(chan error, 1)
+	h.cmd = exec.Command(bin, "run", "-c", cfg)
+	out := &strings.Builder{}
+	lw := &lockedWriter{w: out}
+	h.cmd.Stdout, h.cmd.Stderr = lw, lw
+	if err := h.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { h.done <- h.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = h.cmd.Process.Kill()
+		<-h.done
+		if t.Failed() {
+			t.Logf("holder %s output:\n%s", h.name, out.String())
+		}
+	})
+}
+
+// run runs a one-shot holder command, failing the test on a non-zero exit.
+func run(t *testing.T, bin, stdin string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("holder %s: %v\n%s", args[0], err, out)
+	}
+}
+
+// source writes a certificate for role/name and returns its identity source.
+func source(t *testing.T, ca *devpki.CA, dir, role, name string) *identity.Source {
+	t.Helper()
+	leaf, err := ca.IssueID(role, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, k, err := leaf.WriteFiles(dir, role+"-"+name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := identity.New(identity.Options{CAFile: filepath.Join(dir, "ca.crt"), CertFile: c, KeyFile: k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func httpGet(url string) (string, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// lockedWriter serializes writes from a process and reads by the test.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *strings.Builder
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
