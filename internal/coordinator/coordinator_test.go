@@ -333,3 +333,23 @@ func TestRejectedGenerationBacksOff(t *testing.T) {
 		t.Fatal("no cannot_unseal event")
 	}
 }
+
+// TestRestartNoticedAtOnce: with a long poll interval, a restarted node is
+// still unsealed within moments, because the watcher's held connection to
+// it ends when it stops.
+func TestRestartNoticedAtOnce(t *testing.T) {
+	r := newRig(t, "127.0.0.80")
+	var _ CloseWatcher = r.node
+	r.start(t, Options{PollInterval: time.Minute})
+	waitUnsealed(t, r.fake, 10*time.Second)
+	// Let the close watcher connect after the first poll.
+	time.Sleep(300 * time.Millisecond)
+	r.fake.Stop()
+	if err := r.fake.Start(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	waitUnsealed(t, r.fake, 5*time.Second)
+	t.Logf("restarted node unsealed %s after it came back", time.Since(start).Round(time.Millisecond))
+	noWaste(t, r.fake)
+}

@@ -12,6 +12,10 @@ import (
 // watch polls one node until ctx is done and unseals it whenever it is
 // initialized and sealed.
 func (c *Coordinator) watch(ctx context.Context, n Node) {
+	wake := make(chan struct{}, 1)
+	if cw, ok := n.Vault.(CloseWatcher); ok {
+		go cw.WatchClose(ctx, wake)
+	}
 	backoff := time.Duration(0)
 	wasSealed, wasUninit, wasDown := false, false, false
 	rejected := 0 // consecutive refusals of a full verified threshold
@@ -75,8 +79,15 @@ func (c *Coordinator) watch(ctx context.Context, n Node) {
 				wasSealed = false
 			}
 		}
-		sleep(ctx, wait)
+		sleepOrWake(ctx, wait, wake)
 	}
+}
+
+// CloseWatcher is an optional ability of a VaultNode: it signals when its
+// connection to the node ends (a stop or restart), so that the watcher
+// polls at once instead of at its next tick.
+type CloseWatcher interface {
+	WatchClose(ctx context.Context, wake chan<- struct{})
 }
 
 func (c *Coordinator) setState(node string, f func(*NodeState)) {
@@ -103,12 +114,13 @@ func jitter(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
-func sleep(ctx context.Context, d time.Duration) {
+func sleepOrWake(ctx context.Context, d time.Duration, wake <-chan struct{}) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 	case <-t.C:
+	case <-wake:
 	}
 }
 

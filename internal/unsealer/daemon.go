@@ -130,3 +130,5 @@ func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signa
 		}
 	}
 }
+
+var _ coordinator.CloseWatcher = (*vaultnode.Node)(nil)

@@ -11,6 +11,7 @@ package vaultnode
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -41,10 +42,11 @@ type Status struct {
 
 // Node is one Vault server.
 type Node struct {
-	Name string
-	Addr string
-	api  *api.Client
-	http *http.Client
+	Name      string
+	Addr      string
+	api       *api.Client
+	http      *http.Client
+	tlsConfig *tls.Config
 }
 
 // Options configure New.
@@ -87,7 +89,11 @@ func New(name, addr string, o Options) (*Node, error) {
 		return nil, fmt.Errorf("vault node %s: %w", name, err)
 	}
 	c.ClearToken() // seal-status, unseal and health need no token
-	return &Node{Name: name, Addr: addr, api: c, http: cfg.HttpClient}, nil
+	n := &Node{Name: name, Addr: addr, api: c, http: cfg.HttpClient, tlsConfig: &tls.Config{}}
+	if tr, ok := cfg.HttpClient.Transport.(*http.Transport); ok && tr.TLSClientConfig != nil {
+		n.tlsConfig = tr.TLSClientConfig
+	}
+	return n, nil
 }
 
 // SealStatus asks the node for its seal status.
