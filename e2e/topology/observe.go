@@ -148,9 +148,9 @@ func (t *Topology) Status(ctx context.Context, args ...string) (Result, error) {
 	return t.Run(ctx, CLI{AllowFail: true}, t.Bins.Unsealer, append([]string{"status", "-c", t.UnsealerConfig}, args...)...)
 }
 
-// Indices reads a list of share indices from field k. slog writes a
-// []uint8 as base64 ("AQID" is 1, 2, 3); a JSON array of numbers is read
-// too.
+// Indices reads a list of share indices from field k: a JSON array of
+// numbers (shares.Indices), or base64, the way encoding/json writes a bare
+// []uint8 ("AQID" is 1, 2, 3).
 func (e LogEntry) Indices(k string) ([]int, error) {
 	var out []int
 	switch v := e[k].(type) {

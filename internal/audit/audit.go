@@ -22,6 +22,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/keyshare/keyshare/pkg/shares"
 )
 
 // Event names.
@@ -38,19 +40,19 @@ const (
 
 // Entry is one audited decision.
 type Entry struct {
-	Seq        uint64    `json:"seq"`
-	Time       time.Time `json:"time"`
-	Event      string    `json:"event"`
-	Peer       string    `json:"peer,omitempty"`
-	Source     string    `json:"source,omitempty"`
-	Target     string    `json:"target,omitempty"`
-	Generation uint64    `json:"generation,omitempty"`
-	Indices    []uint8   `json:"indices,omitempty"`
-	Decision   string    `json:"decision"` // "allow", "deny", "ok", "error"
-	Reason     string    `json:"reason,omitempty"`
-	Detail     string    `json:"detail,omitempty"`
-	Rule       string    `json:"rule,omitempty"`
-	Prev       string    `json:"prev"`
+	Seq        uint64         `json:"seq"`
+	Time       time.Time      `json:"time"`
+	Event      string         `json:"event"`
+	Peer       string         `json:"peer,omitempty"`
+	Source     string         `json:"source,omitempty"`
+	Target     string         `json:"target,omitempty"`
+	Generation uint64         `json:"generation,omitempty"`
+	Indices    shares.Indices `json:"indices,omitempty"`
+	Decision   string         `json:"decision"` // "allow", "deny", "ok", "error"
+	Reason     string         `json:"reason,omitempty"`
+	Detail     string         `json:"detail,omitempty"`
+	Rule       string         `json:"rule,omitempty"`
+	Prev       string         `json:"prev"`
 }
 
 // genesis is the "previous hash" of the first entry.

@@ -95,7 +95,7 @@ func (c *Coordinator) unseal(ctx context.Context, n Node, st vaultnode.Status, s
 		clear(s.foreignSeen)
 	})
 	c.o.Logger.Info("unsealed", "node", n.Name, "generation", set.manifest.Generation,
-		"indices", indices(set.shares[:set.manifest.Threshold]), "took", took.Round(time.Millisecond))
+		"indices", indices(set.shares[:set.manifest.Threshold]), "took", took.Round(time.Millisecond).String())
 	c.o.Notifier.Notify(Event{Kind: EventUnsealed, Node: n.Name, Detail: took.Round(time.Millisecond).String()})
 	return outcomeUnsealed
 }
@@ -158,8 +158,8 @@ func (c *Coordinator) foreignSince(node, nonce string, now time.Time) time.Time 
 	return now
 }
 
-func indices(ss []shares.Share) []uint8 {
-	out := make([]uint8, len(ss))
+func indices(ss []shares.Share) shares.Indices {
+	out := make(shares.Indices, len(ss))
 	for i, s := range ss {
 		out[i] = s.Index
 	}

@@ -48,16 +48,16 @@ func Keygen(path string) error {
 
 // StatusReport is what `holder status` prints.
 type StatusReport struct {
-	ID           string  `json:"id"`
-	StoreDir     string  `json:"store_dir"`
-	Current      uint64  `json:"current_generation"`
-	Staged       uint64  `json:"staged_generation,omitempty"`
-	Indices      []uint8 `json:"indices"`
-	Threshold    int     `json:"threshold,omitempty"`
-	TotalShares  int     `json:"total_shares,omitempty"`
-	ManifestHash string  `json:"manifest_hash,omitempty"`
-	StoreOpens   bool    `json:"store_opens"`
-	StoreError   string  `json:"store_error,omitempty"`
+	ID           string         `json:"id"`
+	StoreDir     string         `json:"store_dir"`
+	Current      uint64         `json:"current_generation"`
+	Staged       uint64         `json:"staged_generation,omitempty"`
+	Indices      shares.Indices `json:"indices"`
+	Threshold    int            `json:"threshold,omitempty"`
+	TotalShares  int            `json:"total_shares,omitempty"`
+	ManifestHash string         `json:"manifest_hash,omitempty"`
+	StoreOpens   bool           `json:"store_opens"`
+	StoreError   string         `json:"store_error,omitempty"`
 	// Peers is the running holder's gossip view, from its metrics
 	// listener; PeersError says why it is missing.
 	Peers        []Peer `json:"peers"`
