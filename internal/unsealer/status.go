@@ -40,11 +40,18 @@ type HolderReport struct {
 
 // Report is the whole `unsealer status`.
 type Report struct {
-	Nodes           []NodeReport   `json:"nodes"`
-	Holders         []HolderReport `json:"holders"`
-	Generation      uint64         `json:"generation"`
-	Threshold       int            `json:"threshold"`
-	SharesReachable int            `json:"shares_reachable"`
+	Nodes      []NodeReport   `json:"nodes"`
+	Holders    []HolderReport `json:"holders"`
+	Generation uint64         `json:"generation"`
+	Threshold  int            `json:"threshold"`
+	// Confirmed is true when a majority of all holders hold the manifest
+	// that Generation and Threshold come from; only then does the
+	// coordinator use it.
+	Confirmed       bool `json:"confirmed"`
+	SharesReachable int  `json:"shares_reachable"`
+	// SharesUnconfirmed are held by answering holders whose manifest no
+	// majority confirms.
+	SharesUnconfirmed int `json:"shares_unconfirmed,omitempty"`
 	// Missing says what stands between the cluster and an unseal; empty
 	// when the holders can unseal every sealed node.
 	Missing string `json:"missing,omitempty"`
@@ -113,20 +120,24 @@ func Status(ctx context.Context, nodes []*vaultnode.Node, hs *HolderSet) Report 
 		}
 	}
 	need := len(hs.cfgs)/2 + 1
-	if best.Generation != 0 && counts[best.Hash()] >= need {
-		r.Generation, r.Threshold = best.Generation, best.Threshold
-	}
+	r.Confirmed = best.Generation != 0 && counts[best.Hash()] >= need
+	r.Generation, r.Threshold = best.Generation, best.Threshold
 	held := map[uint8]bool{}
 	for i, m := range manifests {
-		if r.Generation != 0 && m.Generation != 0 && m.Hash() == best.Hash() {
-			r.Holders[i].Agrees = true
+		if best.Generation != 0 && m.Generation != 0 && m.Hash() == best.Hash() {
+			r.Holders[i].Agrees = r.Confirmed
 			r.Holders[i].Shares = hs.cfgShares(hs.cfgs[i].ID, m)
 			for _, x := range r.Holders[i].Shares {
 				held[x] = true
 			}
 		}
 	}
-	r.SharesReachable = len(held)
+	if r.Confirmed {
+		r.SharesReachable = len(held)
+	} else {
+		// Shares a coordinator would not use: no majority vouches for them.
+		r.SharesUnconfirmed = len(held)
+	}
 	r.Missing = r.missing(need, len(hs.cfgs))
 	return r
 }
@@ -155,11 +166,20 @@ func (r Report) missing(need, total int) string {
 	if len(uninit) > 0 {
 		parts = append(parts, fmt.Sprintf("%s not initialized: run 'unsealer init'", strings.Join(uninit, ", ")))
 	}
+	answering := 0
+	for _, h := range r.Holders {
+		if h.Alive {
+			answering++
+		}
+	}
 	switch {
-	case r.Generation == 0:
-		parts = append(parts, fmt.Sprintf("no manifest held by %d of %d holders: start more holders, or init", need, total))
+	case r.Generation == 0 && answering >= need:
+		parts = append(parts, "the holders hold no shares yet: run 'unsealer init'")
+	case !r.Confirmed:
+		parts = append(parts, fmt.Sprintf("%d of %d holders answer, %d needed to agree on a manifest; they hold %d of %d shares (generation %d): start more holders, or use 'unsealer unseal' (break-glass)",
+			answering, total, need, r.SharesUnconfirmed, r.Threshold, r.Generation))
 	case r.SharesReachable < r.Threshold:
-		parts = append(parts, fmt.Sprintf("%d of %d shares reachable: start %d more share(s)' holder, or use 'unsealer unseal' (break-glass)",
+		parts = append(parts, fmt.Sprintf("%d of %d shares reachable: start the holders of %d more share(s), or use 'unsealer unseal' (break-glass)",
 			r.SharesReachable, r.Threshold, r.Threshold-r.SharesReachable))
 	}
 	if len(sealedNodes) > 0 && len(parts) > 0 {
@@ -191,7 +211,11 @@ func (r Report) Print(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%s\tyes\t%d\t%v\t%t\n", h.ID, h.Address, h.Generation, h.Shares, h.Agrees)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nshares reachable: %d of threshold %d (generation %d)\n", r.SharesReachable, r.Threshold, r.Generation)
+	if r.Confirmed {
+		fmt.Fprintf(w, "\nshares reachable: %d of threshold %d (generation %d)\n", r.SharesReachable, r.Threshold, r.Generation)
+	} else {
+		fmt.Fprintf(w, "\nshares reachable: 0 of threshold %d (generation %d unconfirmed: %d share(s) held by too few holders)\n", r.Threshold, r.Generation, r.SharesUnconfirmed)
+	}
 	if r.Missing != "" {
 		fmt.Fprintf(w, "missing: %s\n", r.Missing)
 	} else {

@@ -45,7 +45,7 @@ func TestStatusSaysWhatIsMissing(t *testing.T) {
 	for _, c := range []tc{
 		{name: "ok/all-holders", reachable: 5},
 		{name: "ok/holder-c-down", stop: "c", reachable: 4},
-		{name: "fail/only-a", stop: "b", reachable: 0, missing: "no manifest held by 2 of 3 holders"},
+		{name: "fail/only-a", stop: "b", reachable: 0, missing: "1 of 3 holders answer, 2 needed to agree on a manifest; they hold 2 of 3 shares (generation 1)"},
 	} {
 		t.Run(c.name, func(t *testing.T) { run(t, c) })
 	}
