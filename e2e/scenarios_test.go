@@ -89,6 +89,31 @@ func (s *story) freshInit(t *testing.T) {
 		hash = r.ManifestHash
 		t.Logf("holder %s: generation %d, shares %v, manifest %s", h.Name, r.Current, r.Indices, r.ManifestHash)
 	}
+
+	// Gossip over mutual TLS: every holder sees the other holders and the
+	// coordinator alive (the coordinator learns holders' addresses from it).
+	for _, h := range topo.Holders {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			r, err := h.Status(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			alive := 0
+			for _, p := range r.Peers {
+				if p.State == "alive" {
+					alive++
+				}
+			}
+			if alive == len(topo.Holders)+1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("holder %s sees %d gossip members alive, want %d: %+v (%s)", h.Name, alive, len(topo.Holders)+1, r.Peers, r.PeersError)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
 	if len(seen) != 5 {
 		t.Fatalf("the holders hold %d distinct shares, want 5", len(seen))
 	}
@@ -226,7 +251,7 @@ func (s *story) onlyHolderB(t *testing.T) {
 	if st.Code != 3 {
 		t.Fatalf("status exit %d, want 3", st.Code)
 	}
-	for _, want := range []string{"missing: ", "sealed: " + n.Name} {
+	for _, want := range []string{"missing: ", "they hold 2 of 3 shares", "sealed: " + n.Name} {
 		if !strings.Contains(st.Stdout, want) {
 			t.Errorf("status lacks %q", want)
 		}
