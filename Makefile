@@ -8,6 +8,8 @@
 #   make generate regenerate committed protobuf code
 #   make fuzz     every fuzz target for FUZZTIME each
 #   make bench    benchmarks, printed as a table
+#   make bench-vault  restart to active against the floor, real Vault
+#   make soak     random restarts for SOAK_TIME (not part of make test)
 
 GO            ?= go
 BIN           ?= bin
@@ -17,8 +19,10 @@ STATICCHECK   ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 E2E_TIMEOUT   ?= 60m
 COSTS_WINDOW  ?= 30s
 COSTS_TIMEOUT ?= 10m
+BENCH_VAULT_TIMEOUT ?= 15m
+SOAK_TIME     ?= 5m
 
-.PHONY: all build test unit e2e lint fmt vet staticcheck generate generate-check fuzz bench demo vault clean
+.PHONY: all build test unit e2e lint fmt vet staticcheck generate generate-check fuzz bench demo vault clean bench-vault soak
 
 all: build
 
@@ -76,6 +80,22 @@ bench:
 	@KEYSHARE_COSTS_WINDOW=$(COSTS_WINDOW) $(GO) test -tags costs -count=1 -v -timeout $(COSTS_TIMEOUT) ./bench/ > $(BIN)/costs.log 2>&1; \
 	rc=$$?; grep -E '^\||^(---|ok|FAIL)' $(BIN)/costs.log; \
 	if [ $$rc -ne 0 ]; then echo "costs failed; see $(BIN)/costs.log"; fi; exit $$rc
+
+# Restart to active on the real Vault, keyshare against the floor
+# (e2e/bench_test.go); KEYSHARE_BENCH_ROUNDS (10) and KEYSHARE_BENCH_ROUNDS3
+# (3) set the rounds. The log is in $(BIN)/bench-vault.log.
+bench-vault: vault
+	@mkdir -p $(BIN)
+	@KEYSHARE_VAULT_BIN=$$(e2e/tools/vault/build.sh) $(GO) test -tags e2e -count=1 -run '^$$' \
+		-bench '^BenchmarkRestartToActive$$' -benchtime 1x -timeout $(BENCH_VAULT_TIMEOUT) ./e2e/ > $(BIN)/bench-vault.log 2>&1; \
+	rc=$$?; grep -E '^\||^(Benchmark|ok|FAIL)' $(BIN)/bench-vault.log; \
+	if [ $$rc -ne 0 ]; then echo "bench-vault failed; see $(BIN)/bench-vault.log"; fi; exit $$rc
+
+# Random restarts of Vault nodes and holders for SOAK_TIME
+# (e2e/soak_test.go, build tags e2e and soak).
+soak: vault
+	@KEYSHARE_VAULT_BIN=$$(e2e/tools/vault/build.sh) SOAK_TIME=$(SOAK_TIME) $(GO) test -tags 'e2e soak' -count=1 -v \
+		-run '^TestSoak$$' -timeout 60m ./e2e/
 
 demo:
 	bash scripts/demo.sh

@@ -74,7 +74,7 @@ log_level: %[18]s
 func (t *Topology) writeUnsealerConfig(path, who, ip string, daemon bool) error {
 	var holders strings.Builder
 	for _, h := range t.Holders {
-		fmt.Fprintf(&holders, "  - {id: %q, address: %q, shares: %d}\n", h.ID, h.Listen, h.Shares)
+		fmt.Fprintf(&holders, "  - {id: %q, address: %q, shares: %d}\n", h.ID, h.dialAddr(), h.Shares)
 	}
 	gossip, metrics := `gossip: {bind: ""}`, `metrics_listen: ""`
 	if daemon {
@@ -99,13 +99,14 @@ vault:
 %[10]s
 watch:
   poll_interval: %[11]s
-  down_interval: 100ms
-  stale_progress_after: 15s
+  down_interval: %[14]s
+  stale_progress_after: %[15]s
   holder_timeout: 3s
 %[12]s
 log_level: %[13]s
 `, who, TrustDomain, ip, gossip, t.CAPath, t.path("tls", base+".crt"), t.path("tls", base+".key"),
-		holders.String(), t.Vault.CAPath, t.vaultNodesYAML(), t.opts.PollInterval, metrics, t.opts.LogLevel)
+		holders.String(), t.Vault.CAPath, t.vaultNodesYAML(), t.opts.PollInterval, metrics, t.opts.LogLevel,
+		t.opts.DownInterval, t.opts.StaleProgressAfter)
 	return writeConfig(path, cfg)
 }
 

@@ -56,6 +56,15 @@ type Options struct {
 	// PollInterval is the coordinator's seal-status poll of a healthy node
 	// (default 1s).
 	PollInterval time.Duration
+	// VaultIPs are the Vault nodes' loopback addresses, one per node (default
+	// harness.DefaultVaultAddrs: three nodes).
+	VaultIPs []string
+	// DownInterval is the coordinator's poll of an unreachable node
+	// (default 100ms).
+	DownInterval time.Duration
+	// StaleProgressAfter is the coordinator's stale_progress_after (default
+	// 15s).
+	StaleProgressAfter time.Duration
 	// Logf, if set, receives progress messages. Never secrets.
 	Logf func(format string, args ...any)
 }
@@ -104,6 +113,12 @@ func New(opts Options) (*Topology, error) {
 	if opts.PollInterval == 0 {
 		opts.PollInterval = time.Second
 	}
+	if opts.DownInterval == 0 {
+		opts.DownInterval = 100 * time.Millisecond
+	}
+	if opts.StaleProgressAfter == 0 {
+		opts.StaleProgressAfter = 15 * time.Second
+	}
 	t := &Topology{Dir: opts.Dir, LogDir: filepath.Join(opts.Dir, "logs"), Bins: opts.Binaries, opts: opts}
 	for _, d := range []string{t.LogDir, t.path("tls")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -119,7 +134,7 @@ func New(opts Options) (*Topology, error) {
 		return nil, err
 	}
 	t.Vault, err = harness.NewVaultCluster(harness.VaultClusterOptions{
-		Binary: opts.VaultBinary, BaseDir: t.path("vault"),
+		Binary: opts.VaultBinary, BaseDir: t.path("vault"), IPs: opts.VaultIPs,
 		RaftPerformanceMultiplier: opts.RaftPerformanceMultiplier, Logf: opts.Logf,
 	})
 	if err != nil {
@@ -151,7 +166,7 @@ func (t *Topology) Start(ctx context.Context) error {
 	if err := t.Vault.Start(ctx); err != nil {
 		return err
 	}
-	t.logf("topology: 3 vault nodes answering in %s", time.Since(start).Round(time.Millisecond))
+	t.logf("topology: %d vault nodes answering in %s", len(t.Vault.Nodes()), time.Since(start).Round(time.Millisecond))
 	// Vault's ports are final now; the configs below name them.
 	if err := t.layout(); err != nil {
 		return err
