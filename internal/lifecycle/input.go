@@ -120,8 +120,11 @@ func (c *Collector) Prompt(tty *os.File, out io.Writer) error {
 		fmt.Fprintf(out, "%s of %d (input is hidden): ", name, c.Threshold)
 		b, err := term.ReadPassword(int(tty.Fd()))
 		fmt.Fprintln(out)
-		if err != nil || len(b) == 0 && tries > 3*c.Threshold {
-			return fmt.Errorf("stopped reading shares at %s: %v; nothing was submitted", name, err)
+		if err != nil {
+			return fmt.Errorf("stopped reading shares at %s: %w; nothing was submitted", name, err)
+		}
+		if len(b) == 0 && tries > 3*c.Threshold {
+			return fmt.Errorf("stopped reading shares at %s: too many empty lines; nothing was submitted", name)
 		}
 		err = c.Add(name, string(b))
 		shares.Zero(b)

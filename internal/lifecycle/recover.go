@@ -138,7 +138,7 @@ func (c RecoverConfig) testOn(ctx context.Context, n Node, a Agreement, staged [
 		}
 	}
 	if _, err := c.Submit(ctx, n, ss[:t]); err != nil {
-		return "", fmt.Errorf("%w: neither generation %d nor %d unseals %s: %v", ErrUndecided, cur.Generation, next, n.Name, err)
+		return "", fmt.Errorf("%w: neither generation %d nor %d unseals %s: %w", ErrUndecided, cur.Generation, next, n.Name, err)
 	}
 	if err := CommitInit(ctx, c.Holders, next, c.Options); err != nil {
 		return "", fmt.Errorf("%w: vault uses generation %d; rerun 'unsealer rekey --recover' when the holders are up", err, next)
