@@ -66,8 +66,8 @@ func TestProcess(t *testing.T) {
 		"ok/kill":                 {script: "exec sleep 60", act: (*Process).Kill},
 		"ok/stop escalates":       {script: "trap '' TERM; echo ready; sleep 60 & wait", act: (*Process).Stop, took: 300 * time.Millisecond, ready: true},
 		"ok/restart then kill":    {script: "exec sleep 60", act: func(p *Process) error { return errors.Join(p.Restart(), p.Kill()) }},
-		"ok/exits on its own":     {script: "exit 3", act: waitExit},
-		"ok/exit reported as err": {script: "exit 3", act: func(p *Process) error { return wantExitErr(p) }},
+		"ok/exits on its own":     {script: "sleep 1; exit 3", act: waitExit},
+		"ok/exit reported as err": {script: "sleep 1; exit 3", act: func(p *Process) error { return wantExitErr(p) }},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) { run(t, tc) })

@@ -342,8 +342,15 @@ func TestRestartNoticedAtOnce(t *testing.T) {
 	var _ CloseWatcher = r.node
 	r.start(t, Options{PollInterval: time.Minute})
 	waitUnsealed(t, r.fake, 10*time.Second)
-	// Let the close watcher connect after the first poll.
-	time.Sleep(300 * time.Millisecond)
+	// Wait for both kept-alive connections: the poller's and the close
+	// watcher's.
+	deadline := time.Now().Add(10 * time.Second)
+	for r.fake.IdleConns() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle connections to the node, want the poller's and the watcher's", r.fake.IdleConns())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	r.fake.Stop()
 	if err := r.fake.Start(); err != nil {
 		t.Fatal(err)

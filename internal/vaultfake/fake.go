@@ -45,6 +45,7 @@ type Vault struct {
 	life        LifecycleStats
 
 	stats Stats
+	idle  map[net.Conn]bool
 }
 
 // Stats counts what happened to a fake node.
@@ -93,12 +94,30 @@ func (v *Vault) Start() error {
 	mux.HandleFunc("PUT /v1/sys/unseal", v.handleUnseal)
 	mux.HandleFunc("POST /v1/sys/unseal", v.handleUnseal)
 	mux.HandleFunc("GET /v1/sys/health", v.handleHealth)
-	v.srv = &http.Server{Handler: mux, TLSConfig: v.tlsConfig}
+	v.srv = &http.Server{Handler: mux, TLSConfig: v.tlsConfig, ConnState: v.trackConn}
 	srv := v.srv
 	v.mu.Unlock()
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
 	return nil
 }
+
+// trackConn counts connections that are open and idle between requests.
+func (v *Vault) trackConn(c net.Conn, st http.ConnState) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.idle == nil {
+		v.idle = map[net.Conn]bool{}
+	}
+	switch st {
+	case http.StateIdle:
+		v.idle[c] = true
+	default:
+		delete(v.idle, c)
+	}
+}
+
+// IdleConns is how many client connections are open and idle right now.
+func (v *Vault) IdleConns() int { v.mu.Lock(); defer v.mu.Unlock(); return len(v.idle) }
 
 // Stop closes the listener and every connection: the node is unreachable.
 func (v *Vault) Stop() {

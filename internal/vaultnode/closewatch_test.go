@@ -36,9 +36,15 @@ func TestWatchCloseWakesOnStop(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go n.WatchClose(ctx, wake)
-	// Nothing can be observed of the idle connection from here: give the
-	// watcher a moment to open it, then make sure it did not wake early.
-	time.Sleep(500 * time.Millisecond)
+	// Wait for the watcher's idle connection, and make sure it did not
+	// wake while the node was up.
+	deadline := time.Now().Add(10 * time.Second)
+	for fake.IdleConns() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the watcher never held a connection open")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	select {
 	case <-wake:
 		t.Fatal("woke while the node was up")
