@@ -74,7 +74,7 @@ log_level: %[18]s
 func (t *Topology) writeUnsealerConfig(path, who, ip string, daemon bool) error {
 	var holders strings.Builder
 	for _, h := range t.Holders {
-		fmt.Fprintf(&holders, "  - {id: %q, address: %q, shares: %d}\n", h.ID, h.dialAddr(), h.Shares)
+		fmt.Fprintf(&holders, "  - {id: %q, address: %q, shares: %d}\n", h.ID, h.Listen, h.Shares)
 	}
 	gossip, metrics := `gossip: {bind: ""}`, `metrics_listen: ""`
 	if daemon {

@@ -36,10 +36,6 @@ type Holder struct {
 	certPath    string
 	keyPath     string
 
-	// route, if set, is where the coordinator's config sends this holder's
-	// share service traffic instead of Listen (a fault proxy; see Route).
-	route string
-
 	// Process runs `holder run -c ConfigPath`.
 	Process *harness.Process
 
