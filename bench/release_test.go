@@ -4,133 +4,18 @@ package bench
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
-	"log/slog"
-	"net"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/keyshare/keyshare/internal/audit"
-	"github.com/keyshare/keyshare/internal/coordinator"
-	"github.com/keyshare/keyshare/internal/devpki"
-	"github.com/keyshare/keyshare/internal/holder"
-	"github.com/keyshare/keyshare/internal/unsealer"
-	"github.com/keyshare/keyshare/internal/vaultfake"
-	"github.com/keyshare/keyshare/internal/vaultnode"
-	"github.com/keyshare/keyshare/pkg/policy"
-	"github.com/keyshare/keyshare/pkg/shares"
-	"github.com/keyshare/keyshare/pkg/transport/identity"
+	"github.com/keyshare/keyshare/internal/rig"
 	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
 )
 
 // Addresses of the release rig: fake Vault on .226, holders on .227-229,
 // the coordinator dialing from .230.
-const (
-	rigVaultIP    = "127.0.0.226"
-	rigHolderBase = 226
-	rigSource     = "127.0.0.230"
-)
-
-// rig is three in-process holders with real sealed stores, policy and
-// fsynced audit logs serving the share service over mutual TLS, a fake
-// Vault, and the unsealer's holder set (as internal/unsealer's test rig).
-type rig struct {
-	fake  *vaultfake.Vault
-	vault *vaultnode.Node
-	hs    *unsealer.HolderSet
-	ids   []string
-}
-
-func newRig(t *testing.T) *rig {
-	t.Helper()
-	dir := t.TempDir()
-	ca, err := devpki.NewCA("keyshare.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ca.WriteCA(filepath.Join(dir, "ca.crt")); err != nil {
-		t.Fatal(err)
-	}
-	vleaf, err := ca.IssueID("vault", "v1", net.ParseIP(rigVaultIP))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fake, raw, err := vaultfake.New(rigVaultIP+":0", &tls.Config{Certificates: []tls.Certificate{vleaf.TLSCertificate()}}, 5, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fake.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Stop)
-	vn, err := vaultnode.New("vault-1", fake.URL(), vaultnode.Options{CACert: ca.CertPEM})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var all []shares.Share
-	for i, r := range raw {
-		all = append(all, shares.Share{Index: uint8(i + 1), Value: r})
-	}
-	m := shares.NewManifest(1, 3, all)
-	r := &rig{fake: fake, vault: vn}
-	cfg := unsealer.Config{Watch: unsealer.WatchConfig{HolderTimeout: 3 * time.Second}, SourceAddr: rigSource}
-	plan := shares.DefaultPlan([3]string{"a", "b", "c"}).Indices()
-	for i, name := range []string{"a", "b", "c"} {
-		id := ca.ID("holder", name)
-		key, err := shares.KeyFromBytes(make([]byte, 32))
-		if err != nil {
-			t.Fatal(err)
-		}
-		store, err := shares.OpenStore(filepath.Join(dir, "store-"+name), id, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := &shares.Bundle{HolderID: id, Generation: 1, Manifest: m}
-		for _, x := range plan[name] {
-			b.Shares = append(b.Shares, all[x-1].Clone())
-		}
-		if err := store.Stage(b); err != nil {
-			t.Fatal(err)
-		}
-		if err := store.Commit(1); err != nil {
-			t.Fatal(err)
-		}
-		alog, err := audit.Open(filepath.Join(dir, "audit-"+name+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { alog.Close() })
-		engine, err := policy.New(policy.TrustDomain("keyshare.test"), policy.AllowRole("unsealer", rigSource+"/32"),
-			policy.KnownTargets("vault-1"), policy.RateLimit(1e6, 1e6))
-		if err != nil {
-			t.Fatal(err)
-		}
-		svc, err := holder.NewService(id, store, engine, alog, map[string]*vaultnode.Node{"vault-1": vn}, 2*time.Second,
-			holder.NewMetrics(), slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		src := source(t, ca, dir, "holder", name)
-		srv, err := sharerpc.NewServer(sharerpc.ServerOptions{TLS: src.ServerConfig(identity.AllowRoles(identity.RoleUnsealer)), Handler: svc})
-		if err != nil {
-			t.Fatal(err)
-		}
-		lis, err := net.Listen("tcp", ip(rigHolderBase+1+i)+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go func() { _ = srv.Serve(lis) }()
-		t.Cleanup(srv.Stop)
-		cfg.Holders = append(cfg.Holders, unsealer.HolderConfig{ID: id, Address: lis.Addr().String(), Shares: len(plan[name])})
-		r.ids = append(r.ids, id)
-	}
-	r.hs = unsealer.NewHolderSet(source(t, ca, dir, "unsealer", "u1"), cfg, nil)
-	t.Cleanup(r.hs.Close)
-	return r
-}
+var rigAddrs = rig.Addrs{Vault: "127.0.0.226", Holders: [3]string{"127.0.0.227", "127.0.0.228", "127.0.0.229"}, Source: "127.0.0.230"}
 
 // percentiles returns p50, p90, p99 and the maximum of ds.
 func percentiles(ds []time.Duration) (p50, p90, p99, top time.Duration) {
@@ -153,11 +38,11 @@ func fmtPct(ds []time.Duration) string {
 // node sealed to its confirmed unseal.
 func TestReleaseLatency(t *testing.T) {
 	const releases, unseals = 1000, 200
-	r := newRig(t)
+	r := rig.New(t, rigAddrs)
 	ctx := context.Background()
 	var clients []*sharerpc.Client
-	for _, id := range r.ids {
-		c, err := r.hs.Client(id)
+	for _, id := range r.IDs {
+		c, err := r.Holders.Client(id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,23 +63,20 @@ func TestReleaseLatency(t *testing.T) {
 	t.Logf("Release: %s over %d", fmtPct(ds), releases)
 	record("Release latency (one holder)", fmtPct(ds), "", fmt.Sprintf("%d Releases round-robin over 3 in-process holders, open mTLS connections, audit fsync", releases))
 
-	c, err := coordinator.New([]coordinator.Node{{Name: "vault-1", Vault: r.vault}}, r.hs, coordinator.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := r.Coordinator(t)
 	if ok, _, err := c.UnsealOnce(ctx, "vault-1"); err != nil || !ok {
 		t.Fatalf("first unseal: %v %v", ok, err)
 	}
 	us := make([]time.Duration, 0, unseals)
 	for i := range unseals {
-		r.fake.Seal()
+		r.Fake.Seal()
 		ok, took, err := c.UnsealOnce(ctx, "vault-1")
 		if err != nil || !ok {
 			t.Fatalf("unseal %d: %v %v", i, ok, err)
 		}
 		us = append(us, took)
 	}
-	if w := r.fake.Stats().Wasted; w != 0 {
+	if w := r.Fake.Stats().Wasted; w != 0 {
 		t.Fatalf("%d unseal attempts wasted", w)
 	}
 	t.Logf("sealed to unsealed: %s over %d", fmtPct(us), unseals)

@@ -13,7 +13,7 @@ func newShellProcess(t *testing.T, script string) *Process {
 	t.Helper()
 	sh, err := exec.LookPath("sh")
 	if err != nil {
-		t.Skip("no sh on PATH")
+		t.Fatalf("no sh on PATH: %v", err)
 	}
 	p := &Process{
 		Name:        "sh-test",

@@ -1,4 +1,4 @@
-package unsealer
+package unsealer_test
 
 import (
 	"bytes"
@@ -7,16 +7,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyshare/keyshare/internal/rig"
+	"github.com/keyshare/keyshare/internal/unsealer"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 )
 
 // TestStatusSaysWhatIsMissing walks the report from a healthy cluster to
 // one holder alive, and checks the table and the verdict.
 func TestStatusSaysWhatIsMissing(t *testing.T) {
-	r := newRig(t)
+	r := rig.New(t, addrs)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	nodes := []*vaultnode.Node{r.vault}
+	nodes := []*vaultnode.Node{r.Vault}
 	type tc struct {
 		name      string
 		stop      string // holder server to stop first
@@ -25,9 +27,9 @@ func TestStatusSaysWhatIsMissing(t *testing.T) {
 	}
 	run := func(t *testing.T, tc tc) {
 		if tc.stop != "" {
-			r.servers[tc.stop].Stop()
+			r.Servers[tc.stop].Stop()
 		}
-		rep := Status(ctx, nodes, r.hs)
+		rep := unsealer.Status(ctx, nodes, r.Holders)
 		if rep.SharesReachable != tc.reachable {
 			t.Fatalf("shares reachable = %d, want %d", rep.SharesReachable, tc.reachable)
 		}
@@ -49,7 +51,7 @@ func TestStatusSaysWhatIsMissing(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) { run(t, c) })
 	}
-	if rep := Status(ctx, nodes, r.hs); !rep.Nodes[0].Sealed || rep.Nodes[0].HARole != "sealed" {
+	if rep := unsealer.Status(ctx, nodes, r.Holders); !rep.Nodes[0].Sealed || rep.Nodes[0].HARole != "sealed" {
 		t.Fatalf("node row = %+v, want sealed", rep.Nodes[0])
 	}
 }
