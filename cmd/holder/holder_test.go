@@ -39,6 +39,7 @@ func (s *holderSetup) writeConfig(t *testing.T, hold string) {
 	t.Helper()
 	cfg := fmt.Sprintf(`id: spiffe://keyshare.test/holder/a
 listen: %s
+advertise_listen: "proxy.example:7400"
 gossip: {bind: "%s", seeds: [], rejoin_interval: 1s}
 tls: {ca_file: %s, cert_file: %s, key_file: %s}
 store: {dir: %s, seal_key_file: %s}
@@ -197,6 +198,10 @@ func TestHolderProcess(t *testing.T) {
 	live, _ := runCLI(t, "", "status", "-c", s.cfg)
 	if !strings.Contains(live, "peer") || !strings.Contains(live, "spiffe://keyshare.test/holder/a alive generation 1") {
 		t.Fatalf("status of the running holder lacks its gossip peers:\n%s", live)
+	}
+	liveJSON, _ := runCLI(t, "", "status", "--json", "-c", s.cfg)
+	if !strings.Contains(liveJSON, `"rpc_addr": "proxy.example:7400"`) {
+		t.Fatalf("the holder does not gossip its advertised share-service address:\n%s", liveJSON)
 	}
 	p.Stop(t, 20*time.Second)
 

@@ -37,14 +37,18 @@ const (
 // Config is the holder's configuration (see configs/holder-a.yaml).
 type Config struct {
 	// ID is this holder's SPIFFE ID; its certificate must carry it.
-	ID     string          `mapstructure:"id"`
-	Listen string          `mapstructure:"listen"`
-	Gossip confload.Gossip `mapstructure:"gossip"`
-	TLS    confload.TLS    `mapstructure:"tls"`
-	Store  StoreConfig     `mapstructure:"store"`
-	Audit  AuditConfig     `mapstructure:"audit"`
-	Vault  confload.Vault  `mapstructure:"vault"`
-	Policy PolicyConfig    `mapstructure:"policy"`
+	ID     string `mapstructure:"id"`
+	Listen string `mapstructure:"listen"`
+	// AdvertiseListen is the share-service address gossiped to the
+	// coordinators, when they must dial another address than Listen (NAT,
+	// a TCP proxy). Empty gossips the bound address.
+	AdvertiseListen string          `mapstructure:"advertise_listen"`
+	Gossip          confload.Gossip `mapstructure:"gossip"`
+	TLS             confload.TLS    `mapstructure:"tls"`
+	Store           StoreConfig     `mapstructure:"store"`
+	Audit           AuditConfig     `mapstructure:"audit"`
+	Vault           confload.Vault  `mapstructure:"vault"`
+	Policy          PolicyConfig    `mapstructure:"policy"`
 	// MetricsListen serves Prometheus metrics; empty turns them off.
 	MetricsListen string `mapstructure:"metrics_listen"`
 	LogLevel      string `mapstructure:"log_level"`
@@ -156,6 +160,11 @@ func (c Config) Validate() error {
 	}
 	if !strings.HasPrefix(c.ID, "spiffe://") || !strings.Contains(c.ID, "/holder/") {
 		return fmt.Errorf("id %q: want spiffe://<trust-domain>/holder/<name>", c.ID)
+	}
+	if c.AdvertiseListen != "" {
+		if _, _, err := net.SplitHostPort(c.AdvertiseListen); err != nil {
+			return fmt.Errorf("advertise_listen %q: want host:port: %w", c.AdvertiseListen, err)
+		}
 	}
 	for key, addr := range map[string]string{"listen": c.Listen, "gossip.bind": c.Gossip.Bind} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {

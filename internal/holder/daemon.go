@@ -159,18 +159,22 @@ func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signa
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()
 
+	rpcAddr := lis.Addr().String()
+	if c.AdvertiseListen != "" {
+		rpcAddr = c.AdvertiseListen
+	}
 	peers := identity.AllowRoles(identity.RoleHolder, identity.RoleUnsealer)
 	cluster, err := gossip.New(gossip.Config{
 		Name: c.ID, BindAddr: c.Gossip.Bind, AdvertiseAddr: c.Gossip.Advertise, Seeds: c.Gossip.Seeds,
 		ServerTLS: src.ServerConfig(peers), ClientTLS: src.ClientConfig(peers),
-		Meta: meta(svc, lis.Addr().String()), Logger: log.With("component", "gossip"), RejoinInterval: c.Gossip.RejoinInterval,
+		Meta: meta(svc, rpcAddr), Logger: log.With("component", "gossip"), RejoinInterval: c.Gossip.RejoinInterval,
 	})
 	if err != nil {
 		srv.Stop()
 		return fmt.Errorf("gossip on %s: %w", c.Gossip.Bind, err)
 	}
 	svc.OnChange = func() {
-		if err := cluster.UpdateMeta(meta(svc, lis.Addr().String())); err != nil {
+		if err := cluster.UpdateMeta(meta(svc, rpcAddr)); err != nil {
 			log.Warn("failed to update gossip metadata", "err", err)
 		}
 	}
