@@ -10,6 +10,15 @@ import (
 	"github.com/keyshare/keyshare/internal/vaultnode"
 )
 
+// Defaults shared by both daemons' configs.
+const (
+	// DefaultGossipBind is the gossip address: port 7946, as memberlist.
+	DefaultGossipBind = "0.0.0.0:7946"
+	// DefaultLogLevel is info: one line per decision or state change,
+	// none per poll.
+	DefaultLogLevel = "info"
+)
+
 // TLS names a daemon's identity files. CRLFile is optional; once set, an
 // unreadable or invalid CRL refuses every peer.
 type TLS struct {

@@ -20,8 +20,6 @@ import (
 const (
 	// DefaultListen is the share service address: all interfaces, port 7400.
 	DefaultListen = "0.0.0.0:7400"
-	// DefaultGossipBind is the gossip address: port 7946, as memberlist.
-	DefaultGossipBind = "0.0.0.0:7946"
 	// DefaultStoreDir holds the sealed shares (mode 0700).
 	DefaultStoreDir = "/var/lib/keyshare/holder"
 	// DefaultAuditFile is the hash-chained audit log.
@@ -30,8 +28,6 @@ const (
 	DefaultVaultTimeout = 2 * time.Second
 	// DefaultMetricsListen serves /metrics on loopback only.
 	DefaultMetricsListen = "127.0.0.1:9740"
-	// DefaultLogLevel is info: one line per decision, none per poll.
-	DefaultLogLevel = "info"
 )
 
 // Config is the holder's configuration (see configs/holder-a.yaml).
@@ -95,12 +91,12 @@ type Grant struct {
 func Default() Config {
 	return Config{
 		Listen:        DefaultListen,
-		Gossip:        confload.Gossip{Bind: DefaultGossipBind},
+		Gossip:        confload.Gossip{Bind: confload.DefaultGossipBind},
 		Store:         StoreConfig{Dir: DefaultStoreDir},
 		Audit:         AuditConfig{File: DefaultAuditFile},
 		Vault:         confload.Vault{Timeout: DefaultVaultTimeout},
 		MetricsListen: DefaultMetricsListen,
-		LogLevel:      DefaultLogLevel,
+		LogLevel:      confload.DefaultLogLevel,
 		Policy: PolicyConfig{
 			RatePerMinute: policy.DefaultRate, Burst: policy.DefaultBurst,
 			OperatorRatePerMinute: policy.DefaultOperatorRate, OperatorBurst: policy.DefaultOperatorBurst,

@@ -22,14 +22,10 @@ import (
 // Defaults. Each can be overridden in the config file, by KEYSHARE_*
 // environment variables or by flags.
 const (
-	// DefaultGossipBind is the gossip address: port 7946, as memberlist.
-	DefaultGossipBind = "0.0.0.0:7946"
 	// DefaultVaultTimeout bounds one request to a Vault node.
 	DefaultVaultTimeout = 2 * time.Second
 	// DefaultMetricsListen serves /metrics on loopback only.
 	DefaultMetricsListen = "127.0.0.1:9750"
-	// DefaultLogLevel is info: one line per state change, none per poll.
-	DefaultLogLevel = "info"
 )
 
 // Config is the unsealer's configuration (see configs/unsealer.yaml).
@@ -79,11 +75,11 @@ type WatchConfig struct {
 // Default returns a Config with every default filled in.
 func Default() Config {
 	return Config{
-		Gossip:        confload.Gossip{Bind: DefaultGossipBind},
+		Gossip:        confload.Gossip{Bind: confload.DefaultGossipBind},
 		Vault:         confload.Vault{Timeout: DefaultVaultTimeout},
 		Plan:          PlanConfig{Shares: shares.DefaultShares, Threshold: shares.DefaultThreshold},
 		MetricsListen: DefaultMetricsListen,
-		LogLevel:      DefaultLogLevel,
+		LogLevel:      confload.DefaultLogLevel,
 		Watch: WatchConfig{
 			PollInterval: coordinator.DefaultPollInterval, DownInterval: coordinator.DefaultDownInterval,
 			StaleProgressAfter: coordinator.DefaultStaleProgressAfter, HolderTimeout: coordinator.DefaultHolderTimeout,

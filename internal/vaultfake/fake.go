@@ -192,8 +192,7 @@ func (v *Vault) handleUnseal(w http.ResponseWriter, r *http.Request) {
 		Key   string `json:"key"`
 		Reset bool   `json:"reset"`
 	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
-		writeErr(w, http.StatusBadRequest, "failed to parse JSON input")
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	v.mu.Lock()
@@ -260,6 +259,16 @@ func newNonce() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// decodeBody reads a JSON request body of at most 64 KiB into v, answering
+// 400 as Vault does when it cannot.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(v); err != nil {
+		writeErr(w, http.StatusBadRequest, "failed to parse JSON input")
+		return false
+	}
+	return true
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

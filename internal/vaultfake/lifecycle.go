@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"net/http"
 
 	"github.com/hashicorp/vault/shamir"
@@ -74,8 +73,7 @@ func (v *Vault) handleInit(w http.ResponseWriter, r *http.Request) {
 		Threshold int    `json:"secret_threshold"`
 		PGP       string `json:"root_token_pgp_key"`
 	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
-		writeErr(w, http.StatusBadRequest, "failed to parse JSON input")
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	v.mu.Lock()
@@ -158,8 +156,7 @@ func (v *Vault) handleRekeyInit(w http.ResponseWriter, r *http.Request) {
 		Threshold int  `json:"secret_threshold"`
 		Verify    bool `json:"require_verification"`
 	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
-		writeErr(w, http.StatusBadRequest, "failed to parse JSON input")
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	v.mu.Lock()
@@ -199,8 +196,7 @@ func keyRequest(w http.ResponseWriter, r *http.Request) ([]byte, string, bool) {
 		Key   string `json:"key"`
 		Nonce string `json:"nonce"`
 	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
-		writeErr(w, http.StatusBadRequest, "failed to parse JSON input")
+	if !decodeBody(w, r, &req) {
 		return nil, "", false
 	}
 	k, err := decodeKey(req.Key)
