@@ -99,8 +99,8 @@ func (s *suite) uninitialized(t *testing.T, ctx context.Context) {
 	if code := s.health(t, ctx); code != 501 {
 		t.Fatalf("health of an uninitialized node: %d, want 501", code)
 	}
-	if _, err := s.tg.Node.RekeyStatus(ctx); apiCode(err) != 400 {
-		t.Fatalf("rekey status of an uninitialized node: %v, want 400", err)
+	if _, err := s.tg.Node.RekeyStatus(ctx); apiCode(err) != 503 {
+		t.Fatalf("rekey status of an uninitialized node: %v, want 503 (it is sealed)", err)
 	}
 }
 
@@ -133,8 +133,8 @@ func (s *suite) sealed(t *testing.T, ctx context.Context) {
 	if code := s.health(t, ctx); code != 503 {
 		t.Fatalf("health of a sealed node: %d, want 503", code)
 	}
-	if _, err := s.tg.Node.RekeyStatus(ctx); apiCode(err) != 503 && apiCode(err) != 400 {
-		t.Fatalf("rekey status of a sealed node: %v, want an error", err)
+	if _, err := s.tg.Node.RekeyStatus(ctx); apiCode(err) != 503 {
+		t.Fatalf("rekey status of a sealed node: %v, want 503", err)
 	}
 }
 

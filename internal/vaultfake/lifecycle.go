@@ -143,13 +143,15 @@ func (v *Vault) handleRekeyStatus(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, v.rekeyStatus())
 }
 
-// usable answers as Vault does on a sealed or uninitialized node, under v.mu.
+// usable answers as Vault does on a sealed or uninitialized node, under
+// v.mu: an uninitialized Vault is sealed too, and the rekey endpoints say
+// so (503) before anything else.
 func (v *Vault) usable(w http.ResponseWriter) bool {
 	switch {
-	case !v.initialized:
-		writeErr(w, http.StatusBadRequest, "Vault is not initialized")
 	case v.sealed:
 		writeErr(w, http.StatusServiceUnavailable, "Vault is sealed")
+	case !v.initialized:
+		writeErr(w, http.StatusBadRequest, "Vault is not initialized")
 	default:
 		return true
 	}
