@@ -9,7 +9,7 @@
 #   make fuzz     every fuzz target for FUZZTIME each
 #   make bench    benchmarks, printed as a table
 #   make bench-vault  restart to active against the floor, real Vault
-#   make soak     random restarts for SOAK_TIME (not part of make test)
+#   make soak     random restarts for SOAK_TIME, 200 rekey-chaos rounds (not part of make test)
 
 GO            ?= go
 BIN           ?= bin
@@ -91,10 +91,11 @@ bench-vault: vault
 	if [ $$rc -ne 0 ]; then echo "bench-vault failed; see $(BIN)/bench-vault.log"; fi; exit $$rc
 
 # Random restarts of Vault nodes and holders for SOAK_TIME
-# (e2e/soak_test.go, build tags e2e and soak).
+# (e2e/soak_test.go, build tags e2e and soak), and the rekey and init
+# chaos at 200 and 40 rounds (e2e/chaos_test.go).
 soak: vault
 	@KEYSHARE_VAULT_BIN=$$(e2e/tools/vault/build.sh) SOAK_TIME=$(SOAK_TIME) $(GO) test -tags 'e2e soak' -count=1 -v \
-		-run '^TestSoak$$' -timeout 60m ./e2e/
+		-run '^(TestSoak|TestRekeyChaos|TestInitChaos)$$' -timeout 60m ./e2e/
 
 demo:
 	bash scripts/demo.sh

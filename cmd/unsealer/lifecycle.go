@@ -133,7 +133,11 @@ is printed once, or encrypted with --root-token-age-recipient or
 						gen = max(gen, g+1)
 					}
 				}
-				return lifecycle.AbortInit(ctx, e.holders, gen, e.opts)
+				n, err := e.node(node)
+				if err != nil {
+					return err
+				}
+				return lifecycle.AbortInit(ctx, n, e.holders, gen, e.opts)
 			case commit != 0:
 				if err := lifecycle.CommitInit(ctx, e.holders, commit, e.opts); err != nil {
 					return err
@@ -183,8 +187,13 @@ certificate in the config - and only while the node reports this very rekey;
 or from --old-shares-file / --old-shares-prompt), stages the new generation
 on every holder, gives the new shares to Vault's verify step, and commits on
 the holders. Killed at any step, the old or the new generation
-still unseals; --recover settles an interrupted rekey, --abort cancels one
-still in progress, --status shows where it stands.
+still unseals; --status shows every holder's committed and staged
+generations and what needs settling; --recover settles an interrupted rekey
+(it commits or drops a staged generation only on proof of which one Vault
+uses: Vault's own rekey status, an unseal of a sealed node, or a test rekey
+with the current shares, which it cancels); --abort cancels a rekey still in
+progress, with its nonce. A rekey refuses to start while any holder has a
+generation staged.
 
 A listener with the unauthenticated rekey endpoints disabled needs VAULT_TOKEN.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -199,6 +208,19 @@ A listener with the unauthenticated rekey endpoints disabled needs VAULT_TOKEN.`
 				return err
 			}
 			rc := lifecycle.RecoverConfig{Node: n, Holders: e.holders, Nodes: e.nodes, Options: e.opts}
+			// The current shares, for a rekey and for --recover's test on an
+			// unsealed node: from the holders (operator identities only) or
+			// typed.
+			oldShares := func() (lifecycle.OldShares, func(), error) {
+				if !prompt && len(files) == 0 {
+					return lifecycle.FromHolders(e.holders), func() {}, nil
+				}
+				col, err := lifecycle.Gather(ctx, e.holders, e.nodes, lifecycle.Input{Files: files, Stdin: cmd.InOrStdin(), Prompt: prompt, Out: cmd.ErrOrStderr()})
+				if err != nil {
+					return nil, nil, err
+				}
+				return lifecycle.FromCollector(col), col.Zero, nil
+			}
 			var msg string
 			switch {
 			case status:
@@ -213,19 +235,27 @@ A listener with the unauthenticated rekey endpoints disabled needs VAULT_TOKEN.`
 			case abort:
 				msg, err = lifecycle.AbortRekey(ctx, rc)
 			case recover:
-				msg, err = lifecycle.RecoverRekey(ctx, rc)
-			default:
-				old := lifecycle.FromHolders(e.holders)
-				if prompt || len(files) > 0 {
-					col, err := lifecycle.Gather(ctx, e.holders, e.nodes, lifecycle.Input{Files: files, Stdin: cmd.InOrStdin(), Prompt: prompt, Out: cmd.ErrOrStderr()})
-					if err != nil {
-						return err
-					}
-					defer col.Zero()
-					old = lifecycle.FromCollector(col)
+				old, zero, err := oldShares()
+				if err != nil {
+					return err
 				}
+				defer zero()
+				rc.Old = old
+				msg, err = lifecycle.RecoverRekey(ctx, rc)
+				if err != nil {
+					return err
+				}
+			default:
+				old, zero, err := oldShares()
+				if err != nil {
+					return err
+				}
+				defer zero()
 				var res lifecycle.RekeyResult
 				res, err = lifecycle.Rekey(ctx, lifecycle.RekeyConfig{Node: n, Holders: e.holders, Plan: c.SharePlan(), Old: old, Options: e.opts})
+				if err != nil {
+					return err
+				}
 				msg = fmt.Sprintf("rekey done: generation %d replaced %d on every holder and in Vault", res.To, res.From)
 			}
 			if err != nil {
@@ -240,8 +270,8 @@ A listener with the unauthenticated rekey endpoints disabled needs VAULT_TOKEN.`
 	f.BoolVar(&status, "status", false, "show Vault's rekey progress and the holders' generations")
 	f.BoolVar(&asJSON, "json", false, "with --status: print JSON")
 	f.BoolVar(&abort, "abort", false, "cancel a rekey still in progress and drop its staged generation")
-	f.BoolVar(&recover, "recover", false, "settle an interrupted rekey: commit or drop the staged generation")
-	f.StringArrayVar(&files, "old-shares-file", nil, "file with current shares, one per line ('-' for stdin); repeatable")
+	f.BoolVar(&recover, "recover", false, "settle an interrupted rekey or init: commit or drop the staged generation, on proof")
+	f.StringArrayVar(&files, "old-shares-file", nil, "file with current shares, one per line ('-' for stdin); repeatable (rekey and --recover)")
 	f.BoolVar(&prompt, "old-shares-prompt", false, "type the current shares without echo")
 	f.DurationVar(&retryFor, "retry-for", lifecycle.DefaultRetryFor, "how long to retry a holder that fails to stage or commit")
 	f.String("source-addr", "", "local address to connect to holders from")

@@ -204,3 +204,49 @@ func TestRekeyKilledProcess(t *testing.T) {
 		})
 	}
 }
+
+// TestRekeyAgainAfterKillAfterVerifyProcess is finding 1 of issue 17 with
+// the real binaries (the e2e suite repeats it against the real Vault):
+// `unsealer rekey` killed after Vault's verify, then a plain rekey again.
+// It must refuse and keep generation 2; --status shows it; --recover
+// without a way to test names the command; with an operator identity it
+// tests (Vault rejects generation 1) and commits 2; a restart unseals.
+func TestRekeyAgainAfterKillAfterVerifyProcess(t *testing.T) {
+	c := newCluster(t, true)
+	c.fake.Unseal()
+	oldFile := c.path("old.txt")
+	must(t, os.WriteFile(oldFile, []byte(c.keys[1].Hex()+"\n"+c.keys[2].Hex()+"\n"+c.keys[4].Hex()+"\n"), 0o600))
+	p := start(t, []string{pauseEnv + "=verify"}, unsealerBin, "rekey", "-c", c.cfg, "--old-shares-file", oldFile)
+	waitFor(t, 60*time.Second, "pause at verify", func() bool { return strings.Contains(p.Out.String(), "paused at step verify") })
+	must(t, p.Cmd.Process.Signal(syscall.SIGKILL))
+	p.Kill()
+
+	out, e, code := c.unsealer(t, "", "rekey", "-c", c.cfg, "--old-shares-file", oldFile)
+	if code == 0 || !strings.Contains(e, "generation 2 staged") || !strings.Contains(e, "'unsealer rekey --recover'") || strings.Contains(out+e, "stays in force") {
+		t.Fatalf("second rekey: exit %d\n%s\n%s", code, out, e)
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		if _, err := os.Stat(c.path("store-" + name + "/gen-2.sealed")); err != nil {
+			t.Fatalf("holder %s lost generation 2: %v", name, err)
+		}
+	}
+	out, _, _ = c.unsealer(t, "", "rekey", "--status", "-c", c.cfg)
+	if strings.Count(out, "(staged: 2)") != 3 || !strings.Contains(out, "needs settling:") || !strings.Contains(out, "'unsealer rekey --recover'") {
+		t.Fatalf("status:\n%s", out)
+	}
+	// The coordinator's identity cannot get shares for a test rekey, and
+	// no node is sealed: --recover changes nothing and names the command.
+	out, e, code = c.unsealer(t, "", "rekey", "--recover", "-c", c.cfg)
+	if code == 0 || !strings.Contains(e, "'unsealer rekey --recover -c <operator config>'") || strings.Contains(e, "standby") {
+		t.Fatalf("recover without a test: exit %d\n%s\n%s", code, out, e)
+	}
+	out, e, code = c.unsealer(t, "", "rekey", "--recover", "-c", c.opCfg)
+	if code != 0 || !strings.Contains(out, "committed staged generation 2") {
+		t.Fatalf("recover as the operator: exit %d\n%s\n%s", code, out, e)
+	}
+	noSecrets(t, out+e, c.keys)
+	c.restartVault(t)
+	if out, e, code := c.unsealer(t, "", "unseal", "--from-holders", "-c", c.cfg); code != 0 || c.fake.Sealed() || !strings.Contains(e, "generation 2") {
+		t.Fatalf("unseal after recovery: exit %d\n%s\n%s", code, out, e)
+	}
+}

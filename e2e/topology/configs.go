@@ -59,13 +59,13 @@ policy:
     - {id: "spiffe://%[15]s/operator/oncall", cidrs: [%[16]s/32]}
   rate_per_minute: 120
   burst: 30
-  operator_rate_per_minute: 6
-  operator_burst: 10
+  operator_rate_per_minute: %[19]d
+  operator_burst: %[20]d
 metrics_listen: %[17]s
 log_level: %[18]s
 `, h.Name, h.ID, h.Listen, h.GossipAddr, t.gossipSeeds(h.GossipAddr), t.CAPath, h.certPath, h.keyPath,
 		h.StoreDir, h.SealKeyPath, h.AuditPath, t.Vault.CAPath, t.vaultNodesYAML(), CoordinatorIP,
-		TrustDomain, OperatorIP, h.MetricsAddr, t.opts.LogLevel)
+		TrustDomain, OperatorIP, h.MetricsAddr, t.opts.LogLevel, t.opts.OperatorRatePerMinute, t.opts.OperatorBurst)
 	return writeConfig(h.ConfigPath, cfg)
 }
 

@@ -65,6 +65,10 @@ type Options struct {
 	// StaleProgressAfter is the coordinator's stale_progress_after (default
 	// 15s).
 	StaleProgressAfter time.Duration
+	// OperatorRatePerMinute and OperatorBurst are the holders' release
+	// limits for the operator (defaults 6 and 10, as a production
+	// holder would keep them); the chaos rounds release far more often.
+	OperatorRatePerMinute, OperatorBurst int
 	// Logf, if set, receives progress messages. Never secrets.
 	Logf func(format string, args ...any)
 }
@@ -118,6 +122,12 @@ func New(opts Options) (*Topology, error) {
 	}
 	if opts.StaleProgressAfter == 0 {
 		opts.StaleProgressAfter = 15 * time.Second
+	}
+	if opts.OperatorRatePerMinute == 0 {
+		opts.OperatorRatePerMinute = 6
+	}
+	if opts.OperatorBurst == 0 {
+		opts.OperatorBurst = 10
 	}
 	t := &Topology{Dir: opts.Dir, LogDir: filepath.Join(opts.Dir, "logs"), Bins: opts.Binaries, opts: opts}
 	for _, d := range []string{t.LogDir, t.path("tls")} {

@@ -28,7 +28,8 @@ type Rekeyer interface {
 	RekeyInit(ctx context.Context, shares, threshold int) (vaultnode.RekeyStatus, error)
 	RekeyUpdate(ctx context.Context, nonce string, share []byte) (vaultnode.RekeyUpdate, error)
 	RekeyVerify(ctx context.Context, nonce string, share []byte) (vaultnode.VerifyStatus, error)
-	RekeyCancel(ctx context.Context) error
+	// RekeyCancel cancels the rekey with nonce (Vault refuses any other).
+	RekeyCancel(ctx context.Context, nonce string) error
 }
 
 // Holder is what the lifecycle needs of one holder's share service;

@@ -20,44 +20,76 @@
 // through the holders. A failure before the commit aborts the staged
 // generation everywhere: Vault is then initialized with keys that no one
 // holds, and as it holds no data yet the way out is to wipe its storage and
-// rerun. A kill before the commit leaves G staged (`unsealer init --abort`
-// drops it; a rerun after the wipe replaces it). A commit that fails on some
-// holders leaves G staged there, still releasable; `unsealer init --commit G`
-// finishes it.
+// rerun. A kill leaves:
+//
+//	init-vault      vault initialized, nothing dealt    the keys are gone; vault
+//	                                                    holds no data: wipe, rerun
+//	init-stage,     G staged on the holders, vault      --recover unseals the
+//	init-read-back  sealed and using G                  sealed node with the staged
+//	                                                    G and commits it
+//	init-commit     G committed                         done (unseal from holders)
+//
+// `unsealer init --abort` drops a staged G only while Vault is not
+// initialized (a wiped Vault); once it is, G may be its only key. A commit
+// that fails on some holders leaves G staged there, still releasable;
+// `unsealer init --commit G` finishes it.
 //
 // # Rekey, and what a kill at each step leaves
 //
-// Generation N is current on every holder; Rekey makes N+1.
+// Generation N is current on every holder; Rekey makes N+1. It refuses to
+// start while any holder has a generation staged (ReadHoldings), and says
+// to run --recover: a staged generation may be the only copy of the key
+// Vault uses.
 //
-//	rekey-init   Vault rekey started            Vault still uses N; its rekey
-//	                                            is in memory and a restart drops it
+//	step         after it                       what --recover does, and why
+//	rekey-init   Vault rekey started, nothing   nothing staged: cancels the
+//	             staged; Vault uses N           rekey with its nonce
 //	collect      threshold of N, verified       same
-//	rekey-update N given, new keys returned     same: the new keys take effect only
-//	                                            after verification
-//	stage        N+1 staged on the holders      Vault uses N; holders hold N
-//	                                            current, N+1 staged
-//	verify       N+1 given back to Vault        Vault uses N+1 once the last
-//	                                            verify share lands; holders can
-//	                                            release the staged N+1
-//	commit       N+1 current on the holders     done: N+1 unseals
+//	rekey-update N given, new keys returned,    same: the new keys take effect
+//	             Vault waits for verification   only after verification
+//	stage        N+1 staged on the holders;     Vault still waits for the
+//	             Vault uses N                   verification of the rekey: that
+//	                                            proves N; cancels it (nonce) and
+//	                                            drops N+1
+//	verify       Vault uses N+1; holders hold   no rekey in Vault: tests. A
+//	             N current, N+1 staged          sealed node: unseal with N, else
+//	                                            with N+1 (one discarded attempt);
+//	                                            none sealed: a test rekey with N's
+//	                                            shares: Vault rejects them, which
+//	                                            proves it moved on: commits N+1
+//	commit       some or all holders at N+1     a holder committed, which happens
+//	                                            only after verify: commits N+1
+//	                                            everywhere
 //
-// So at every point either N (current) or N+1 (staged) unseals, and the
-// holders keep both until the commit. Staging happens only after Vault
-// accepted N's shares in rekey-update, which proves Vault still uses N, so
-// a rekey can never overwrite a staged generation Vault depends on.
+// A Vault restart after any step drops its rekey; then the test decides
+// (the restarted node is sealed). So at every point either N (current) or
+// N+1 (staged) unseals, and the holders keep both until proof ends one:
 //
-// RecoverRekey settles an interrupted rekey: if some holder committed N+1,
-// Vault verified it, so it commits everywhere. If Vault shows the rekey
-// still in progress, verification did not complete: it cancels and aborts
-// N+1. If Vault shows none (it finished, or a restart dropped it) it tests
-// on a sealed node: N first, and if Vault rejects that (one discarded
-// attempt), the staged N+1; whichever unseals is committed or kept. With no
-// sealed node it changes nothing and says to restart a standby. AbortRekey
-// aborts only while Vault shows the rekey in progress.
+//   - Vault still waits for the verification of the rekey that staged N+1
+//     (provesOld; while the holders do not report the nonce a generation
+//     was staged under, "waits for verification" is the proof: a rekey
+//     reaches it only with a threshold of the shares of the key Vault uses,
+//     and keyshare asks the holders for the committed generation's shares
+//     only), or a test rekey accepts N's shares: N+1 is dropped;
+//   - an unseal succeeds with one generation: the other is dropped or
+//     committed to match;
+//   - Vault rejects N's shares in a rekey (vaultnode.IsKeyRejected): N+1 is
+//     committed, never dropped. Rekey itself does the same if it meets the
+//     rejection.
+//
+// Rekey's own clean-up follows the same rule: before the first verify
+// share it cancels the rekey with its nonce and drops N+1 only once the
+// cancel succeeded; after one, it drops N+1 only if Vault still shows this
+// very rekey in progress, and otherwise keeps both for --recover. With no
+// proof at all, RecoverRekey changes nothing (ErrUndecided) and names the
+// command that makes one. AbortRekey cancels a rekey in progress with its
+// nonce, and drops a staged generation only on the proof above.
 //
 // The holders' manifest call serves the current generation only, so the
-// staged N+1 is read back after the commit. Rekey's old shares come from
-// the holders (FromHolders), which release them for a rekey only to an
-// operator identity and only while their own check sees the node rekeying
-// with that nonce; or they are typed or read from files (FromCollector).
+// staged generation is found by a Release probe (ReadHoldings, the one
+// function to change when holders report it), and the staged N+1 is read
+// back after the commit. Rekey's old shares come from the holders
+// (FromHolders), which release them for a rekey only to an operator
+// identity and only while their own check sees the node rekeying with that
+// nonce; or they are typed or read from files (FromCollector).
 package lifecycle

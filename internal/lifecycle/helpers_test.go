@@ -30,6 +30,9 @@ type memHolder struct {
 	mans        map[uint64]shares.Manifest
 	down        bool
 	failStage   bool
+	// hideStaged makes Release deny a staged generation as if it were not
+	// held: a holder whose staged generation a probe cannot see.
+	hideStaged bool
 }
 
 func newMemHolder(id string, fake *vaultfake.Vault) *memHolder {
@@ -55,7 +58,7 @@ func (h *memHolder) Release(_ context.Context, node string, gen uint64) ([]share
 	switch {
 	case h.down:
 		return nil, errDown
-	case gen == 0 || gen != h.cur && gen != h.staged:
+	case gen == 0 || gen != h.cur && gen != h.staged || h.hideStaged && gen == h.staged:
 		return nil, policy.Deny(policy.ReasonGenerationMismatch, "generation %d asked", gen)
 	case !h.fake.Sealed():
 		return nil, policy.Deny(policy.ReasonTargetNotSealed, "%s is not sealed", node)

@@ -183,9 +183,18 @@ func CommitInit(ctx context.Context, hs []HolderRef, gen uint64, o Options) erro
 }
 
 // AbortInit drops a staged generation on every holder, after an init that
-// was killed before its commit.
-func AbortInit(ctx context.Context, hs []HolderRef, gen uint64, o Options) error {
+// was killed before its commit, but only while node is not initialized:
+// once Vault is, the staged generation may be its only key, and
+// 'unsealer rekey --recover' tests it and commits it instead.
+func AbortInit(ctx context.Context, node Node, hs []HolderRef, gen uint64, o Options) error {
 	o.defaults()
+	st, err := node.Vault.SealStatus(ctx)
+	if err != nil {
+		return fmt.Errorf("vault node %s: %w: cannot confirm that it is not initialized; nothing was dropped: start it and rerun", node.Name, err)
+	}
+	if st.Initialized {
+		return fmt.Errorf("vault node %s is initialized, so staged generation %d may be its only key: nothing was dropped; run 'unsealer rekey --recover', which tests it and commits it", node.Name, gen)
+	}
 	return o.abortAll(ctx, hs, gen)
 }
 

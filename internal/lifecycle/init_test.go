@@ -3,6 +3,7 @@ package lifecycle_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -85,5 +86,57 @@ func TestInitFailures(t *testing.T) {
 		{name: "fail/stage-fails-after-init", prep: func(w *world) { w.mem[1].failStage = true }, want: "wipe its storage", wantInits: 1},
 	} {
 		t.Run(c.name, func(t *testing.T) { run(t, c) })
+	}
+}
+
+// TestInitKilled stops init after each step, as a kill would, and checks
+// the rows of the package documentation's init table: --recover commits
+// a staged generation after testing it on the sealed node, says to wipe
+// when nothing was dealt, and `init --abort` never drops a generation of
+// an initialized Vault.
+func TestInitKilled(t *testing.T) {
+	type tc struct {
+		step lifecycle.Step
+		says string // in --recover's message or error
+		lost bool   // the keys are gone: recover must say to wipe
+	}
+	run := func(t *testing.T, c tc) {
+		w := newWorld(t, false)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err := lifecycle.Init(ctx, lifecycle.InitConfig{Node: w.node, Holders: w.holders, Plan: w.plan, Options: lifecycle.Options{AfterStep: func(s lifecycle.Step) error {
+			if s == c.step {
+				return errKilled
+			}
+			return nil
+		}}})
+		if !errors.Is(err, errKilled) {
+			t.Fatalf("init: %v", err)
+		}
+		if _, staged, _ := w.mem[0].state(); staged != 0 {
+			if err := lifecycle.AbortInit(ctx, w.node, w.holders, staged, lifecycle.Options{}); err == nil || !strings.Contains(err.Error(), "--recover") {
+				t.Fatalf("init --abort on an initialized vault: %v", err)
+			}
+		}
+		msg, err := lifecycle.RecoverRekey(ctx, w.recoverConfig(false))
+		if c.lost {
+			if err == nil || !strings.Contains(err.Error(), "wipe its storage") {
+				t.Fatalf("recover = %q, %v; want it to say to wipe", msg, err)
+			}
+			return
+		}
+		if err != nil || !strings.Contains(msg, c.says) {
+			t.Fatalf("recover = %q, %v; want %q", msg, err, c.says)
+		}
+		w.settled(t, 1)
+		w.unsealsFromHolders(t, ctx)
+	}
+	for _, c := range []tc{
+		{step: lifecycle.StepInitVault, lost: true},
+		{step: lifecycle.StepInitStage, says: "committed staged generation 1"},
+		{step: lifecycle.StepInitCheck, says: "committed staged generation 1"},
+		{step: lifecycle.StepInitCmt, says: "nothing to recover"},
+	} {
+		t.Run("ok/"+string(c.step), func(t *testing.T) { run(t, c) })
 	}
 }

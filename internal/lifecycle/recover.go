@@ -5,9 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"sync"
 
-	"github.com/keyshare/keyshare/pkg/policy"
+	"github.com/keyshare/keyshare/internal/vaultnode"
 	"github.com/keyshare/keyshare/pkg/shares"
 )
 
@@ -23,99 +22,218 @@ type RecoverConfig struct {
 	// Nodes are all the cluster's nodes: a sealed one can be used to test
 	// which generation Vault uses.
 	Nodes []Node
+	// Old supplies a threshold of the committed generation's shares for
+	// the rekey probe on an unsealed node (FromHolders needs an operator
+	// identity; FromCollector takes typed shares). Nil skips the probe.
+	Old OldShares
 	Options
 }
 
-// RecoverRekey finishes or rolls back an interrupted rekey, changing the
-// holders only when it knows which generation Vault uses (see the package
-// documentation). It returns what it did.
+// RecoverRekey settles an interrupted rekey (or init), changing the holders
+// only on proof of which generation Vault uses (see the package
+// documentation). It returns what it did; an error says what is left and
+// the one command that settles it.
 func RecoverRekey(ctx context.Context, c RecoverConfig) (string, error) {
 	c.defaults()
-	a := Agree(ctx, c.Holders)
-	lo, hi := ^uint64(0), uint64(0)
-	for _, g := range a.Current {
-		lo, hi = min(lo, g), max(hi, g)
-	}
-	if hi == 0 {
-		return "", fmt.Errorf("no holder answered with a generation (%s): start the holders and rerun", a.Unreachable())
-	}
-	// Some holder committed: the commit follows Vault's verification, so
-	// Vault uses hi. Finish the commit everywhere.
-	if lo < hi {
-		if err := CommitInit(ctx, c.Holders, hi, c.Options); err != nil {
-			return "", fmt.Errorf("%w: vault uses generation %d; rerun 'unsealer rekey --recover' when the holders are up", err, hi)
-		}
-		return fmt.Sprintf("vault uses generation %d: committed it on every holder", hi), nil
-	}
-	next := hi + 1
-	staged, err := c.staged(ctx, next)
-	if err != nil {
-		return "", err
-	}
 	vr, ok := c.Node.Vault.(Rekeyer)
 	if !ok {
 		return "", fmt.Errorf("vault node %s cannot be rekeyed through this client", c.Node.Name)
 	}
+	h := ReadHoldings(ctx, c.Holders, c.Node.Name)
+	lo, hi := h.Range()
+	if len(h.Current) == 0 {
+		return "", fmt.Errorf("no holder answered (%s): start the holders and rerun 'unsealer rekey --recover'", h.Unreachable())
+	}
+	if hi == 0 {
+		return c.recoverInit(ctx, h)
+	}
+	// Some holder committed hi: the commit follows Vault's verification,
+	// so Vault uses hi. Finish the commit everywhere.
+	if lo < hi {
+		if err := CommitInit(ctx, c.Holders, hi, c.Options); err != nil {
+			return "", fmt.Errorf("%w: vault uses generation %d; rerun 'unsealer rekey --recover' when the holders are up", err, hi)
+		}
+		return fmt.Sprintf("vault uses generation %d (a holder had committed it, which happens only after vault verified it): committed it on every holder", hi), nil
+	}
+	if len(h.Errs) > 0 || len(h.StagedUnknown) > 0 {
+		return "", fmt.Errorf("%w: cannot read every holder (%s%s): start them, check that they reach vault node %s, and rerun 'unsealer rekey --recover'; nothing was changed",
+			ErrUndecided, h.Unreachable(), h.Unknown(), c.Node.Name)
+	}
+	next := hi + 1
+	staged := h.StagedHolders(next)
 	rk, rkErr := vr.RekeyStatus(ctx)
 	if len(staged) == 0 {
 		if rkErr == nil && rk.Started {
-			if err := vr.RekeyCancel(ctx); err != nil {
-				return "", err
+			if err := vr.RekeyCancel(ctx, rk.Nonce); err != nil {
+				return "", fmt.Errorf("%w: vault node %s still has rekey %s in progress; nothing is staged on the holders and generation %d stays in force: rerun 'unsealer rekey --abort'", err, c.Node.Name, rk.Nonce, hi)
 			}
-			return fmt.Sprintf("cancelled the rekey in progress on %s; generation %d stays in force", c.Node.Name, hi), nil
+			return fmt.Sprintf("cancelled the rekey in progress on %s (nonce %s); no holder had a generation staged; generation %d stays in force", c.Node.Name, rk.Nonce, hi), nil
 		}
-		return fmt.Sprintf("nothing to recover: every holder holds generation %d and none has %d staged", hi, next), nil
+		return fmt.Sprintf("nothing to recover: every holder holds generation %d and none has a generation staged", hi), nil
 	}
-	// A rekey still in progress means its verification did not complete:
-	// Vault uses the old generation.
 	if rkErr == nil && rk.Started {
-		if err := vr.RekeyCancel(ctx); err != nil {
-			return "", err
+		if provesOld(h, rk, next) {
+			return c.dropStaged(ctx, vr, rk, staged, hi)
 		}
-		if err := c.abortAll(ctx, c.Holders, next); err != nil {
-			return "", err
+		// A rekey that has not made new keys says nothing about the staged
+		// generation. Cancelling it never changes Vault's key, and frees
+		// the node for the test below.
+		if err := vr.RekeyCancel(ctx, rk.Nonce); err != nil {
+			return "", fmt.Errorf("%w: vault node %s has rekey %s in progress, which says nothing about generation %d staged on %v: kept it; rerun 'unsealer rekey --recover'", err, c.Node.Name, rk.Nonce, next, staged)
 		}
-		return fmt.Sprintf("the rekey had not been verified: cancelled it and dropped staged generation %d; generation %d stays in force", next, hi), nil
+		c.printf("cancelled rekey %s on %s: it had made no new keys, so it is not the one that staged generation %d", rk.Nonce, c.Node.Name, next)
+		rkErr = nil
 	}
-	// No rekey in Vault: it finished, or was lost in a restart. A sealed
-	// node tells: try the current generation, then the staged one.
+	// Vault has no rekey in progress: the one that staged next either
+	// completed (vault uses next) or was lost (vault uses hi). Test.
 	for _, n := range c.Nodes {
 		st, err := n.Vault.SealStatus(ctx)
-		if err != nil || !st.Initialized || !st.Sealed {
-			continue
+		if err == nil && st.Initialized && st.Sealed {
+			return c.testOn(ctx, n, h, staged, next)
 		}
-		return c.testOn(ctx, n, a, staged, next)
 	}
-	return "", fmt.Errorf("%w: holders %v have generation %d staged and vault %s has no rekey in progress, so the rekey either completed or was lost in a restart; "+
-		"restart one standby Vault node (it comes back sealed) and rerun 'unsealer rekey --recover', which tests both generations on it; do not abort", ErrUndecided, staged, next, c.Node.Name)
+	if c.Old != nil && rkErr == nil {
+		return c.probe(ctx, vr, h, staged, next)
+	}
+	return "", c.undecided(h, staged, next, rkErr)
 }
 
-// testOn unseals the sealed node n with the current generation or, if
+// provesOld reports whether Vault's rekey in progress proves that Vault
+// still uses the committed generation, so that the staged one (next) can
+// be dropped: it is the rekey next was staged under (the holders report
+// its nonce), or, while the holders do not report nonces, it is waiting
+// for verification. A rekey reaches verification only with a threshold of
+// the shares of the key Vault uses, and keyshare asks the holders for the
+// committed generation's shares only (never a staged one); so Vault uses
+// the committed generation and has not switched.
+func provesOld(h Holdings, rk vaultnode.RekeyStatus, next uint64) bool {
+	if len(h.StagedNonce) > 0 {
+		return h.StagedUnder(next, rk.Nonce)
+	}
+	return rk.VerificationNonce != ""
+}
+
+// dropStaged cancels the rekey in progress with its nonce and, once that
+// succeeded, drops the staged generation: provesOld held.
+func (c RecoverConfig) dropStaged(ctx context.Context, vr Rekeyer, rk vaultnode.RekeyStatus, staged []string, cur uint64) (string, error) {
+	if err := vr.RekeyCancel(ctx, rk.Nonce); err != nil {
+		return "", fmt.Errorf("%w: vault node %s still uses generation %d and waits for the verification of rekey %s; the staged generation %d was kept: rerun 'unsealer rekey --recover'", err, c.Node.Name, cur, rk.Nonce, cur+1)
+	}
+	if err := c.abortAll(ctx, c.Holders, cur+1); err != nil {
+		return "", fmt.Errorf("%w: the rekey is cancelled and vault uses generation %d; rerun 'unsealer rekey --recover' when the holders are up", err, cur)
+	}
+	return fmt.Sprintf("vault node %s still waited for the verification of rekey %s, so it uses generation %d: cancelled that rekey and dropped staged generation %d (from %v); generation %d stays in force", c.Node.Name, rk.Nonce, cur, cur+1, staged, cur), nil
+}
+
+// undecided is the error when no test could be made, with the command that
+// makes one.
+func (c RecoverConfig) undecided(h Holdings, staged []string, next uint64, rkErr error) error {
+	why := fmt.Sprintf("holders %v have generation %d staged and vault node %s has no rekey in progress, so that rekey either completed (vault uses %d) or was lost (vault uses %d); no node is sealed to test on",
+		staged, next, c.Node.Name, next, next-1)
+	if rkErr != nil {
+		why = fmt.Sprintf("holders %v have generation %d staged and vault node %s cannot be asked (%v)", staged, next, c.Node.Name, rkErr)
+	}
+	todo := fmt.Sprintf("rerun with an operator identity and VAULT_TOKEN set: 'unsealer rekey --recover -c <operator config>' (or give %d shares of generation %d with --old-shares-file), which tests generation %d in a rekey that it then cancels",
+		h.Manifest.Threshold, next-1, next-1)
+	if len(c.Nodes) > 1 {
+		todo += "; or restart one standby vault node (it comes back sealed) and rerun 'unsealer rekey --recover', which tests both generations on it"
+	}
+	return fmt.Errorf("%w: %s: %s; never abort generation %d by hand", ErrUndecided, why, todo, next)
+}
+
+// probe tells which generation an unsealed Vault uses without sealing it:
+// it starts a rekey and gives it a threshold of the committed generation's
+// shares. Vault accepting them (the rekey makes new keys) proves it uses
+// the committed generation: the probe rekey is cancelled and the staged
+// generation dropped. Vault rejecting them (it cannot open its root key)
+// proves it moved on: the staged generation is committed. The probe's new
+// keys are zeroed at once; they never leave this process.
+func (c RecoverConfig) probe(ctx context.Context, vr Rekeyer, h Holdings, staged []string, next uint64) (string, error) {
+	m := h.Manifest
+	if m.Generation != next-1 {
+		return "", c.undecided(h, staged, next, nil)
+	}
+	st, err := vr.RekeyInit(ctx, len(m.Digests), m.Threshold)
+	if err != nil {
+		return "", fmt.Errorf("%w: starting a rekey to test generation %d: %w", ErrUndecided, m.Generation, err)
+	}
+	c.printf("testing generation %d on %s in rekey %s (it is cancelled afterwards)", m.Generation, c.Node.Name, st.Nonce)
+	cancel := func(err error) (string, error) {
+		if cerr := vr.RekeyCancel(context.WithoutCancel(ctx), st.Nonce); cerr != nil {
+			err = fmt.Errorf("%w (and cancelling test rekey %s failed: %w)", err, st.Nonce, cerr)
+		}
+		return "", err
+	}
+	old, err := c.Old(ctx, m, c.Node.Name, st.Nonce)
+	if err != nil {
+		return cancel(fmt.Errorf("%w: collecting a threshold of generation %d for the test: %w: %s", ErrUndecided, m.Generation, err, c.undecided(h, staged, next, nil)))
+	}
+	defer shares.ZeroShares(old)
+	if err := checkOld(old, m); err != nil {
+		return cancel(err)
+	}
+	outcome, up, err := c.submitOld(ctx, vr, st.Nonce, old)
+	zeroKeys(up.Keys)
+	switch outcome {
+	case oldAccepted:
+		if _, err := cancel(nil); err != nil {
+			return "", fmt.Errorf("vault node %s accepted generation %d, so it uses it, but %w: rerun 'unsealer rekey --recover'", c.Node.Name, m.Generation, err)
+		}
+		if err := c.abortAll(ctx, c.Holders, next); err != nil {
+			return "", fmt.Errorf("%w: vault uses generation %d; rerun 'unsealer rekey --recover' when the holders are up", err, m.Generation)
+		}
+		return fmt.Sprintf("vault node %s accepted generation %d's shares in a test rekey (cancelled), so it uses generation %d: dropped staged generation %d (from %v)", c.Node.Name, m.Generation, m.Generation, next, staged), nil
+	case oldRejected:
+		_, _ = cancel(nil)
+		return c.commitStaged(ctx, next, staged, fmt.Sprintf("vault node %s rejected a threshold of generation %d's shares (%v), so it moved on", c.Node.Name, m.Generation, err))
+	}
+	return cancel(fmt.Errorf("%w: testing generation %d on %s: %w; nothing was changed: rerun 'unsealer rekey --recover'", ErrUndecided, m.Generation, c.Node.Name, err))
+}
+
+// commitStaged commits generation gen, staged on the holders named, after
+// proof that Vault no longer uses the committed one.
+func (c RecoverConfig) commitStaged(ctx context.Context, gen uint64, staged []string, proof string) (string, error) {
+	if err := CommitInit(ctx, c.Holders, gen, c.Options); err != nil {
+		return "", fmt.Errorf("%s: %w: rerun 'unsealer rekey --recover' when the holders are up", proof, err)
+	}
+	return fmt.Sprintf("%s: committed staged generation %d on every holder (%v had it staged)", proof, gen, staged), nil
+}
+
+// testOn unseals the sealed node n with the committed generation or, if
 // Vault rejects it, with the staged one, and settles the holders to match.
-func (c RecoverConfig) testOn(ctx context.Context, n Node, a Agreement, staged []string, next uint64) (string, error) {
-	cur := a.Manifest
+func (c RecoverConfig) testOn(ctx context.Context, n Node, h Holdings, staged []string, next uint64) (string, error) {
+	cur := h.Manifest
 	if cur.Generation != 0 {
-		ss, err := Collect(ctx, a.Agreeing, cur, n.Name)
+		ss, err := Collect(ctx, h.Agreeing, cur, n.Name)
 		if err == nil {
 			_, err = c.Submit(ctx, n, ss)
 			shares.ZeroShares(ss)
 			if err == nil {
 				if err := c.abortAll(ctx, c.Holders, next); err != nil {
-					return "", err
+					return "", fmt.Errorf("%w: vault uses generation %d; rerun 'unsealer rekey --recover' when the holders are up", err, cur.Generation)
 				}
 				return fmt.Sprintf("vault uses generation %d (it unsealed %s): dropped staged generation %d", cur.Generation, n.Name, next), nil
 			}
 		}
 		if !errors.Is(err, ErrRejected) {
-			return "", fmt.Errorf("testing generation %d on %s: %w", cur.Generation, n.Name, err)
+			return "", fmt.Errorf("%w: testing generation %d on %s: %w: rerun 'unsealer rekey --recover'", ErrUndecided, cur.Generation, n.Name, err)
 		}
 		c.printf("%s rejected generation %d; trying staged generation %d", n.Name, cur.Generation, next)
 	}
-	// The staged manifest is not served, so the staged shares are checked
-	// for consistency when enough are in hand, and by Vault itself.
+	if err := c.unsealStaged(ctx, n, next, cur.Threshold); err != nil {
+		return "", err
+	}
+	return c.commitStaged(ctx, next, staged, fmt.Sprintf("vault uses generation %d (it unsealed %s)", next, n.Name))
+}
+
+// unsealStaged unseals the sealed node n with generation gen, staged on
+// the holders. The staged manifest is not served, so the shares are
+// checked for consistency when more than a threshold are in hand, and by
+// Vault itself.
+func (c RecoverConfig) unsealStaged(ctx context.Context, n Node, gen uint64, t int) error {
 	var ss []shares.Share
 	for _, h := range c.Holders {
-		ws, err := h.Holder.Release(ctx, n.Name, next)
+		ws, err := h.Holder.Release(ctx, n.Name, gen)
 		if err != nil {
 			continue
 		}
@@ -125,54 +243,48 @@ func (c RecoverConfig) testOn(ctx context.Context, n Node, a Agreement, staged [
 	}
 	defer shares.ZeroShares(ss)
 	sort.Slice(ss, func(i, j int) bool { return ss[i].Index < ss[j].Index })
-	t := cur.Threshold
 	if st, err := n.Vault.SealStatus(ctx); err == nil && st.T > 0 {
 		t = st.T
 	}
-	if len(ss) < t {
-		return "", fmt.Errorf("%w: only %d shares of staged generation %d could be released for %s (threshold %d): start the holders and rerun", ErrUndecided, len(ss), next, n.Name, t)
+	if t == 0 || len(ss) < t {
+		return fmt.Errorf("%w: only %d shares of staged generation %d could be released for %s (threshold %d): start the holders and rerun 'unsealer rekey --recover'", ErrUndecided, len(ss), gen, n.Name, t)
 	}
 	if len(ss) > t {
 		if bad, err := shares.CheckConsistent(ss, t); err != nil {
-			return "", fmt.Errorf("staged generation %d: %w (indices %v): nothing was changed", next, err, bad)
+			return fmt.Errorf("staged generation %d: %w (indices %v): nothing was changed", gen, err, bad)
 		}
 	}
 	if _, err := c.Submit(ctx, n, ss[:t]); err != nil {
-		return "", fmt.Errorf("%w: neither generation %d nor %d unseals %s: %w", ErrUndecided, cur.Generation, next, n.Name, err)
+		return fmt.Errorf("%w: neither the committed generation nor staged generation %d unseals %s: %w", ErrUndecided, gen, n.Name, err)
 	}
-	if err := CommitInit(ctx, c.Holders, next, c.Options); err != nil {
-		return "", fmt.Errorf("%w: vault uses generation %d; rerun 'unsealer rekey --recover' when the holders are up", err, next)
-	}
-	return fmt.Sprintf("vault uses generation %d (it unsealed %s): committed it on every holder (%v had it staged)", next, n.Name, staged), nil
+	return nil
 }
 
-// staged finds the holders that hold generation gen staged, by asking
-// each to release it for the rekey node: a holder that does not hold it
-// denies with generation_mismatch, one that does releases it (the node is
-// sealed) or denies with target_not_sealed. Every probe is audited.
-func (c RecoverConfig) staged(ctx context.Context, gen uint64) ([]string, error) {
-	var mu sync.Mutex
-	var out, unknown []string
-	forEach(c.Holders, func(h HolderRef) {
-		ws, err := h.Holder.Release(ctx, c.Node.Name, gen)
-		for _, w := range ws {
-			shares.Zero(w.Value)
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		d, isDenial := policy.AsDenial(err)
-		switch {
-		case err == nil || isDenial && d.Reason == policy.ReasonTargetNotSealed:
-			out = append(out, h.ID)
-		case isDenial && d.Reason == policy.ReasonGenerationMismatch:
-		default:
-			unknown = append(unknown, fmt.Sprintf("%s: %v", h.ID, err))
-		}
-	})
-	sort.Strings(out)
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		return out, fmt.Errorf("%w: cannot tell whether these holders have generation %d staged: %v: fix them and rerun", ErrUndecided, gen, unknown)
+// recoverInit settles what an interrupted init left: no committed
+// generation anywhere, and perhaps one staged.
+func (c RecoverConfig) recoverInit(ctx context.Context, h Holdings) (string, error) {
+	st, err := c.Node.Vault.SealStatus(ctx)
+	if err != nil {
+		return "", fmt.Errorf("vault node %s: %w: start it and rerun 'unsealer rekey --recover'", c.Node.Name, err)
 	}
-	return out, nil
+	gens := h.StagedGens()
+	switch {
+	case !st.Initialized && len(gens) == 0:
+		return fmt.Sprintf("nothing to recover: vault node %s is not initialized and no holder holds a generation: run 'unsealer init'", c.Node.Name), nil
+	case !st.Initialized:
+		if err := c.abortAll(ctx, c.Holders, gens[len(gens)-1]); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("vault node %s is not initialized, so staged generation %d opens nothing: dropped it; run 'unsealer init'", c.Node.Name, gens[len(gens)-1]), nil
+	case len(gens) == 0:
+		return "", fmt.Errorf("vault node %s is initialized but no holder holds a generation, committed or staged: an init was interrupted before the keys were dealt, and they are gone; vault holds no data yet: stop it, wipe its storage, and rerun 'unsealer init'", c.Node.Name)
+	case len(gens) > 1:
+		return "", fmt.Errorf("%w: the holders have different generations staged (%v): check them with 'unsealer rekey --status'", ErrUndecided, h.Staged)
+	case !st.Sealed:
+		return "", fmt.Errorf("%w: generation %d is staged on %v and vault node %s is unsealed, so it cannot be tested: restart vault node %s (it comes back sealed) and rerun 'unsealer rekey --recover'", ErrUndecided, gens[0], h.StagedHolders(gens[0]), c.Node.Name, c.Node.Name)
+	}
+	if err := c.unsealStaged(ctx, c.Node, gens[0], st.T); err != nil {
+		return "", err
+	}
+	return c.commitStaged(ctx, gens[0], h.StagedHolders(gens[0]), fmt.Sprintf("vault uses generation %d (it unsealed %s; an init was interrupted before its commit)", gens[0], c.Node.Name))
 }

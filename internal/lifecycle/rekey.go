@@ -3,7 +3,11 @@ package lifecycle
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
+	"sync"
 
+	"github.com/keyshare/keyshare/internal/vaultnode"
 	"github.com/keyshare/keyshare/pkg/shares"
 	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
 )
@@ -49,6 +53,10 @@ type RekeyResult struct {
 // with the new generation staged on the holders before Vault is told to
 // switch, and committed after. See the package documentation for what a
 // kill at each step leaves and how 'unsealer rekey --recover' resolves it.
+//
+// It never drops a generation Vault may use: it refuses to start while a
+// holder has one staged, and it drops the generation it staged only while
+// Vault provably still uses the old one.
 func Rekey(ctx context.Context, c RekeyConfig) (RekeyResult, error) {
 	c.defaults()
 	var res RekeyResult
@@ -59,19 +67,26 @@ func Rekey(ctx context.Context, c RekeyConfig) (RekeyResult, error) {
 	if err := c.Plan.Validate(); err != nil {
 		return res, fmt.Errorf("plan: %w", err)
 	}
-	a := Agree(ctx, c.Holders)
-	if len(a.Errs) > 0 {
-		return res, fmt.Errorf("every holder must be reachable to deal new shares: %s; nothing was changed, rerun when they are up", a.Unreachable())
+	h := ReadHoldings(ctx, c.Holders, c.Node.Name)
+	if len(h.Errs) > 0 {
+		return res, fmt.Errorf("every holder must be reachable to deal new shares: %s; nothing was changed, rerun when they are up", h.Unreachable())
 	}
-	m := a.Manifest
-	if m.Generation == 0 || len(a.Agreeing) != len(c.Holders) {
-		return res, fmt.Errorf("the holders do not all hold the same generation (%v): run 'unsealer rekey --recover' first", a.Current)
+	if len(h.StagedUnknown) > 0 {
+		return res, fmt.Errorf("cannot tell whether every holder is free of a staged generation (%s): nothing was changed; fix them and rerun", h.Unknown())
+	}
+	if gens := h.StagedGens(); len(gens) > 0 {
+		return res, fmt.Errorf("holders %v have generation %d staged from an interrupted rekey or init, and vault may use it: nothing was changed; run 'unsealer rekey --recover' first, which tests it and commits or drops it",
+			h.StagedHolders(gens[0]), gens[0])
+	}
+	m := h.Manifest
+	if m.Generation == 0 || len(h.Agreeing) != len(c.Holders) {
+		return res, fmt.Errorf("the holders do not all hold the same generation (%v): nothing was changed; run 'unsealer rekey --recover' first", h.Current)
 	}
 	res.From, res.To = m.Generation, m.Generation+1
 	if st, err := vr.RekeyStatus(ctx); err != nil {
 		return res, fmt.Errorf("%w: rekey needs the node unsealed and active; nothing was changed", err)
 	} else if st.Started {
-		return res, fmt.Errorf("vault node %s has a rekey in progress already (nonce %s): run 'unsealer rekey --recover' or 'unsealer rekey --abort' first", c.Node.Name, st.Nonce)
+		return res, fmt.Errorf("vault node %s has a rekey in progress already (nonce %s) and no holder has anything staged: nothing was changed; run 'unsealer rekey --abort', which cancels it", c.Node.Name, st.Nonce)
 	}
 
 	st, err := vr.RekeyInit(ctx, c.Plan.Shares, c.Plan.Threshold)
@@ -82,15 +97,11 @@ func Rekey(ctx context.Context, c RekeyConfig) (RekeyResult, error) {
 	if err := c.after(StepRekeyInit); err != nil {
 		return res, err
 	}
+	// Until the first verify share is sent Vault uses generation From
+	// whatever else happens; staged says whether To has been staged.
+	staged := false
 	cancel := func(err error) (RekeyResult, error) {
-		ctx := context.WithoutCancel(ctx)
-		if cerr := vr.RekeyCancel(ctx); cerr != nil {
-			err = fmt.Errorf("%w (and cancelling the rekey failed: %v)", err, cerr)
-		}
-		if aerr := c.abortAll(ctx, c.Holders, res.To); aerr != nil {
-			err = fmt.Errorf("%w (%v: run 'unsealer rekey --abort')", err, aerr)
-		}
-		return res, fmt.Errorf("%w: rekey cancelled; generation %d stays in force", err, res.From)
+		return res, c.cancelRekey(context.WithoutCancel(ctx), vr, st.Nonce, res, staged, err)
 	}
 
 	old, err := c.Old(ctx, m, c.Node.Name, st.Nonce)
@@ -105,23 +116,19 @@ func Rekey(ctx context.Context, c RekeyConfig) (RekeyResult, error) {
 		return res, err
 	}
 
-	var newKeys [][]byte
-	for i, s := range old {
-		up, err := vr.RekeyUpdate(ctx, st.Nonce, s.Value)
-		if err != nil {
-			return cancel(fmt.Errorf("rekey update with share %d of %d: %w", i+1, len(old), err))
-		}
-		if up.Complete {
-			newKeys, st.VerificationNonce = up.Keys, up.VerificationNonce
-			break
-		}
-		c.printf("  rekey progress %d/%d", up.Progress, up.Required)
-	}
-	newShares := make([]shares.Share, len(newKeys))
-	for i, k := range newKeys {
+	outcome, up, err := c.submitOld(ctx, vr, st.Nonce, old)
+	newShares := make([]shares.Share, len(up.Keys))
+	for i, k := range up.Keys {
 		newShares[i] = shares.Share{Index: uint8(i + 1), Value: k}
 	}
 	defer shares.ZeroShares(newShares)
+	switch outcome {
+	case oldRejected:
+		return res, c.rejected(ctx, vr, st.Nonce, res, err)
+	case oldFailed:
+		return cancel(err)
+	}
+	st.VerificationNonce = up.VerificationNonce
 	if len(newShares) != c.Plan.Shares || st.VerificationNonce == "" {
 		return cancel(fmt.Errorf("vault node %s did not complete the rekey with verification (%d keys)", c.Node.Name, len(newShares)))
 	}
@@ -133,6 +140,9 @@ func Rekey(ctx context.Context, c RekeyConfig) (RekeyResult, error) {
 		return res, err
 	}
 
+	// st.Nonce is the rekey these shares belong to: the holders will
+	// accept a Stage only while Vault shows it.
+	staged = true
 	if err := c.stageAll(ctx, c.Holders, c.Plan, newShares, res.Manifest); err != nil {
 		return cancel(err)
 	}
@@ -143,17 +153,19 @@ func Rekey(ctx context.Context, c RekeyConfig) (RekeyResult, error) {
 
 	// Vault switches keys when the last verify share lands. The holders
 	// hold the new generation (staged) before that, and the old one
-	// (current) until the commit below.
+	// (current) until the commit below. From the first verify share on,
+	// an error leaves the switch unknown: only Vault's rekey status can
+	// prove it has not happened.
 	for i, s := range newShares[:c.Plan.Threshold] {
 		vs, err := vr.RekeyVerify(ctx, st.VerificationNonce, s.Value)
 		if err != nil {
-			return cancel(fmt.Errorf("rekey verify with new share %d: %w", i+1, err))
+			return res, c.verifyFailed(context.WithoutCancel(ctx), vr, st.Nonce, res, fmt.Errorf("rekey verify with new share %d: %w", i+1, err))
 		}
 		if vs.Complete {
 			break
 		}
 		if i == c.Plan.Threshold-1 {
-			return res, fmt.Errorf("vault node %s did not confirm the verification: run 'unsealer rekey --recover'", c.Node.Name)
+			return res, c.verifyFailed(context.WithoutCancel(ctx), vr, st.Nonce, res, fmt.Errorf("vault node %s did not confirm the verification", c.Node.Name))
 		}
 	}
 	c.printf("vault node %s verified the new shares and uses generation %d now", c.Node.Name, res.To)
@@ -175,6 +187,126 @@ func Rekey(ctx context.Context, c RekeyConfig) (RekeyResult, error) {
 	}
 	c.printf("every holder reports the same manifest (generation %d)", res.To)
 	return res, nil
+}
+
+// cancelRekey ends a rekey that failed before any verify share was sent:
+// Vault uses generation res.From whatever the cancel does. It cancels the
+// rekey with its nonce and, if it staged res.To, drops it, but only once
+// the cancel succeeded (else the rekey still waits for verification, and
+// --recover drops it on that proof).
+func (c RekeyConfig) cancelRekey(ctx context.Context, vr Rekeyer, nonce string, res RekeyResult, staged bool, err error) error {
+	if cerr := vr.RekeyCancel(ctx, nonce); cerr != nil {
+		left := ""
+		if staged {
+			left = fmt.Sprintf("; generation %d stays staged on the holders", res.To)
+		}
+		return fmt.Errorf("%w; cancelling rekey %s failed (%w)%s: vault still uses generation %d; run 'unsealer rekey --recover'", err, nonce, cerr, left, res.From)
+	}
+	if staged {
+		if aerr := c.abortAll(ctx, c.Holders, res.To); aerr != nil {
+			return fmt.Errorf("%w; rekey cancelled and vault uses generation %d, but %w: run 'unsealer rekey --recover'", err, res.From, aerr)
+		}
+	}
+	return fmt.Errorf("%w: rekey cancelled; generation %d stays in force", err, res.From)
+}
+
+// verifyFailed handles an error after verify shares were sent: Vault may
+// have switched. Only if it still shows this very rekey in progress has it
+// not, and then the rekey is cancelled and the staged generation dropped.
+// Otherwise both generations are kept for --recover to test.
+func (c RekeyConfig) verifyFailed(ctx context.Context, vr Rekeyer, nonce string, res RekeyResult, err error) error {
+	rk, serr := vr.RekeyStatus(ctx)
+	if serr == nil && rk.Started && rk.Nonce == nonce {
+		return c.cancelRekey(ctx, vr, nonce, res, true, err)
+	}
+	return fmt.Errorf("%w: vault node %s may use generation %d now (its rekey status: %v); the holders keep generation %d and staged %d: run 'unsealer rekey --recover'",
+		err, c.Node.Name, res.To, rekeyStatusWords(rk, serr), res.From, res.To)
+}
+
+// rejected handles Vault refusing a threshold of the holders' committed
+// generation in rekey-update: it does not use that generation. If a
+// holder has res.To staged (left by a rekey interrupted before this
+// version refused to start over it, or staged while this one started),
+// that is the one: it is committed, never dropped. Commit is asked of
+// every holder directly, so that a staged generation a probe could not
+// see is not missed; a holder without it refuses and keeps what it has.
+func (c RekeyConfig) rejected(ctx context.Context, vr Rekeyer, nonce string, res RekeyResult, err error) error {
+	if cerr := vr.RekeyCancel(context.WithoutCancel(ctx), nonce); cerr != nil {
+		c.printf("cancelling rekey %s failed: %v", nonce, cerr)
+	}
+	proof := fmt.Sprintf("vault node %s rejected a threshold of generation %d's shares (%v), so it does not use generation %d", c.Node.Name, res.From, err, res.From)
+	var mu sync.Mutex
+	var done, failed []string
+	forEach(c.Holders, func(h HolderRef) {
+		cerr := h.Holder.Commit(ctx, res.To)
+		mu.Lock()
+		defer mu.Unlock()
+		if cerr != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", h.ID, cerr))
+			return
+		}
+		done = append(done, h.ID)
+	})
+	sort.Strings(done)
+	sort.Strings(failed)
+	switch {
+	case len(done) == len(c.Holders):
+		return fmt.Errorf("%s: committed staged generation %d on every holder; nothing was rekeyed: rerun 'unsealer rekey' to rotate the shares", proof, res.To)
+	case len(done) > 0:
+		return fmt.Errorf("%s: committed staged generation %d on %v; the others did not commit it (%s): run 'unsealer rekey --recover' when they are up", proof, res.To, done, strings.Join(failed, "; "))
+	}
+	return fmt.Errorf("%s, and no holder has generation %d staged: nothing was changed; run 'unsealer rekey --status' and check where the holders' shares came from", proof, res.To)
+}
+
+// Outcomes of submitOld.
+type oldOutcome int
+
+const (
+	// oldFailed: an error that proves nothing about Vault's key.
+	oldFailed oldOutcome = iota
+	// oldAccepted: Vault combined the shares to its key and made new keys.
+	oldAccepted
+	// oldRejected: Vault could not open its root key with them.
+	oldRejected
+)
+
+// submitOld gives a threshold of old shares to the rekey with nonce, one
+// by one, and checks that the progress counts ours only: keys another
+// client slipped in would make a rejection prove nothing. On oldAccepted
+// the returned update holds the new keys (the caller zeroes them).
+func (o *Options) submitOld(ctx context.Context, vr Rekeyer, nonce string, old []shares.Share) (oldOutcome, vaultnode.RekeyUpdate, error) {
+	for i, s := range old {
+		up, err := vr.RekeyUpdate(ctx, nonce, s.Value)
+		switch {
+		case err != nil && i == len(old)-1 && vaultnode.IsKeyRejected(err):
+			return oldRejected, up, err
+		case err != nil:
+			return oldFailed, up, fmt.Errorf("rekey update with share %d of %d: %w", i+1, len(old), err)
+		case up.Complete && i == len(old)-1:
+			return oldAccepted, up, nil
+		case up.Complete || up.Progress != i+1:
+			zeroKeys(up.Keys)
+			return oldFailed, vaultnode.RekeyUpdate{}, fmt.Errorf("another client gave keys to rekey %s (progress %d after %d of ours)", nonce, up.Progress, i+1)
+		}
+		o.printf("  rekey progress %d/%d", up.Progress, up.Required)
+	}
+	return oldFailed, vaultnode.RekeyUpdate{}, fmt.Errorf("vault did not complete rekey %s after %d shares", nonce, len(old))
+}
+
+func rekeyStatusWords(rk vaultnode.RekeyStatus, err error) string {
+	switch {
+	case err != nil:
+		return "unknown: " + err.Error()
+	case !rk.Started:
+		return "no rekey in progress"
+	}
+	return "rekey " + rk.Nonce + " in progress"
+}
+
+func zeroKeys(keys [][]byte) {
+	for _, k := range keys {
+		shares.Zero(k)
+	}
 }
 
 // checkOld refuses old shares that are not a threshold of m's generation.

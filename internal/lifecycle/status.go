@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"sort"
+
+	"github.com/keyshare/keyshare/internal/vaultnode"
 )
 
 // RekeyState is what `unsealer rekey --status` shows.
@@ -12,31 +14,77 @@ type RekeyState struct {
 	Node string `json:"node"`
 	// VaultError is set when the node's rekey status could not be read
 	// (it is sealed, down, or needs a token).
-	VaultError  string            `json:"vault_error,omitempty"`
-	Started     bool              `json:"started"`
-	Nonce       string            `json:"nonce,omitempty"`
-	Progress    int               `json:"progress"`
-	Required    int               `json:"required"`
-	Verifying   bool              `json:"verifying"`
+	VaultError string `json:"vault_error,omitempty"`
+	Started    bool   `json:"started"`
+	Nonce      string `json:"nonce,omitempty"`
+	Progress   int    `json:"progress"`
+	Required   int    `json:"required"`
+	Verifying  bool   `json:"verifying"`
+	// Generations is each holder's committed generation, Staged its staged
+	// one (holders with none are left out).
 	Generations map[string]uint64 `json:"holder_generations"`
-	Unreachable string            `json:"unreachable,omitempty"`
+	Staged      map[string]uint64 `json:"holder_staged,omitempty"`
+	// StagedUnknown says why a holder's staged generation is unknown.
+	StagedUnknown map[string]string `json:"staged_unknown,omitempty"`
+	Unreachable   string            `json:"unreachable,omitempty"`
+	// Settle says what needs settling and the one command that does it;
+	// empty when nothing does.
+	Settle string `json:"settle,omitempty"`
 }
 
-// ReadRekeyState reads Vault's rekey progress and the holders' current
-// generations. It changes nothing and releases nothing.
+// ReadRekeyState reads Vault's rekey progress and every holder's committed
+// and staged generations, and says what needs settling. It changes
+// nothing; the staged probe is audited by the holders (see ReadHoldings).
 func ReadRekeyState(ctx context.Context, c RecoverConfig) RekeyState {
 	s := RekeyState{Node: c.Node.Name}
+	var rk vaultnode.RekeyStatus
+	var rkErr error = fmt.Errorf("vault node %s cannot be rekeyed through this client", c.Node.Name)
 	if vr, ok := c.Node.Vault.(Rekeyer); ok {
-		st, err := vr.RekeyStatus(ctx)
-		if err != nil {
-			s.VaultError = err.Error()
-		} else {
-			s.Started, s.Nonce, s.Progress, s.Required, s.Verifying = st.Started, st.Nonce, st.Progress, st.Required, st.VerificationNonce != ""
-		}
+		rk, rkErr = vr.RekeyStatus(ctx)
 	}
-	a := Agree(ctx, c.Holders)
-	s.Generations, s.Unreachable = a.Current, a.Unreachable()
+	if rkErr != nil {
+		s.VaultError = rkErr.Error()
+	} else {
+		s.Started, s.Nonce, s.Progress, s.Required, s.Verifying = rk.Started, rk.Nonce, rk.Progress, rk.Required, rk.VerificationNonce != ""
+	}
+	h := ReadHoldings(ctx, c.Holders, c.Node.Name)
+	s.Generations, s.Unreachable = h.Current, h.Unreachable()
+	if len(h.Staged) > 0 {
+		s.Staged = h.Staged
+	}
+	for id, err := range h.StagedUnknown {
+		if s.StagedUnknown == nil {
+			s.StagedUnknown = map[string]string{}
+		}
+		s.StagedUnknown[id] = err.Error()
+	}
+	s.Settle = settleAdvice(c.Node.Name, h, rk, rkErr)
 	return s
+}
+
+// settleAdvice says what needs settling, with the one command that does it.
+func settleAdvice(node string, h Holdings, rk vaultnode.RekeyStatus, rkErr error) string {
+	lo, hi := h.Range()
+	gens := h.StagedGens()
+	switch {
+	case len(h.Current) == 0:
+		return "no holder answered: start the holders and run 'unsealer rekey --status' again"
+	case lo < hi:
+		return fmt.Sprintf("the holders hold generations %d and %d: a commit of generation %d was under way, so vault uses it: run 'unsealer rekey --recover', which commits it on every holder", lo, hi, hi)
+	case len(h.Errs) > 0 || len(h.StagedUnknown) > 0:
+		return fmt.Sprintf("some holders could not be read (%s%s): start them, check that they reach vault node %s, and run 'unsealer rekey --status' again", h.Unreachable(), h.Unknown(), node)
+	case len(gens) > 0 && hi == 0:
+		return fmt.Sprintf("generation %d is staged on %v by an interrupted init and may be vault's only key: run 'unsealer rekey --recover', which tests it on the sealed node and commits it; never abort it by hand", gens[0], h.StagedHolders(gens[0]))
+	case len(gens) > 0 && rkErr == nil && rk.Started && provesOld(h, rk, hi+1):
+		return fmt.Sprintf("generation %d is staged on %v and vault node %s still waits for the verification of rekey %s, so it uses generation %d: run 'unsealer rekey --recover', which cancels that rekey and drops generation %d",
+			gens[0], h.StagedHolders(gens[0]), node, rk.Nonce, hi, gens[0])
+	case len(gens) > 0:
+		return fmt.Sprintf("generation %d is staged on %v and vault may use it (the rekey that staged it completed its verification or was lost): run 'unsealer rekey --recover', which tests it and commits or drops it; never abort it by hand",
+			gens[0], h.StagedHolders(gens[0]))
+	case rkErr == nil && rk.Started:
+		return fmt.Sprintf("vault node %s has rekey %s in progress and no holder has anything staged, so vault uses generation %d: run 'unsealer rekey --abort', which cancels it", node, rk.Nonce, hi)
+	}
+	return ""
 }
 
 // Print writes the state for a person, with what to do next.
@@ -52,60 +100,74 @@ func (s RekeyState) Print(w io.Writer) {
 		fmt.Fprintf(w, "vault %s: rekey %s in progress, %d/%d current shares given\n", s.Node, s.Nonce, s.Progress, s.Required)
 	}
 	ids := make([]string, 0, len(s.Generations))
-	lo, hi := ^uint64(0), uint64(0)
-	for id, g := range s.Generations {
+	for id := range s.Generations {
 		ids = append(ids, id)
-		lo, hi = min(lo, g), max(hi, g)
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		fmt.Fprintf(w, "holder %s: generation %d\n", id, s.Generations[id])
+		switch {
+		case s.Staged[id] != 0:
+			fmt.Fprintf(w, "holder %s: generation %d (staged: %d)\n", id, s.Generations[id], s.Staged[id])
+		case s.StagedUnknown[id] != "":
+			fmt.Fprintf(w, "holder %s: generation %d (staged: unknown: %s)\n", id, s.Generations[id], s.StagedUnknown[id])
+		default:
+			fmt.Fprintf(w, "holder %s: generation %d (nothing staged)\n", id, s.Generations[id])
+		}
 	}
 	if s.Unreachable != "" {
 		fmt.Fprintf(w, "unreachable: %s\n", s.Unreachable)
 	}
-	if s.Started || lo < hi {
-		fmt.Fprintln(w, "an interrupted rekey needs settling: run 'unsealer rekey --recover'")
+	if s.Settle != "" {
+		fmt.Fprintf(w, "needs settling: %s\n", s.Settle)
+	} else {
+		fmt.Fprintln(w, "nothing to settle")
 	}
 }
 
-// AbortRekey cancels Vault's rekey and drops the staged generation on the
-// holders, but only while Vault still shows the rekey in progress: that
-// proves its verification did not complete, so Vault uses the old
-// generation. Otherwise it refuses and points to --recover, which finds out.
+// AbortRekey cancels Vault's rekey in progress, with its nonce. It drops a
+// staged generation only on proof that Vault still uses the committed one
+// (provesOld: Vault still waits for the verification of the rekey); with
+// a staged generation and no such proof it keeps it and points to
+// --recover, which finds out.
 func AbortRekey(ctx context.Context, c RecoverConfig) (string, error) {
 	c.defaults()
 	vr, ok := c.Node.Vault.(Rekeyer)
 	if !ok {
 		return "", fmt.Errorf("vault node %s cannot be rekeyed through this client", c.Node.Name)
 	}
-	a := Agree(ctx, c.Holders)
-	lo, hi := ^uint64(0), uint64(0)
-	for _, g := range a.Current {
-		lo, hi = min(lo, g), max(hi, g)
+	h := ReadHoldings(ctx, c.Holders, c.Node.Name)
+	lo, hi := h.Range()
+	switch {
+	case len(h.Current) == 0:
+		return "", fmt.Errorf("no holder answered (%s): start the holders and rerun 'unsealer rekey --abort'", h.Unreachable())
+	case lo < hi:
+		return "", fmt.Errorf("the holders hold generations %v: a commit was under way, so vault uses generation %d; nothing was changed: run 'unsealer rekey --recover', not --abort", h.Current, hi)
+	case len(h.Errs) > 0 || len(h.StagedUnknown) > 0:
+		return "", fmt.Errorf("cannot read every holder (%s%s): nothing was changed; start them and rerun 'unsealer rekey --abort'", h.Unreachable(), h.Unknown())
 	}
-	if hi == 0 || lo < hi {
-		return "", fmt.Errorf("the holders hold generations %v: a commit was under way, so vault uses the newer one; run 'unsealer rekey --recover', not --abort", a.Current)
-	}
-	st, err := vr.RekeyStatus(ctx)
+	gens := h.StagedGens()
+	rk, err := vr.RekeyStatus(ctx)
 	if err != nil {
-		return "", fmt.Errorf("%w: cannot confirm that the rekey is still in progress; run 'unsealer rekey --recover', which tests on a sealed node", err)
+		return "", fmt.Errorf("%w: cannot read the rekey in progress; nothing was changed: run 'unsealer rekey --recover', which tests the generations", err)
 	}
-	if !st.Started {
-		staged, err := c.staged(ctx, hi+1)
-		if err != nil {
-			return "", err
+	if !rk.Started {
+		if len(gens) > 0 {
+			return "", fmt.Errorf("vault node %s has no rekey in progress, so it may already use generation %d, which holders %v have staged: nothing was changed; run 'unsealer rekey --recover', not --abort", c.Node.Name, gens[0], h.StagedHolders(gens[0]))
 		}
-		if len(staged) > 0 {
-			return "", fmt.Errorf("vault %s has no rekey in progress, so it may already use generation %d, which holders %v have staged: run 'unsealer rekey --recover', not --abort", c.Node.Name, hi+1, staged)
+		return fmt.Sprintf("nothing to abort: vault node %s has no rekey in progress and no holder has a generation staged; generation %d stays in force", c.Node.Name, hi), nil
+	}
+	if len(gens) > 0 && !provesOld(h, rk, hi+1) {
+		if err := vr.RekeyCancel(ctx, rk.Nonce); err != nil {
+			return "", fmt.Errorf("%w: nothing was changed: run 'unsealer rekey --recover'", err)
 		}
-		return "nothing to abort: no rekey in progress and nothing staged", nil
+		return "", fmt.Errorf("cancelled rekey %s on %s (it had made no new keys), but holders %v have generation %d staged by an earlier rekey that may have completed: kept it; run 'unsealer rekey --recover', which tests it",
+			rk.Nonce, c.Node.Name, h.StagedHolders(gens[0]), gens[0])
 	}
-	if err := vr.RekeyCancel(ctx); err != nil {
-		return "", err
+	if len(gens) > 0 {
+		return c.dropStaged(ctx, vr, rk, h.StagedHolders(hi+1), hi)
 	}
-	if err := c.abortAll(ctx, c.Holders, hi+1); err != nil {
-		return "", err
+	if err := vr.RekeyCancel(ctx, rk.Nonce); err != nil {
+		return "", fmt.Errorf("%w: rekey %s is still in progress on %s; vault uses generation %d: rerun 'unsealer rekey --abort'", err, rk.Nonce, c.Node.Name, hi)
 	}
-	return fmt.Sprintf("cancelled the rekey on %s and dropped staged generation %d; generation %d stays in force", c.Node.Name, hi+1, hi), nil
+	return fmt.Sprintf("cancelled rekey %s on %s; no holder had anything staged; generation %d stays in force", rk.Nonce, c.Node.Name, hi), nil
 }

@@ -110,6 +110,12 @@ func (o Options) UnsealFromHolders(ctx context.Context, nodes []Node, hs []Holde
 		o.printf("%s: %d verified shares of generation %d from the holders", n.Name, len(ss), a.Manifest.Generation)
 		_, err = o.Submit(ctx, n, ss)
 		shares.ZeroShares(ss)
+		if errors.Is(err, ErrRejected) {
+			// The holders' committed generation is not Vault's key: a
+			// rekey interrupted between Vault's verify and the holders'
+			// commit leaves the new key staged only.
+			err = fmt.Errorf("%w: if a rekey was interrupted after vault verified the new shares, the holders hold the new generation staged: run 'unsealer rekey --recover', which tests it on this sealed node and commits it", err)
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -6,7 +6,12 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"time"
 
 	"github.com/hashicorp/vault/shamir"
 )
@@ -36,6 +41,7 @@ type LifecycleStats struct {
 type rekeyState struct {
 	nonce, verifyNonce string
 	t, n               int
+	created            time.Time
 	parts              [][]byte // old keys given so far
 	newKey             []byte   // set once the old keys were verified
 	verifyParts        [][]byte
@@ -137,13 +143,15 @@ func (v *Vault) handleRekeyStatus(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, v.rekeyStatus())
 }
 
-// usable answers as Vault does on a sealed or uninitialized node, under v.mu.
+// usable answers as Vault does on a sealed or uninitialized node, under
+// v.mu: an uninitialized Vault is sealed too, and the rekey endpoints say
+// so (503) before anything else.
 func (v *Vault) usable(w http.ResponseWriter) bool {
 	switch {
-	case !v.initialized:
-		writeErr(w, http.StatusBadRequest, "Vault is not initialized")
 	case v.sealed:
 		writeErr(w, http.StatusServiceUnavailable, "Vault is sealed")
+	case !v.initialized:
+		writeErr(w, http.StatusBadRequest, "Vault is not initialized")
 	default:
 		return true
 	}
@@ -174,20 +182,58 @@ func (v *Vault) handleRekeyInit(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "invalid rekey configuration")
 		return
 	}
-	v.rekey = &rekeyState{nonce: newNonce(), t: req.Threshold, n: req.Shares}
+	v.rekey = &rekeyState{nonce: newNonce(), t: req.Threshold, n: req.Shares, created: v.now()}
 	writeJSON(w, http.StatusOK, v.rekeyStatus())
 }
 
-func (v *Vault) handleRekeyCancel(w http.ResponseWriter, _ *http.Request) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if !v.usable(w) {
+// RekeyCancelDeadline is how old a rekey must be before Vault cancels it
+// without its nonce (vault/rekey.go, RekeyCancel's requiresNonceDeadline).
+const RekeyCancelDeadline = 10 * time.Minute
+
+// handleRekeyCancel is DELETE sys/rekey/init as Vault 1.21 answers it: the
+// body must be JSON (none at all is 400 "EOF"), and a rekey in progress is
+// cancelled only with its nonce, or by anyone once it is
+// RekeyCancelDeadline old. With no rekey in progress any nonce succeeds.
+func (v *Vault) handleRekeyCancel(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Nonce string `json:"nonce"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
+		msg := "failed to parse JSON input: " + err.Error()
+		if errors.Is(err, io.EOF) {
+			msg = "EOF"
+		}
+		writeErr(w, http.StatusBadRequest, msg)
 		return
 	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.sealed {
+		writeErr(w, http.StatusServiceUnavailable, "Vault is sealed")
+		return
+	}
+	if rk := v.rekey; rk != nil && req.Nonce != rk.nonce && v.now().Sub(rk.created) < RekeyCancelDeadline {
+		writeErr(w, http.StatusBadRequest, "invalid request")
+		return
+	}
+	if v.rekey != nil {
+		v.life.Cancels++
+	}
 	v.rekey = nil
-	v.life.Cancels++
 	w.WriteHeader(http.StatusNoContent)
 }
+
+// AgeRekey makes the rekey in progress d older, so that tests can reach
+// RekeyCancelDeadline without waiting.
+func (v *Vault) AgeRekey(d time.Duration) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.rekey != nil {
+		v.rekey.created = v.rekey.created.Add(-d)
+	}
+}
+
+func (v *Vault) now() time.Time { return time.Now() }
 
 // keyRequest decodes {"key","nonce"}; it writes the error and returns
 // false when the body is bad.
@@ -219,13 +265,13 @@ func (v *Vault) handleRekeyUpdate(w http.ResponseWriter, r *http.Request) {
 	case !v.usable(w):
 		return
 	case rk == nil:
-		writeErr(w, http.StatusBadRequest, "no rekey in progress")
-		return
-	case nonce != rk.nonce:
-		writeErr(w, http.StatusBadRequest, "provided nonce does not match the current nonce")
+		writeErr(w, http.StatusBadRequest, "no barrier rekey in progress")
 		return
 	case rk.newKey != nil:
-		writeErr(w, http.StatusBadRequest, "rekey is awaiting verification")
+		writeErr(w, http.StatusBadRequest, fmt.Sprintf("rekey operation already finished; verification must be performed; nonce for the verification operation is %q", rk.verifyNonce))
+		return
+	case nonce != rk.nonce:
+		writeErr(w, http.StatusBadRequest, fmt.Sprintf("incorrect nonce supplied; nonce for this rekey operation is %q", rk.nonce))
 		return
 	}
 	v.life.RekeySubmitted++
@@ -240,8 +286,10 @@ func (v *Vault) handleRekeyUpdate(w http.ResponseWriter, r *http.Request) {
 	got, err := shamir.Combine(rk.parts)
 	rk.parts = nil
 	if err != nil || !bytes.Equal(got, v.key) {
+		// Vault 1.21 opens its stored root key with the combined key; a
+		// wrong one fails there, with a 500.
 		v.life.RekeyFailed++
-		writeErr(w, http.StatusBadRequest, "failed to verify/recover root key: cipher: message authentication failed")
+		writeErr(w, http.StatusInternalServerError, "failed to read root key: failed to decrypt keys from storage: cipher: message authentication failed")
 		return
 	}
 	rk.newKey = randBytes(32)
@@ -258,8 +306,12 @@ func (v *Vault) handleVerifyStatus(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	rk := v.rekey
-	if rk == nil || rk.newKey == nil {
-		writeErr(w, http.StatusBadRequest, "no rekey verification in progress")
+	if rk == nil {
+		writeErr(w, http.StatusBadRequest, "no rekey configuration found")
+		return
+	}
+	if rk.newKey == nil {
+		writeJSON(w, http.StatusOK, map[string]any{"started": false, "nonce": "", "t": rk.t, "n": rk.n, "progress": 0})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"started": true, "nonce": rk.verifyNonce, "t": rk.t, "n": rk.n, "progress": len(rk.verifyParts)})
@@ -276,11 +328,14 @@ func (v *Vault) handleVerify(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case !v.usable(w):
 		return
-	case rk == nil || rk.newKey == nil:
+	case rk == nil:
+		writeErr(w, http.StatusBadRequest, "no rekey in progress")
+		return
+	case rk.newKey == nil:
 		writeErr(w, http.StatusBadRequest, "no rekey verification in progress")
 		return
 	case nonce != rk.verifyNonce:
-		writeErr(w, http.StatusBadRequest, "incorrect nonce")
+		writeErr(w, http.StatusBadRequest, fmt.Sprintf("incorrect nonce supplied; nonce for this verify operation is %q", rk.verifyNonce))
 		return
 	}
 	v.life.VerifySubmitted++
@@ -297,7 +352,7 @@ func (v *Vault) handleVerify(w http.ResponseWriter, r *http.Request) {
 	if err != nil || !bytes.Equal(got, rk.newKey) {
 		v.life.RekeyFailed++
 		rk.verifyNonce = newNonce()
-		writeErr(w, http.StatusBadRequest, "failed to verify the new key shares: cipher: message authentication failed")
+		writeErr(w, http.StatusBadRequest, "rekey verification failed; incorrect key shares supplied")
 		return
 	}
 	v.key, v.t, v.n = rk.newKey, rk.t, rk.n

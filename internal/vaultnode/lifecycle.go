@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -100,9 +101,14 @@ func (n *Node) RekeyInit(ctx context.Context, shares, threshold int) (RekeyStatu
 	return st, n.call(ctx, http.MethodPut, "/v1/sys/rekey/init", body, &st)
 }
 
-// RekeyCancel cancels the rekey in progress; the old keys stay in force.
-func (n *Node) RekeyCancel(ctx context.Context) error {
-	return n.call(ctx, http.MethodDelete, "/v1/sys/rekey/init", nil, nil)
+// RekeyCancel cancels the rekey in progress with the given nonce; the old
+// keys stay in force. Vault (1.21) refuses a DELETE without a JSON body
+// (400 "EOF") and, while a rekey younger than ten minutes is in progress,
+// one whose nonce is not that rekey's (400 "invalid request"). With no
+// rekey in progress it succeeds whatever the nonce.
+func (n *Node) RekeyCancel(ctx context.Context, nonce string) error {
+	body, _ := json.Marshal(map[string]string{"nonce": nonce})
+	return n.call(ctx, http.MethodDelete, "/v1/sys/rekey/init", body, nil)
 }
 
 // RekeyUpdate submits one current share to the rekey with the given nonce.
@@ -190,6 +196,32 @@ type APIError struct {
 func (e *APIError) Error() string {
 	return fmt.Sprintf("vault node %s: %s answered %d: %s", e.Node, e.Path, e.Code, strings.Join(e.Errors, "; "))
 }
+
+// IsKeyRejected reports whether err is Vault refusing a full threshold of
+// keys given to sys/rekey/update because they do not combine to the key it
+// uses ("failed to read root key: ... message authentication failed" in
+// Vault 1.21, "root key verification failed" in older ones). That proves
+// Vault does not use the generation those keys belong to. Vault gives no
+// code for it, so its message is all there is to go by; this is the one
+// place that reads it.
+func IsKeyRejected(err error) bool {
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Path != "sys/rekey/update" {
+		return false
+	}
+	for _, e := range ae.Errors {
+		for _, m := range keyRejectedMessages {
+			if strings.Contains(e, m) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// keyRejectedMessages are Vault's words for keys that do not open its
+// barrier (vault/rekey.go, BarrierRekeyUpdate).
+var keyRejectedMessages = []string{"failed to read root key", "root key verification failed", "rootter key verification failed", "message authentication failed"}
 
 func zeroAll(keys [][]byte) {
 	for _, k := range keys {
