@@ -171,3 +171,45 @@ func TestStoreUpgradesV1(t *testing.T) {
 }
 
 func filepathGen(gen uint64) string { return filepath.Base((&Store{}).GenPath(gen)) }
+
+// TestStoreRollbackAfterRekeys is finding 6 with nothing but the store's
+// oldest API (Stage, Commit, OpenStore, Load), so that it builds and fails
+// on the code before the fix: after two rekeys, state.json and
+// gen-1.sealed from a backup are copied back; the store must not open.
+func TestStoreRollbackAfterRekeys(t *testing.T) {
+	key := rawKeyT(t)
+	dir := filepath.Join(t.TempDir(), "store")
+	backup := t.TempDir()
+	s, err := OpenStore(dir, "a", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for gen := uint64(1); gen <= 3; gen++ {
+		_, all := split(t)
+		if err := s.Stage(bundleFor(t, "a", gen, all, []uint8{1, 2})); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Commit(gen); err != nil {
+			t.Fatal(err)
+		}
+		if gen == 1 {
+			for _, f := range []string{"state.json", "gen-1.sealed"} {
+				copyFile(t, filepath.Join(dir, f), filepath.Join(backup, f))
+			}
+		}
+	}
+	for _, f := range []string{"state.json", "gen-1.sealed"} {
+		copyFile(t, filepath.Join(backup, f), filepath.Join(dir, f))
+	}
+	s2, err := OpenStore(dir, "a", key)
+	if err == nil {
+		if b, lerr := s2.LoadCurrent(); lerr == nil {
+			b.Destroy()
+			t.Fatalf("the restored generation %d opens as current", b.Generation)
+		}
+		t.Fatal("the store with a restored state opened")
+	}
+	if !strings.Contains(err.Error(), "state.json") || !strings.Contains(err.Error(), "restore the newest backup") {
+		t.Fatalf("err = %v: want it to name state.json and say what to do", err)
+	}
+}
