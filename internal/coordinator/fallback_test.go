@@ -173,6 +173,11 @@ func TestFallbackToStagedGeneration(t *testing.T) {
 	var logs syncLog
 	c, stop := r.start(t, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	waitUnsealed(t, r.fake, 10*time.Second)
+	// The fake unseals on the last share; the coordinator confirms and
+	// settles just after.
+	waitCond(t, 10*time.Second, "the coordinator to settle", func() bool {
+		return c.State()["vault-1"].Unseals == 1 && strings.Contains(logs.String(), "not every holder committed")
+	})
 	stop()
 	if w := r.fake.Stats().Wasted; w != 1 {
 		t.Fatalf("%d attempts wasted, want exactly 1 (the committed generation, once)", w)
@@ -209,6 +214,7 @@ func TestFallbackToPreviousGeneration(t *testing.T) {
 	r.useGenHolders(hs)
 	c, stop := r.start(t, Options{})
 	waitUnsealed(t, r.fake, 10*time.Second)
+	waitCond(t, 10*time.Second, "the coordinator to confirm the unseal", func() bool { return c.State()["vault-1"].Unseals == 1 })
 	stop()
 	if w := r.fake.Stats().Wasted; w != 1 {
 		t.Fatalf("%d attempts wasted, want exactly 1", w)
@@ -274,8 +280,10 @@ func TestNoFallbackWhenCommittedWorks(t *testing.T) {
 		h.current, h.staged = 1, 2
 	}
 	r.useGenHolders(hs)
-	r.start(t, Options{})
+	c, stop := r.start(t, Options{})
 	waitUnsealed(t, r.fake, 10*time.Second)
+	waitCond(t, 10*time.Second, "the coordinator to confirm the unseal", func() bool { return c.State()["vault-1"].Unseals == 1 })
+	stop()
 	noWaste(t, r.fake)
 	for i, h := range hs {
 		h.mu.Lock()
@@ -307,4 +315,16 @@ func (l *syncLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// waitCond polls cond until it holds or bound passes.
+func waitCond(t *testing.T, bound time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", bound, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
