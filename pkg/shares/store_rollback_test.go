@@ -213,3 +213,47 @@ func TestStoreRollbackAfterRekeys(t *testing.T) {
 		t.Fatalf("err = %v: want it to name state.json and say what to do", err)
 	}
 }
+
+// TestStoreReaderDuringWrites: another process reading the store (like
+// `holder status` beside the running holder) while generations are staged,
+// committed and proven never sees a false rollback: the mark is read before
+// the state, and written after it.
+func TestStoreReaderDuringWrites(t *testing.T) {
+	key := rawKeyT(t)
+	dir := filepath.Join(t.TempDir(), "store")
+	w, err := OpenStore(dir, "a", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stageCommit(t, w, 1)
+	r, err := OpenStore(dir, "a", key) // its own lock, as another process
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	errs := make(chan error, 1)
+	go func() {
+		defer close(errs)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if _, err := r.State(); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	for gen := uint64(2); gen <= 25; gen++ {
+		stageCommit(t, w, gen)
+		if err := w.Prove(gen); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	if err := <-errs; err != nil {
+		t.Fatalf("a reader saw: %v", err)
+	}
+}

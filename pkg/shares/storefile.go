@@ -181,6 +181,12 @@ func (s *Store) open(path, kind string, data []byte, v any) error {
 // readState reads and checks state.json and generation.mark. upgrade is set
 // when state.json is of format 1 and must be rewritten.
 func (s *Store) readState() (st State, upgrade bool, err error) {
+	// The mark is read before the state: writers write the state first,
+	// so a reader that sees a new mark then sees a state at least as new.
+	markData, haveMark, err := readOptional(s.markPath())
+	if err != nil {
+		return State{}, false, err
+	}
 	data, err := ReadSecretFile(s.statePath())
 	missing := errors.Is(err, fs.ErrNotExist)
 	if err != nil && !missing {
@@ -200,9 +206,11 @@ func (s *Store) readState() (st State, upgrade bool, err error) {
 			return State{}, false, err
 		}
 	}
-	m, haveMark, err := s.readMark()
-	if err != nil {
-		return State{}, false, err
+	var m mark
+	if haveMark {
+		if err := s.open(s.markPath(), kindMark, markData, &m); err != nil {
+			return State{}, false, err
+		}
 	}
 	switch {
 	case missing && !haveMark:
@@ -246,19 +254,16 @@ func checkMark(st State, m mark) error {
 	return nil
 }
 
-func (s *Store) readMark() (mark, bool, error) {
-	data, err := ReadSecretFile(s.markPath())
+// readOptional reads a secret file that may not exist yet.
+func readOptional(path string) ([]byte, bool, error) {
+	data, err := ReadSecretFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return mark{}, false, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return mark{}, false, err
+		return nil, false, err
 	}
-	var m mark
-	if err := s.open(s.markPath(), kindMark, data, &m); err != nil {
-		return mark{}, false, err
-	}
-	return m, true, nil
+	return data, true, nil
 }
 
 // writeState writes the state, then raises the mark to match it.
