@@ -109,6 +109,14 @@ func TestHolderRefusesJunkGeneration(t *testing.T) {
 	cancelFakeRekey(t, s)
 	err = coord.Abort(ctx, 2)
 	wantDenial(t, err, policy.ReasonWriteRefused, codes.FailedPrecondition)
+	// Issue 17's key loss: a second rekey must not replace (or drop) the
+	// staged generation of the first, which Vault may be using.
+	nonce2 := startFakeRekey(t, s)
+	err = coord.Stage(ctx, junkGeneration(t, 2, nonce2))
+	wantDenial(t, err, policy.ReasonWriteRefused, codes.FailedPrecondition)
+	err = coord.Abort(ctx, 2)
+	wantDenial(t, err, policy.ReasonWriteRefused, codes.FailedPrecondition)
+	cancelFakeRekey(t, s)
 	if err := coord.Commit(ctx, 2); err != nil {
 		t.Fatalf("commit after the rekey ended: %v", err)
 	}

@@ -11,7 +11,9 @@ import (
 //
 //	stage   the holder holds no committed generation (a first init, or
 //	        adopting an existing Vault), or a Vault node it checks shows a
-//	        rekey in progress with the nonce the request names
+//	        rekey in progress with the nonce the request names and the
+//	        staged generation it would replace, if any, is of that same
+//	        rekey or another generation has unsealed a node since
 //	commit  a first init; or the holder has seen the staged generation
 //	        unseal a node; or the rekey it was staged under is no longer
 //	        in progress on an unsealed node (Vault finished or dropped it)
@@ -115,6 +117,13 @@ func DecideWrite(req WriteRequest) (string, error) {
 		}
 		if req.RekeyNonce == "" {
 			return "", Deny(ReasonWriteRefused, "holder holds generation %d: a stage of generation %d must name the nonce of the Vault rekey it comes from", h.Current, g)
+		}
+		// A stage replaces the staged generation: only one whose fate is
+		// known may go (the same rekey staging again, or another
+		// generation seen to unseal a node since).
+		if h.Staged != 0 && req.RekeyNonce != h.StagedNonce && (h.LastProof == 0 || h.LastProof == h.Staged) {
+			return "", Deny(ReasonWriteRefused, "generation %d is staged from an earlier rekey (nonce %q) and may be the one Vault uses: settle it first ('unsealer rekey --recover'); stage of generation %d refused",
+				h.Staged, h.StagedNonce, g)
 		}
 		for _, v := range req.Nodes {
 			if v.rekeying(req.RekeyNonce) {

@@ -43,6 +43,11 @@ func TestDecideWrite(t *testing.T) {
 		{name: "fail/stage-vault-unreachable", reason: ReasonTargetNotRekeying, req: WriteRequest{Op: OpStage, Generation: 2, RekeyNonce: "n1", Held: held, Nodes: []NodeView{down}}},
 		{name: "fail/stage-sealed-node-claims-rekey", reason: ReasonTargetNotRekeying, req: WriteRequest{Op: OpStage, Generation: 2, RekeyNonce: "n1", Held: held,
 			Nodes: []NodeView{{Name: "vault-1", Initialized: true, Sealed: true, RekeyStarted: true, RekeyNonce: "n1"}}}},
+		{name: "ok/stage-again-same-rekey", rule: "rekey:vault-1", req: WriteRequest{Op: OpStage, Generation: 2, RekeyNonce: "n1", Held: staged, Nodes: []NodeView{rekeying}}},
+		{name: "fail/stage-over-unsettled-staged", reason: ReasonWriteRefused, req: WriteRequest{Op: OpStage, Generation: 2, RekeyNonce: "n2", Held: staged,
+			Nodes: []NodeView{{Name: "vault-1", Initialized: true, RekeyStarted: true, RekeyNonce: "n2"}}}},
+		{name: "ok/stage-over-staged-after-other-proven", rule: "rekey:vault-1", req: WriteRequest{Op: OpStage, Generation: 2, RekeyNonce: "n2",
+			Held: HeldState{Current: 1, Staged: 2, StagedNonce: "n1", LastProof: 1}, Nodes: []NodeView{{Name: "vault-1", Initialized: true, RekeyStarted: true, RekeyNonce: "n2"}}}},
 		// Commit.
 		{name: "ok/commit-first-generation", rule: "first-generation", req: WriteRequest{Op: OpCommit, Generation: 1, Held: HeldState{Staged: 1}}},
 		{name: "ok/commit-current-again", rule: "already-current", req: WriteRequest{Op: OpCommit, Generation: 1, Held: held}},
