@@ -88,9 +88,8 @@ func (s *Service) watchProof(node string) {
 	t := time.NewTicker(ProofPoll)
 	defer t.Stop()
 	for {
-		if done := s.checkProof(ctx, node); done {
-			return
-		}
+		// The first look waits a poll: right after a release the node
+		// is still sealed, and the unseal in progress needs Vault more.
 		select {
 		case <-ctx.Done():
 			s.proofs.mu.Lock()
@@ -98,6 +97,9 @@ func (s *Service) watchProof(node string) {
 			s.proofs.mu.Unlock()
 			return
 		case <-t.C:
+		}
+		if done := s.checkProof(ctx, node); done {
+			return
 		}
 	}
 }
@@ -147,8 +149,13 @@ func (s *Service) checkProof(ctx context.Context, node string) bool {
 	return true
 }
 
-// prove records gen as proven, audits it and refreshes the cache.
+// prove records gen as proven, audits it and refreshes the cache. A proof
+// the store holds already (every unseal with the same generation) costs
+// nothing.
 func (s *Service) prove(gen uint64, why string) {
+	if st, _, _ := s.Current(); st.LastProof == gen && st.Proven >= gen {
+		return
+	}
 	entry := audit.Entry{Event: "prove", Peer: s.id, Generation: gen, Reason: why}
 	if err := s.store.Prove(gen); err != nil {
 		entry.Decision, entry.Detail = "error", err.Error()
