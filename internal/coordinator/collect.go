@@ -134,8 +134,12 @@ type releaseAnswer struct {
 // collect gathers a threshold of verified shares of w's generation for node
 // from the holders that hold the majority manifest. It asks the first
 // holders that agree at once, then any holder whose matching manifest
-// arrives later, and stops as soon as it has a threshold.
-func (c *Coordinator) collect(ctx context.Context, node string, w which) (*collected, error) {
+// arrives later, and stops as soon as it has a threshold, unless every is
+// set: then it asks every holder that holds the manifest and waits for
+// them all (within the holder timeout), so that each one's last release
+// before the unseal is this generation (the fallback wants the holders'
+// proofs right; see internal/holder/proof.go).
+func (c *Coordinator) collect(ctx context.Context, node string, w which, every bool) (*collected, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.o.HolderTimeout)
 	defer cancel()
 	live := c.holders.Live()
@@ -194,7 +198,7 @@ func (c *Coordinator) collect(ctx context.Context, node string, w which) (*colle
 			have[s.Index] = true
 			out.shares = append(out.shares, s)
 		}
-		if len(out.shares) >= m.Threshold {
+		if len(out.shares) >= m.Threshold && !every {
 			cancel() // the others are not needed
 			break
 		}

@@ -21,12 +21,16 @@ import (
 // coordinator tries the other generation a majority of holders hold: the
 // staged one if there is one, else the previous one. That is one more
 // attempt at most, and Vault reset its progress after the refusal, so
-// nothing is mixed. If it unseals, the coordinator settles:
+// nothing is mixed. For that attempt every holder that holds the other
+// generation is asked, and the coordinator waits for them all (within the
+// holder timeout), so that each holder's last release before the unseal is
+// the generation that unseals, and its proof is right. If it unseals, the
+// coordinator settles:
 //
-//	staged worked     commit it on every holder (each one allows that only
-//	                  after its own check saw the node unsealed after
-//	                  releasing it); where a holder refuses or is down, log
-//	                  the command that finishes it
+//	staged worked     commit it on every holder (each one allows it: it saw
+//	                  the node unsealed after releasing it, or the rekey it
+//	                  was staged under has ended); where a holder refuses or
+//	                  is down, log the command that finishes it
 //	previous worked   nothing to commit: the holders' committed generation
 //	                  is one Vault never took; log what the operator must do
 //
@@ -43,7 +47,7 @@ type committer interface {
 // generation the holders hold. ok is false when there is none to try.
 func (c *Coordinator) fallback(ctx context.Context, n Node, st vaultnode.Status, seen time.Time, rejected uint64) (outcome, bool) {
 	for _, w := range []which{whichStaged, whichPrevious} {
-		set, err := c.collect(ctx, n.Name, w)
+		set, err := c.collect(ctx, n.Name, w, true)
 		if err != nil {
 			set.zero()
 			continue

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -186,6 +187,14 @@ func TestFallbackToStagedGeneration(t *testing.T) {
 		cur, staged, _, commits := h.state()
 		if len(commits) != 1 || commits[0] != 2 {
 			t.Fatalf("holder %d was asked to commit %v, want [2]", i, commits)
+		}
+		// Every holder was asked for generation 2 before the unseal, so
+		// that each one's proof names it.
+		h.mu.Lock()
+		rel := slices.Clone(h.released)
+		h.mu.Unlock()
+		if len(rel) == 0 || rel[len(rel)-1] != 2 {
+			t.Fatalf("holder %d released %v, want generation 2 last", i, rel)
 		}
 		if i < 2 && (cur != 2 || staged != 0) {
 			t.Fatalf("holder %d holds current %d staged %d after the settle", i, cur, staged)

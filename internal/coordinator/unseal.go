@@ -48,7 +48,7 @@ func (c *Coordinator) unseal(ctx context.Context, n Node, st vaultnode.Status, s
 			"age", time.Since(first).Round(time.Millisecond))
 	}
 
-	set, err := c.collect(ctx, n.Name, whichCurrent)
+	set, err := c.collect(ctx, n.Name, whichCurrent, false)
 	if err != nil {
 		why := fmt.Sprintf("cannot unseal: %d of %d shares reachable (%v)", set.reachable, max(set.manifest.Threshold, st.T), err)
 		c.setState(n.Name, func(s *NodeState) { s.CannotWhy = why })

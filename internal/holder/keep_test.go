@@ -220,8 +220,9 @@ func waitFor(t *testing.T, bound time.Duration, what string, cond func() bool) {
 // coordinator: 'unsealer rekey' killed between Vault's verify and the
 // holders' commit, then a restart. The node unseals after one refused
 // attempt with generation 1; each holder, having released generation 2
-// last, sees the node unsealed and records generation 2 as proven, commits
-// it when the coordinator asks, and keeps generation 1.
+// last (the coordinator asks them all for its second attempt), sees the
+// node unsealed and records generation 2 as proven, commits it when the
+// coordinator asks, and keeps generation 1.
 func TestRekeyKilledBeforeCommitSettles(t *testing.T) {
 	w := newWorld(t, "127.0.0.91")
 	w.rekeyUntilVerified(t)
@@ -252,21 +253,18 @@ func TestRekeyKilledBeforeCommitSettles(t *testing.T) {
 		if s.Current != 2 || s.Staged != 0 || !slices.Equal(s.Kept, []uint64{1}) {
 			t.Fatalf("holder %d: state %+v, want current 2, kept [1]", i, s)
 		}
-		// A holder the coordinator did not need for the second attempt
-		// released generation 1 last (or nothing), and takes the unseal
-		// for a proof of generation 1: a wrong proof, which the "last two
-		// are kept" rule makes harmless (internal/holder/proof.go).
-		if s.Proven == 2 {
+		// The coordinator asked every holder for generation 2 in its
+		// second attempt, so each one's last release before the unseal
+		// was generation 2, and each one's proof is right.
+		if s.Proven == 2 && s.LastProof == 2 {
 			proven2++
-		} else if s.Proven > 2 {
-			t.Fatalf("holder %d: proven %d", i, s.Proven)
 		}
 		m, err := w.svcs[i].Manifest(context.Background(), unsealerPeer)
 		if err != nil || m.Generation != 2 || m.Previous == nil || m.Previous.Generation != 1 || m.Proven != s.Proven {
 			t.Fatalf("holder %d: manifest %+v, %v", i, m, err)
 		}
 	}
-	if proven2 < 2 {
-		t.Fatalf("%d holders recorded generation 2 as proven, want at least the 2 whose shares unsealed the node", proven2)
+	if proven2 != 3 {
+		t.Fatalf("%d holders recorded generation 2 as proven, want all 3", proven2)
 	}
 }
