@@ -156,3 +156,41 @@ func TestHolderRefusesJunkGeneration(t *testing.T) {
 		}
 	}
 }
+
+// TestConfirmGeneration: the operator's explicit word that a generation
+// unseals Vault, with its refusals.
+func TestConfirmGeneration(t *testing.T) {
+	s := setupHolder(t)
+	if out, code := runCLI(t, "", "keygen", s.w.path("seal.key")); code != 0 {
+		t.Fatalf("keygen: %d %s", code, out)
+	}
+	writeJSON(t, s.w.path("manifest.json"), shares.NewManifest(1, 3, s.all))
+	if out, code := runCLI(t, fmt.Sprintf("1 %s\n2 %s\n", s.all[0].Hex(), s.all[1].Hex()), "import", "-c", s.cfg, "--manifest", s.w.path("manifest.json")); code != 0 {
+		t.Fatalf("import: %d %s", code, out)
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"fail/no-flag", []string{"confirm-generation", "1"}, 1, "--vault-unseals-with-it"},
+		{"fail/not-a-number", []string{"confirm-generation", "one", "--vault-unseals-with-it"}, 2, "want a positive number"},
+		{"fail/not-held", []string{"confirm-generation", "7", "--vault-unseals-with-it"}, 1, "generation 7 is not held"},
+		{"ok/current", []string{"confirm-generation", "1", "--vault-unseals-with-it"}, 0, "generation 1 confirmed; holds current 1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, code := runCLI(t, "", append(c.args, "-c", s.cfg)...)
+			if code != c.code || !strings.Contains(out, c.want) {
+				t.Fatalf("exit %d, want %d with %q:\n%s", code, c.code, c.want, out)
+			}
+		})
+	}
+	out, code := runCLI(t, "", "status", "-c", s.cfg, "--json")
+	if code != 0 || !strings.Contains(out, `"proven_generation": 1`) {
+		t.Fatalf("status after the confirmation: %d\n%s", code, out)
+	}
+	if log := readFile(t, s.w.path("audit.log")); !strings.Contains(log, `"event":"prove"`) || !strings.Contains(log, "operator confirmed") {
+		t.Fatalf("audit log lacks the operator's proof:\n%s", log)
+	}
+}
