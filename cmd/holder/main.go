@@ -175,6 +175,35 @@ Exit codes: 0 ok, 1 runtime error, 2 bad configuration or usage.`,
 	}
 	exportCmd.Flags().BoolVar(&confirm, "i-understand-this-prints-secrets", false, "confirm printing the shares")
 
+	var unseals bool
+	confirmCmd := &cobra.Command{
+		Use:   "confirm-generation GENERATION --vault-unseals-with-it",
+		Short: "Say that a generation unseals Vault, so that older kept generations may go",
+		Long: `The holder keeps every older generation until it has seen a newer one unseal a
+Vault node (it released that generation for the node and then saw the node
+unsealed), and always keeps the last two. confirm-generation records that
+proof on the operator's word, after a manual unseal for example. Run it with
+the holder stopped, or send the holder SIGHUP after.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var gen uint64
+			if _, err := fmt.Sscanf(args[0], "%d", &gen); err != nil || gen == 0 {
+				return &confload.Error{Err: fmt.Errorf("generation %q: want a positive number, as 'holder status' shows", args[0])}
+			}
+			c, err := load(cmd)
+			if err != nil {
+				return err
+			}
+			msg, err := holder.ConfirmGeneration(c, gen, unseals)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), msg)
+			return nil
+		},
+	}
+	confirmCmd.Flags().BoolVar(&unseals, "vault-unseals-with-it", false, "confirm that Vault unseals with this generation")
+
 	auditCmd := &cobra.Command{Use: "audit", Short: "Audit log tools"}
 	auditVerify := &cobra.Command{
 		Use:   "verify [FILE]",
@@ -200,7 +229,7 @@ Exit codes: 0 ok, 1 runtime error, 2 bad configuration or usage.`,
 		},
 	}
 	auditCmd.AddCommand(auditVerify)
-	root.AddCommand(runCmd, statusCmd, verifyCmd, keygenCmd, importCmd, exportCmd, auditCmd)
+	root.AddCommand(runCmd, statusCmd, verifyCmd, keygenCmd, importCmd, exportCmd, confirmCmd, auditCmd)
 
 	return cliexit.Code(os.Stderr, "holder", root.Execute())
 }

@@ -18,6 +18,7 @@ var (
 
 // collected is a verified set of shares for one node.
 type collected struct {
+	which    which
 	manifest shares.Manifest
 	shares   []shares.Share // distinct, verified, sorted by index
 	// reachable is how many verified shares were seen; answered is how many
@@ -26,6 +27,44 @@ type collected struct {
 }
 
 func (s *collected) zero() { shares.ZeroShares(s.shares) }
+
+// which names the generation a collection is for, among the ones every
+// holder reports in its Manifest answer.
+type which int
+
+const (
+	whichCurrent  which = iota // the committed generation
+	whichStaged                // staged by an unfinished init or rekey
+	whichPrevious              // the committed one before, while kept
+)
+
+func (w which) String() string {
+	switch w {
+	case whichStaged:
+		return "staged"
+	case whichPrevious:
+		return "previous"
+	}
+	return "committed"
+}
+
+// pick returns the manifest of w's generation from a holder's answer, or a
+// zero manifest if the holder holds none.
+func (w which) pick(m sharerpc.Manifest) shares.Manifest {
+	switch w {
+	case whichStaged:
+		if m.Staged != nil {
+			return m.Staged.Shares()
+		}
+		return shares.Manifest{}
+	case whichPrevious:
+		if m.Previous != nil {
+			return m.Previous.Shares()
+		}
+		return shares.Manifest{}
+	}
+	return m.Shares()
+}
 
 type manifestAnswer struct {
 	ref HolderRef
@@ -44,16 +83,16 @@ type agreement struct {
 }
 
 // agree asks every live holder for its manifest in parallel and returns the
-// one a majority of all holders agree on, with the holders that hold it.
-// It returns as soon as a majority agrees, so a slow holder does not hold
-// the unseal up.
-func (c *Coordinator) agree(ctx context.Context, live []HolderRef, total int) (agreement, error) {
+// one of w's generation that a majority of all holders agree on, with the
+// holders that hold it. It returns as soon as a majority agrees, so a slow
+// holder does not hold the unseal up.
+func (c *Coordinator) agree(ctx context.Context, live []HolderRef, total int, w which) (agreement, error) {
 	need := total/2 + 1
 	ch := make(chan manifestAnswer, len(live))
 	for _, ref := range live {
 		go func() {
 			m, err := ref.Holder.Manifest(ctx)
-			ch <- manifestAnswer{ref: ref, m: m.Shares(), err: err}
+			ch <- manifestAnswer{ref: ref, m: w.pick(m), err: err}
 		}()
 	}
 	byHash := map[shares.Digest][]HolderRef{}
@@ -66,7 +105,9 @@ func (c *Coordinator) agree(ctx context.Context, live []HolderRef, total int) (a
 			continue
 		}
 		if a.m.Generation == 0 {
-			c.o.Logger.Warn("holder holds no shares yet", "holder", a.ref.ID)
+			if w == whichCurrent {
+				c.o.Logger.Warn("holder holds no shares yet", "holder", a.ref.ID)
+			}
 			continue
 		}
 		if err := a.m.Validate(); err != nil {
@@ -81,7 +122,7 @@ func (c *Coordinator) agree(ctx context.Context, live []HolderRef, total int) (a
 			return agreement{manifest: a.m, agreeing: byHash[h], answered: answered, late: ch, pending: len(live) - received}, nil
 		}
 	}
-	return agreement{answered: answered}, fmt.Errorf("%w: %d of %d holders answered, %d needed to agree", errNoQuorum, answered, total, need)
+	return agreement{answered: answered}, fmt.Errorf("%w: %d of %d holders answered with a %s generation, %d needed to agree", errNoQuorum, answered, total, w, need)
 }
 
 type releaseAnswer struct {
@@ -90,21 +131,25 @@ type releaseAnswer struct {
 	err    error
 }
 
-// collect gathers a threshold of verified shares for node from the holders
-// that hold the majority manifest. It asks the first holders that agree at
-// once, then any holder whose matching manifest arrives later, and stops as
-// soon as it has a threshold.
-func (c *Coordinator) collect(ctx context.Context, node string) (*collected, error) {
+// collect gathers a threshold of verified shares of w's generation for node
+// from the holders that hold the majority manifest. It asks the first
+// holders that agree at once, then any holder whose matching manifest
+// arrives later, and stops as soon as it has a threshold, unless every is
+// set: then it asks every holder that holds the manifest and waits for
+// them all (within the holder timeout), so that each one's last release
+// before the unseal is this generation (the fallback wants the holders'
+// proofs right; see internal/holder/proof.go).
+func (c *Coordinator) collect(ctx context.Context, node string, w which, every bool) (*collected, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.o.HolderTimeout)
 	defer cancel()
 	live := c.holders.Live()
 	c.o.Metrics.holdersAlive.Set(float64(len(live)))
-	ag, err := c.agree(ctx, live, c.holders.Total())
+	ag, err := c.agree(ctx, live, c.holders.Total(), w)
 	if err != nil {
 		return &collected{answered: ag.answered}, err
 	}
 	m := ag.manifest
-	out := &collected{manifest: m, answered: ag.answered}
+	out := &collected{which: w, manifest: m, answered: ag.answered}
 	ch := make(chan releaseAnswer, len(live))
 	release := func(ref HolderRef) {
 		go func() {
@@ -153,7 +198,7 @@ func (c *Coordinator) collect(ctx context.Context, node string) (*collected, err
 			have[s.Index] = true
 			out.shares = append(out.shares, s)
 		}
-		if len(out.shares) >= m.Threshold {
+		if len(out.shares) >= m.Threshold && !every {
 			cancel() // the others are not needed
 			break
 		}

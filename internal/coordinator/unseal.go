@@ -48,7 +48,7 @@ func (c *Coordinator) unseal(ctx context.Context, n Node, st vaultnode.Status, s
 			"age", time.Since(first).Round(time.Millisecond))
 	}
 
-	set, err := c.collect(ctx, n.Name)
+	set, err := c.collect(ctx, n.Name, whichCurrent, false)
 	if err != nil {
 		why := fmt.Sprintf("cannot unseal: %d of %d shares reachable (%v)", set.reachable, max(set.manifest.Threshold, st.T), err)
 		c.setState(n.Name, func(s *NodeState) { s.CannotWhy = why })
@@ -58,12 +58,36 @@ func (c *Coordinator) unseal(ctx context.Context, n Node, st vaultnode.Status, s
 		c.o.Notifier.Notify(Event{Kind: EventCannotUnseal, Node: n.Name, Detail: why})
 		return outcomeCannot
 	}
+	out, rerr := c.attempt(ctx, n, st, seen, set)
+	if out != outcomeRejected {
+		return out
+	}
+	// Vault refused a full threshold of verified shares of the committed
+	// generation. If the holders hold another one (a rekey killed between
+	// Vault's verify and the holders' commit leaves the new one staged; a
+	// commit of a generation Vault never took leaves the old one kept),
+	// that one is tried: one more attempt at most (fallback.go).
+	if alt, ok := c.fallback(ctx, n, st, seen, set.manifest.Generation); ok {
+		return alt
+	}
+	why := fmt.Sprintf("vault refused a full threshold of verified shares of generation %d, and the holders hold no other generation it takes: the holders' generation does not open this Vault (an unfinished rekey? run 'unsealer rekey --status', then 'unsealer rekey --recover')",
+		set.manifest.Generation)
+	c.o.Logger.Error("unseal rejected", "node", n.Name, "generation", set.manifest.Generation, "err", rerr)
+	c.setState(n.Name, func(s *NodeState) { s.CannotWhy = why })
+	c.o.Notifier.Notify(Event{Kind: EventCannotUnseal, Node: n.Name, Detail: why})
+	return outcomeRejected
+}
+
+// attempt submits a threshold of the collected verified shares to n and
+// reports the outcome. On outcomeRejected it returns Vault's error, and the
+// caller decides what to tell.
+func (c *Coordinator) attempt(ctx context.Context, n Node, st vaultnode.Status, seen time.Time, set *collected) (outcome, error) {
 	defer set.zero()
 	if st.T != 0 && st.T != set.manifest.Threshold {
 		c.o.Logger.Error("vault's threshold differs from the holders' manifest; not submitting", "node", n.Name,
-			"vault_threshold", st.T, "manifest_threshold", set.manifest.Threshold, "generation", set.manifest.Generation)
+			"vault_threshold", st.T, "manifest_threshold", set.manifest.Threshold, "generation", set.manifest.Generation, "which", set.which.String())
 		c.setState(n.Name, func(s *NodeState) { s.CannotWhy = "vault threshold differs from the manifest" })
-		return outcomeCannot
+		return outcomeCannot, nil
 	}
 
 	final, err := c.submit(ctx, n, set.shares[:set.manifest.Threshold])
@@ -71,19 +95,17 @@ func (c *Coordinator) unseal(ctx context.Context, n Node, st vaultnode.Status, s
 	case errors.Is(err, errNonceChanged):
 		c.o.Logger.Warn("unseal progress changed under us; starting over", "node", n.Name)
 		c.o.Metrics.attempts.WithLabelValues(n.Name, "retry").Inc()
-		return outcomeRetry
+		return outcomeRetry, nil
 	case errors.Is(err, errRejected) || (err == nil && final.Sealed):
-		why := fmt.Sprintf("vault refused a full threshold of verified shares of generation %d: the holders' generation does not open this Vault (an unfinished rekey? run 'unsealer rekey --recover')",
-			set.manifest.Generation)
-		c.o.Logger.Error("unseal rejected", "node", n.Name, "generation", set.manifest.Generation, "err", err)
 		c.o.Metrics.attempts.WithLabelValues(n.Name, "rejected").Inc()
-		c.setState(n.Name, func(s *NodeState) { s.CannotWhy = why })
-		c.o.Notifier.Notify(Event{Kind: EventCannotUnseal, Node: n.Name, Detail: why})
-		return outcomeRejected
+		if err == nil {
+			err = errors.New("vault still sealed after a full threshold")
+		}
+		return outcomeRejected, err
 	case err != nil:
 		c.o.Logger.Error("unseal attempt failed", "node", n.Name, "err", err)
 		c.o.Metrics.attempts.WithLabelValues(n.Name, "error").Inc()
-		return outcomeRetry
+		return outcomeRetry, nil
 	}
 	took := time.Since(seen)
 	c.o.Metrics.attempts.WithLabelValues(n.Name, "unsealed").Inc()
@@ -94,10 +116,10 @@ func (c *Coordinator) unseal(ctx context.Context, n Node, st vaultnode.Status, s
 		s.Unseals++
 		clear(s.foreignSeen)
 	})
-	c.o.Logger.Info("unsealed", "node", n.Name, "generation", set.manifest.Generation,
+	c.o.Logger.Info("unsealed", "node", n.Name, "generation", set.manifest.Generation, "which", set.which.String(),
 		"indices", indices(set.shares[:set.manifest.Threshold]), "took", took.Round(time.Millisecond).String())
 	c.o.Notifier.Notify(Event{Kind: EventUnsealed, Node: n.Name, Detail: took.Round(time.Millisecond).String()})
-	return outcomeUnsealed
+	return outcomeUnsealed, nil
 }
 
 var (

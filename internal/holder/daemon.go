@@ -130,6 +130,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signa
 		m.storeOK.Set(0)
 		return fmt.Errorf("holder store %s: %w", c.Store.Dir, err)
 	}
+	defer svc.Close()
 	m.storeOK.Set(1)
 	m.certExpiry.Set(certNotAfter(c.TLS.CertFile))
 	if engine.Hold() != "" {
@@ -237,6 +238,9 @@ func reloadAll(c Config, src *identity.Source, svc *Service, m *Metrics, log *sl
 		return
 	}
 	svc.SetEngine(e)
+	if err := svc.refresh(); err != nil {
+		log.Error("store re-read failed; keeping the generations seen before", "err", err)
+	}
 	m.hold.Set(0)
 	if e.Hold() != "" {
 		m.hold.Set(1)

@@ -52,6 +52,8 @@ type StatusReport struct {
 	StoreDir     string         `json:"store_dir"`
 	Current      uint64         `json:"current_generation"`
 	Staged       uint64         `json:"staged_generation,omitempty"`
+	Kept         []uint64       `json:"kept_generations,omitempty"`
+	Proven       uint64         `json:"proven_generation,omitempty"`
 	Indices      shares.Indices `json:"indices"`
 	Threshold    int            `json:"threshold,omitempty"`
 	TotalShares  int            `json:"total_shares,omitempty"`
@@ -83,7 +85,7 @@ func Status(c Config) StatusReport {
 		r.PeersError = err.Error()
 	}
 	b, st, err := openCurrent(c)
-	r.Current, r.Staged = st.Current, st.Staged
+	r.Current, r.Staged, r.Kept, r.Proven = st.Current, st.Staged, st.Kept, st.Proven
 	if err != nil {
 		r.StoreError = err.Error()
 		return r
@@ -103,6 +105,7 @@ func (r StatusReport) Print(w io.Writer) {
 	fmt.Fprintf(tw, "holder\t%s\n", r.ID)
 	fmt.Fprintf(tw, "store\t%s\n", r.StoreDir)
 	fmt.Fprintf(tw, "generation\t%d (staged: %d)\n", r.Current, r.Staged)
+	fmt.Fprintf(tw, "kept\t%v (proven: %d; older generations go once a newer one has unsealed vault)\n", r.Kept, r.Proven)
 	if r.StoreOpens {
 		fmt.Fprintf(tw, "shares\t%v of %d, threshold %d\n", r.Indices, r.TotalShares, r.Threshold)
 		fmt.Fprintf(tw, "manifest\t%s\n", r.ManifestHash)
@@ -193,6 +196,39 @@ func Export(c Config, w io.Writer, confirm bool) error {
 		fmt.Fprintf(w, "%d\t%s\n", s.Index, s.Hex())
 	}
 	return nil
+}
+
+// ErrNotConfirmedGeneration is returned by ConfirmGeneration without its
+// confirmation flag.
+var ErrNotConfirmedGeneration = errors.New("generation not confirmed")
+
+// ConfirmGeneration records, on the operator's word, that generation gen
+// unseals Vault: the same proof the holder records when it sees a node it
+// released gen for come up unsealed. Older generations then go, except the
+// last two committed. Run it with the holder stopped, or send it SIGHUP
+// after.
+func ConfirmGeneration(c Config, gen uint64, confirm bool) (string, error) {
+	if !confirm {
+		return "", fmt.Errorf("%w: this lets the holder delete generations older than %d (the last two are kept); "+
+			"check first that Vault unseals with generation %d, then rerun with --vault-unseals-with-it", ErrNotConfirmedGeneration, gen, gen)
+	}
+	store, key, err := OpenStore(c)
+	if err != nil {
+		return "", err
+	}
+	defer key.Destroy()
+	if err := store.Prove(gen); err != nil {
+		return "", err
+	}
+	st, err := store.State()
+	if err != nil {
+		return "", err
+	}
+	if a, err := audit.Open(c.Audit.File); err == nil {
+		_ = a.Append(audit.Entry{Event: "prove", Peer: "operator (holder confirm-generation)", Generation: gen, Decision: "ok", Reason: "operator confirmed"})
+		a.Close()
+	}
+	return fmt.Sprintf("holder %s: generation %d confirmed; holds current %d, staged %d, kept %v", c.ID, gen, st.Current, st.Staged, st.Kept), nil
 }
 
 // ImportInput is what `holder import` reads: a manifest file (JSON, from

@@ -33,9 +33,17 @@ type Service struct {
 	state    shares.State
 	manifest shares.Manifest // of the current generation; zero if none
 	indices  []uint8
+	staged   *shares.Manifest // of the staged generation, if any
+	previous *shares.Manifest // of the previous generation, if kept
 	// OnChange is called after the store's generation changed (for gossip
 	// metadata). It must not block.
 	OnChange func()
+
+	// proofs watches the nodes this holder released shares for, to see
+	// which generation unseals them (proof.go).
+	proofs proofs
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 var _ sharerpc.Handler = (*Service)(nil)
@@ -45,11 +53,20 @@ var _ sharerpc.Handler = (*Service)(nil)
 func NewService(id string, store *shares.Store, engine *policy.Engine, log *audit.Log, nodes map[string]*vaultnode.Node,
 	timeout time.Duration, m *Metrics, logger *slog.Logger) (*Service, error) {
 	s := &Service{id: id, store: store, audit: log, nodes: nodes, timeout: timeout, metrics: m, log: logger, now: time.Now}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.proofs.pending = map[string]uint64{}
+	s.proofs.watching = map[string]bool{}
 	s.engine.Store(engine)
 	if err := s.refresh(); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// Close stops the service's background watches and waits for them.
+func (s *Service) Close() {
+	s.cancel()
+	s.proofs.wg.Wait()
 }
 
 // SetEngine swaps the policy (on reload).
@@ -58,8 +75,9 @@ func (s *Service) SetEngine(e *policy.Engine) { s.engine.Store(e) }
 // Engine returns the policy in force.
 func (s *Service) Engine() *policy.Engine { return s.engine.Load() }
 
-// refresh re-reads the store state and opens the current generation to
-// cache its public manifest. The shares are zeroed at once.
+// refresh re-reads the store state and opens the current, staged and
+// previous generations to cache their public manifests. The shares are
+// zeroed at once.
 func (s *Service) refresh() error {
 	st, err := s.store.State()
 	if err != nil {
@@ -75,8 +93,27 @@ func (s *Service) refresh() error {
 		m, idx = b.Manifest, b.Indices()
 		b.Destroy()
 	}
+	other := func(gen uint64) (*shares.Manifest, error) {
+		if gen == 0 {
+			return nil, nil
+		}
+		b, err := s.store.Load(gen)
+		if err != nil {
+			return nil, err
+		}
+		defer b.Destroy()
+		return &b.Manifest, nil
+	}
+	staged, err := other(st.Staged)
+	if err != nil {
+		return err
+	}
+	prev, err := other(st.Previous())
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
-	s.state, s.manifest, s.indices = st, m, idx
+	s.state, s.manifest, s.indices, s.staged, s.previous = st, m, idx, staged, prev
 	s.mu.Unlock()
 	s.metrics.generation.Set(float64(st.Current))
 	s.metrics.storeShares.Set(float64(len(idx)))
@@ -96,10 +133,7 @@ func (s *Service) Current() (shares.State, shares.Manifest, []uint8) {
 // Release serves a coordinator's (or operator's) request for shares.
 func (s *Service) Release(ctx context.Context, p sharerpc.Peer, req sharerpc.ReleaseRequest) ([]sharerpc.Share, error) {
 	st, _, _ := s.Current()
-	held := []uint64{st.Current}
-	if st.Staged != 0 {
-		held = append(held, st.Staged)
-	}
+	held := st.Held()
 	e := s.engine.Load()
 	entry := audit.Entry{Event: audit.EventRelease, Peer: p.ID.String(), Source: p.Addr.Addr().Unmap().String(),
 		Target: req.VaultNode, Generation: req.Generation}
@@ -133,6 +167,9 @@ func (s *Service) Release(ctx context.Context, p sharerpc.Peer, req sharerpc.Rel
 		return nil, errors.New("holder audit log unavailable: not releasing")
 	}
 	s.metrics.releases.WithLabelValues("allow", "").Inc()
+	if req.RekeyNonce == "" {
+		s.released(req.VaultNode, req.Generation)
+	}
 	s.log.Info("released shares", "peer", entry.Peer, "source", entry.Source, "target", req.VaultNode,
 		"generation", req.Generation, "indices", entry.Indices, "rule", g.Rule)
 	out := make([]sharerpc.Share, len(b.Shares))

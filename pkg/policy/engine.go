@@ -33,7 +33,8 @@ type Request struct {
 	Now        time.Time
 	Status     TargetStatus
 	// Held are the generations the holder can release: the current one,
-	// and the staged one while a rekey is in flight.
+	// the staged one while a rekey is in flight, and the older ones it
+	// keeps until a newer one has unsealed a node.
 	Held []uint64
 	// RekeyNonce, when set, asks for shares to feed the target's rekey with
 	// this nonce instead of an unseal. Only operators may ask.

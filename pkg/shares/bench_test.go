@@ -1,6 +1,9 @@
 package shares
 
-import "testing"
+import (
+	"path/filepath"
+	"testing"
+)
 
 // BenchmarkSealOpen measures sealing and opening one holder's two shares.
 // The argon2id case derives the key afresh each time (no cache), which is
@@ -55,5 +58,28 @@ func BenchmarkArgon2idDerive(b *testing.B) {
 			b.Fatal(err)
 		}
 		key.Destroy()
+	}
+}
+
+// BenchmarkStoreLoad is what a release costs the store: read and
+// authenticate state.json and generation.mark, then open the generation.
+func BenchmarkStoreLoad(b *testing.B) {
+	_, all := split(b)
+	s, err := OpenStore(filepath.Join(b.TempDir(), "store"), "a", rawKeyT(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Stage(bundleFor(b, "a", 1, all, []uint8{1, 2})); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Commit(1); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		bd, err := s.Load(1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bd.Destroy()
 	}
 }

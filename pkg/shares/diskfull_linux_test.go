@@ -67,7 +67,7 @@ func TestStageOnFullDisk(t *testing.T) {
 		t.Fatalf("the child did not see Stage fail with EFBIG: %v\n%s", err, out)
 	}
 	st, err := s.State()
-	if err != nil || st != (State{Current: 1}) {
+	if err != nil || st.Current != 1 || st.Staged != 0 || st.Mark != 1 || len(st.Kept) != 0 {
 		t.Fatalf("state after the failed stage = %+v, %v; want current 1, nothing staged", st, err)
 	}
 	b, err := s.LoadCurrent()

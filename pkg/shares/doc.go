@@ -19,8 +19,14 @@
 //     with XChaCha20-Poly1305 under a key from a SealKey source (key file,
 //     argon2id passphrase, systemd credential), bound to the holder's ID,
 //     the generation and the share indices.
-//   - Store keeps a current and a staged generation on disk, for two-phase
-//     init and rekey, with atomic writes and strict permissions.
+//   - Store keeps the current generation, a staged one (two-phase init and
+//     rekey) and the older committed ones still needed, with atomic writes
+//     and strict permissions. A commit never deletes the generation it
+//     replaces: a kept generation goes only once a newer one has unsealed a
+//     Vault node (Prove), and the last two committed always stay. The
+//     store's state and its generation high-water mark are authenticated
+//     under the seal key (storefile.go), so an old state put back is
+//     refused (ErrRollback) rather than re-opening a retired generation.
 //   - Zero, Mlock and DisableCoreDumps keep share bytes out of swap, core
 //     files and stale memory as far as the platform allows.
 //

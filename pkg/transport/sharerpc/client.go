@@ -154,7 +154,8 @@ func (c *Client) release(ctx context.Context, req *sharepb.ReleaseRequest) ([]Sh
 	return shares, nil
 }
 
-// Manifest fetches the holder's manifest.
+// Manifest fetches the holder's manifest: the current generation's, with
+// the staged and previous ones (Staged, Previous) when the holder holds them.
 func (c *Client) Manifest(ctx context.Context) (Manifest, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -162,14 +163,16 @@ func (c *Client) Manifest(ctx context.Context) (Manifest, error) {
 	if err != nil {
 		return Manifest{}, c.wrap("manifest", err)
 	}
-	m, err := manifestFromPB(resp.GetManifest())
+	m, err := manifestAnswerFromPB(resp)
 	if err != nil {
 		return Manifest{}, c.wrap("manifest", fmt.Errorf("malformed answer: %w", err))
 	}
 	return m, nil
 }
 
-// Stage sends a new generation to the holder.
+// Stage sends a new generation to the holder. For a rekey, set
+// req.RekeyNonce to the nonce of Vault's rekey: a holder that holds a
+// committed generation refuses a stage without it.
 func (c *Client) Stage(ctx context.Context, req StageRequest) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()

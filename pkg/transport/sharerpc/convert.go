@@ -138,6 +138,9 @@ func stageFromPB(m *sharepb.StageRequest) (StageRequest, error) {
 	if err != nil {
 		return StageRequest{}, err
 	}
+	if err := checkText("rekey_nonce", m.GetRekeyNonce(), MaxRekeyNonceBytes); err != nil {
+		return StageRequest{}, err
+	}
 	if man.Generation != m.GetGeneration() {
 		return StageRequest{}, fmt.Errorf("manifest is for generation %d, request for %d", man.Generation, m.GetGeneration())
 	}
@@ -158,11 +161,52 @@ func stageFromPB(m *sharepb.StageRequest) (StageRequest, error) {
 			return StageRequest{}, fmt.Errorf("share %d is not in the manifest", s.Index)
 		}
 	}
-	return StageRequest{Generation: m.GetGeneration(), Shares: shares, Manifest: man}, nil
+	return StageRequest{Generation: m.GetGeneration(), Shares: shares, Manifest: man, RekeyNonce: m.GetRekeyNonce()}, nil
 }
 
 func stageToPB(r StageRequest) *sharepb.StageRequest {
-	return &sharepb.StageRequest{Generation: r.Generation, Shares: sharesToPB(r.Shares), Manifest: manifestToPB(r.Manifest)}
+	return &sharepb.StageRequest{Generation: r.Generation, Shares: sharesToPB(r.Shares), Manifest: manifestToPB(r.Manifest), RekeyNonce: r.RekeyNonce}
+}
+
+// manifestAnswerFromPB reads a Manifest answer: the current manifest and,
+// when present, the staged and previous ones.
+func manifestAnswerFromPB(r *sharepb.ManifestResponse) (Manifest, error) {
+	m, err := manifestFromPB(r.GetManifest())
+	if err != nil {
+		return Manifest{}, err
+	}
+	for _, x := range []struct {
+		name string
+		pb   *sharepb.Manifest
+		out  **Manifest
+	}{{"staged", r.GetStaged(), &m.Staged}, {"previous", r.GetPrevious(), &m.Previous}} {
+		if x.pb == nil {
+			continue
+		}
+		o, err := manifestFromPB(x.pb)
+		if err != nil {
+			return Manifest{}, fmt.Errorf("%s manifest: %w", x.name, err)
+		}
+		if o.Generation == 0 {
+			continue
+		}
+		o.HolderID = m.HolderID
+		*x.out = &o
+	}
+	m.Proven = r.GetProvenGeneration()
+	return m, nil
+}
+
+// manifestAnswerToPB writes a Manifest answer.
+func manifestAnswerToPB(m Manifest) *sharepb.ManifestResponse {
+	out := &sharepb.ManifestResponse{Manifest: manifestToPB(m), ProvenGeneration: m.Proven}
+	if m.Staged != nil {
+		out.Staged = manifestToPB(*m.Staged)
+	}
+	if m.Previous != nil {
+		out.Previous = manifestToPB(*m.Previous)
+	}
+	return out
 }
 
 // clearShares overwrites share values.

@@ -30,6 +30,7 @@ var denialCodes = map[policy.Reason]codes.Code{
 	policy.ReasonTargetUnchecked:    codes.FailedPrecondition,
 	policy.ReasonGenerationMismatch: codes.FailedPrecondition,
 	policy.ReasonMaintenanceHold:    codes.FailedPrecondition,
+	policy.ReasonWriteRefused:       codes.FailedPrecondition,
 	policy.ReasonRateLimited:        codes.ResourceExhausted,
 }
 

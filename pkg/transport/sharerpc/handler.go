@@ -26,7 +26,8 @@ type Handler interface {
 	// does not modify the returned slices, and stops using them once the
 	// response is sent.
 	Release(ctx context.Context, p Peer, req ReleaseRequest) ([]Share, error)
-	// Manifest returns the manifest of the current generation.
+	// Manifest returns the manifest of the current generation, with the
+	// staged and previous ones the holder holds.
 	Manifest(ctx context.Context, p Peer) (Manifest, error)
 	// Stage stores a new generation without making it current. The
 	// Handler owns req's slices.
@@ -73,6 +74,14 @@ type Manifest struct {
 	// HolderID is the SPIFFE ID of the holder that answers Manifest.
 	// Stage does not require it.
 	HolderID string
+	// Staged and Previous are what a Manifest answer reports besides the
+	// current generation: the generation staged by an unfinished init or
+	// rekey, and the committed one before the current, while the holder
+	// keeps it. Nil when there is none (and always nil inside a Stage).
+	Staged, Previous *Manifest
+	// Proven is the newest generation the holder has seen unseal a Vault
+	// node; 0 if none. Only in a Manifest answer.
+	Proven uint64
 }
 
 // ReleaseRequest asks for the shares to unseal one Vault node. VaultNode is
@@ -93,4 +102,10 @@ type StageRequest struct {
 	Generation uint64
 	Shares     []Share
 	Manifest   Manifest
+	// RekeyNonce names the Vault rekey the generation comes from, for a
+	// holder that already holds a committed generation: it accepts the
+	// stage only while its own check of a Vault node shows that rekey in
+	// progress. Empty for a first init. At most MaxRekeyNonceBytes, free
+	// of control characters.
+	RekeyNonce string
 }

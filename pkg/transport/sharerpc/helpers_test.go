@@ -37,6 +37,8 @@ type fakeHandler struct {
 	peers []Peer
 	stage StageRequest
 	gens  []uint64
+	// answer, if set, is what Manifest returns.
+	answer *Manifest
 }
 
 func (h *fakeHandler) enter(p Peer) error {
@@ -90,6 +92,12 @@ func (h *fakeHandler) Release(ctx context.Context, p Peer, _ ReleaseRequest) ([]
 }
 
 func (h *fakeHandler) Manifest(_ context.Context, p Peer) (Manifest, error) {
+	h.mu.Lock()
+	a := h.answer
+	h.mu.Unlock()
+	if a != nil {
+		return *a, h.enter(p)
+	}
 	return testManifest(7), h.enter(p)
 }
 

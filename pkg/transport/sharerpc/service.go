@@ -46,7 +46,7 @@ func (s *service) Manifest(ctx context.Context, _ *sharepb.ManifestRequest) (*sh
 	if err != nil {
 		return nil, s.fail("Manifest", p, err)
 	}
-	return &sharepb.ManifestResponse{Manifest: manifestToPB(man)}, nil
+	return manifestAnswerToPB(man), nil
 }
 
 func (s *service) Stage(ctx context.Context, m *sharepb.StageRequest) (*sharepb.StageResponse, error) {

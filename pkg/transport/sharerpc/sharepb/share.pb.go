@@ -359,10 +359,21 @@ func (*ManifestRequest) Descriptor() ([]byte, []int) {
 }
 
 type ManifestResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Manifest      *Manifest              `protobuf:"bytes,1,opt,name=manifest,proto3" json:"manifest,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// manifest is the committed (current) generation's.
+	Manifest *Manifest `protobuf:"bytes,1,opt,name=manifest,proto3" json:"manifest,omitempty"`
+	// staged is the manifest of the generation staged by an unfinished init
+	// or rekey, if any.
+	Staged *Manifest `protobuf:"bytes,2,opt,name=staged,proto3" json:"staged,omitempty"`
+	// previous is the manifest of the committed generation before the
+	// current one, while the holder keeps it (until a newer generation has
+	// unsealed a Vault node).
+	Previous *Manifest `protobuf:"bytes,3,opt,name=previous,proto3" json:"previous,omitempty"`
+	// proven_generation is the newest generation the holder has seen unseal
+	// a Vault node (or an operator confirmed); 0 if none.
+	ProvenGeneration uint64 `protobuf:"varint,4,opt,name=proven_generation,json=provenGeneration,proto3" json:"proven_generation,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ManifestResponse) Reset() {
@@ -402,11 +413,37 @@ func (x *ManifestResponse) GetManifest() *Manifest {
 	return nil
 }
 
+func (x *ManifestResponse) GetStaged() *Manifest {
+	if x != nil {
+		return x.Staged
+	}
+	return nil
+}
+
+func (x *ManifestResponse) GetPrevious() *Manifest {
+	if x != nil {
+		return x.Previous
+	}
+	return nil
+}
+
+func (x *ManifestResponse) GetProvenGeneration() uint64 {
+	if x != nil {
+		return x.ProvenGeneration
+	}
+	return 0
+}
+
 type StageRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Generation    uint64                 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
-	Shares        []*Share               `protobuf:"bytes,2,rep,name=shares,proto3" json:"shares,omitempty"`
-	Manifest      *Manifest              `protobuf:"bytes,3,opt,name=manifest,proto3" json:"manifest,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Generation uint64                 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
+	Shares     []*Share               `protobuf:"bytes,2,rep,name=shares,proto3" json:"shares,omitempty"`
+	Manifest   *Manifest              `protobuf:"bytes,3,opt,name=manifest,proto3" json:"manifest,omitempty"`
+	// rekey_nonce names the Vault rekey this generation comes from. A holder
+	// that holds a committed generation accepts a stage only while its own
+	// check of a Vault node shows a rekey in progress with this nonce; empty
+	// is for a first init (the holder holds no committed generation).
+	RekeyNonce    string `protobuf:"bytes,4,opt,name=rekey_nonce,json=rekeyNonce,proto3" json:"rekey_nonce,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -460,6 +497,13 @@ func (x *StageRequest) GetManifest() *Manifest {
 		return x.Manifest
 	}
 	return nil
+}
+
+func (x *StageRequest) GetRekeyNonce() string {
+	if x != nil {
+		return x.RekeyNonce
+	}
+	return ""
 }
 
 type StageResponse struct {
@@ -687,15 +731,20 @@ const file_pkg_transport_sharerpc_sharepb_share_proto_rawDesc = "" +
 	"rekeyNonce\"C\n" +
 	"\x0fReleaseResponse\x120\n" +
 	"\x06shares\x18\x01 \x03(\v2\x18.keyshare.share.v1.ShareR\x06shares\"\x11\n" +
-	"\x0fManifestRequest\"K\n" +
+	"\x0fManifestRequest\"\xe6\x01\n" +
 	"\x10ManifestResponse\x127\n" +
-	"\bmanifest\x18\x01 \x01(\v2\x1b.keyshare.share.v1.ManifestR\bmanifest\"\x99\x01\n" +
+	"\bmanifest\x18\x01 \x01(\v2\x1b.keyshare.share.v1.ManifestR\bmanifest\x123\n" +
+	"\x06staged\x18\x02 \x01(\v2\x1b.keyshare.share.v1.ManifestR\x06staged\x127\n" +
+	"\bprevious\x18\x03 \x01(\v2\x1b.keyshare.share.v1.ManifestR\bprevious\x12+\n" +
+	"\x11proven_generation\x18\x04 \x01(\x04R\x10provenGeneration\"\xba\x01\n" +
 	"\fStageRequest\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x01 \x01(\x04R\n" +
 	"generation\x120\n" +
 	"\x06shares\x18\x02 \x03(\v2\x18.keyshare.share.v1.ShareR\x06shares\x127\n" +
-	"\bmanifest\x18\x03 \x01(\v2\x1b.keyshare.share.v1.ManifestR\bmanifest\"\x0f\n" +
+	"\bmanifest\x18\x03 \x01(\v2\x1b.keyshare.share.v1.ManifestR\bmanifest\x12\x1f\n" +
+	"\vrekey_nonce\x18\x04 \x01(\tR\n" +
+	"rekeyNonce\"\x0f\n" +
 	"\rStageResponse\"/\n" +
 	"\rCommitRequest\x12\x1e\n" +
 	"\n" +
@@ -746,23 +795,25 @@ var file_pkg_transport_sharerpc_sharepb_share_proto_depIdxs = []int32{
 	1,  // 0: keyshare.share.v1.Manifest.digests:type_name -> keyshare.share.v1.ShareDigest
 	0,  // 1: keyshare.share.v1.ReleaseResponse.shares:type_name -> keyshare.share.v1.Share
 	2,  // 2: keyshare.share.v1.ManifestResponse.manifest:type_name -> keyshare.share.v1.Manifest
-	0,  // 3: keyshare.share.v1.StageRequest.shares:type_name -> keyshare.share.v1.Share
-	2,  // 4: keyshare.share.v1.StageRequest.manifest:type_name -> keyshare.share.v1.Manifest
-	3,  // 5: keyshare.share.v1.ShareService.Release:input_type -> keyshare.share.v1.ReleaseRequest
-	5,  // 6: keyshare.share.v1.ShareService.Manifest:input_type -> keyshare.share.v1.ManifestRequest
-	7,  // 7: keyshare.share.v1.ShareService.Stage:input_type -> keyshare.share.v1.StageRequest
-	9,  // 8: keyshare.share.v1.ShareService.Commit:input_type -> keyshare.share.v1.CommitRequest
-	11, // 9: keyshare.share.v1.ShareService.Abort:input_type -> keyshare.share.v1.AbortRequest
-	4,  // 10: keyshare.share.v1.ShareService.Release:output_type -> keyshare.share.v1.ReleaseResponse
-	6,  // 11: keyshare.share.v1.ShareService.Manifest:output_type -> keyshare.share.v1.ManifestResponse
-	8,  // 12: keyshare.share.v1.ShareService.Stage:output_type -> keyshare.share.v1.StageResponse
-	10, // 13: keyshare.share.v1.ShareService.Commit:output_type -> keyshare.share.v1.CommitResponse
-	12, // 14: keyshare.share.v1.ShareService.Abort:output_type -> keyshare.share.v1.AbortResponse
-	10, // [10:15] is the sub-list for method output_type
-	5,  // [5:10] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	2,  // 3: keyshare.share.v1.ManifestResponse.staged:type_name -> keyshare.share.v1.Manifest
+	2,  // 4: keyshare.share.v1.ManifestResponse.previous:type_name -> keyshare.share.v1.Manifest
+	0,  // 5: keyshare.share.v1.StageRequest.shares:type_name -> keyshare.share.v1.Share
+	2,  // 6: keyshare.share.v1.StageRequest.manifest:type_name -> keyshare.share.v1.Manifest
+	3,  // 7: keyshare.share.v1.ShareService.Release:input_type -> keyshare.share.v1.ReleaseRequest
+	5,  // 8: keyshare.share.v1.ShareService.Manifest:input_type -> keyshare.share.v1.ManifestRequest
+	7,  // 9: keyshare.share.v1.ShareService.Stage:input_type -> keyshare.share.v1.StageRequest
+	9,  // 10: keyshare.share.v1.ShareService.Commit:input_type -> keyshare.share.v1.CommitRequest
+	11, // 11: keyshare.share.v1.ShareService.Abort:input_type -> keyshare.share.v1.AbortRequest
+	4,  // 12: keyshare.share.v1.ShareService.Release:output_type -> keyshare.share.v1.ReleaseResponse
+	6,  // 13: keyshare.share.v1.ShareService.Manifest:output_type -> keyshare.share.v1.ManifestResponse
+	8,  // 14: keyshare.share.v1.ShareService.Stage:output_type -> keyshare.share.v1.StageResponse
+	10, // 15: keyshare.share.v1.ShareService.Commit:output_type -> keyshare.share.v1.CommitResponse
+	12, // 16: keyshare.share.v1.ShareService.Abort:output_type -> keyshare.share.v1.AbortResponse
+	12, // [12:17] is the sub-list for method output_type
+	7,  // [7:12] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_pkg_transport_sharerpc_sharepb_share_proto_init() }

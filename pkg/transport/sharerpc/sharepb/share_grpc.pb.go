@@ -43,11 +43,18 @@ type ShareServiceClient interface {
 	// Manifest returns the public manifest of the generation the holder holds.
 	Manifest(ctx context.Context, in *ManifestRequest, opts ...grpc.CallOption) (*ManifestResponse, error)
 	// Stage stores the shares and manifest of a new generation without making
-	// it current (first phase of init and rekey).
+	// it current (first phase of init and rekey). Allowed only while the
+	// holder holds no committed generation, or while it sees the rekey named
+	// in the request in progress.
 	Stage(ctx context.Context, in *StageRequest, opts ...grpc.CallOption) (*StageResponse, error)
-	// Commit makes a staged generation current.
+	// Commit makes a staged generation current. Allowed for a first init,
+	// once the rekey it was staged under is no longer in progress, or once
+	// the holder has seen the generation unseal a Vault node. The generation
+	// it replaces is kept until a newer one has unsealed a node.
 	Commit(ctx context.Context, in *CommitRequest, opts ...grpc.CallOption) (*CommitResponse, error)
-	// Abort drops a staged generation.
+	// Abort drops a staged generation. Allowed for a first init, while the
+	// rekey it was staged under is still in progress, or once the holder has
+	// seen another generation unseal a Vault node since it was staged.
 	Abort(ctx context.Context, in *AbortRequest, opts ...grpc.CallOption) (*AbortResponse, error)
 }
 
@@ -121,11 +128,18 @@ type ShareServiceServer interface {
 	// Manifest returns the public manifest of the generation the holder holds.
 	Manifest(context.Context, *ManifestRequest) (*ManifestResponse, error)
 	// Stage stores the shares and manifest of a new generation without making
-	// it current (first phase of init and rekey).
+	// it current (first phase of init and rekey). Allowed only while the
+	// holder holds no committed generation, or while it sees the rekey named
+	// in the request in progress.
 	Stage(context.Context, *StageRequest) (*StageResponse, error)
-	// Commit makes a staged generation current.
+	// Commit makes a staged generation current. Allowed for a first init,
+	// once the rekey it was staged under is no longer in progress, or once
+	// the holder has seen the generation unseal a Vault node. The generation
+	// it replaces is kept until a newer one has unsealed a node.
 	Commit(context.Context, *CommitRequest) (*CommitResponse, error)
-	// Abort drops a staged generation.
+	// Abort drops a staged generation. Allowed for a first init, while the
+	// rekey it was staged under is still in progress, or once the holder has
+	// seen another generation unseal a Vault node since it was staged.
 	Abort(context.Context, *AbortRequest) (*AbortResponse, error)
 	mustEmbedUnimplementedShareServiceServer()
 }

@@ -1,0 +1,270 @@
+package holder_test
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/keyshare/keyshare/internal/audit"
+	"github.com/keyshare/keyshare/internal/coordinator"
+	"github.com/keyshare/keyshare/internal/devpki"
+	"github.com/keyshare/keyshare/internal/holder"
+	"github.com/keyshare/keyshare/internal/vaultfake"
+	"github.com/keyshare/keyshare/internal/vaultnode"
+	"github.com/keyshare/keyshare/pkg/policy"
+	"github.com/keyshare/keyshare/pkg/shares"
+	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
+)
+
+// asPeer calls a holder Service as one verified peer, without the
+// transport: what the share service's handler would do after mTLS.
+type asPeer struct {
+	svc  *holder.Service
+	peer sharerpc.Peer
+}
+
+func (a asPeer) Manifest(ctx context.Context) (sharerpc.Manifest, error) {
+	return a.svc.Manifest(ctx, a.peer)
+}
+
+func (a asPeer) Release(ctx context.Context, node string, gen uint64) ([]sharerpc.Share, error) {
+	ss, err := a.svc.Release(ctx, a.peer, sharerpc.ReleaseRequest{VaultNode: node, Generation: gen})
+	// The transport copies what it sends; so does this stand-in.
+	out := make([]sharerpc.Share, len(ss))
+	for i, s := range ss {
+		out[i] = sharerpc.Share{Index: s.Index, Value: append([]byte(nil), s.Value...)}
+	}
+	return out, err
+}
+
+func (a asPeer) Commit(ctx context.Context, gen uint64) error { return a.svc.Commit(ctx, a.peer, gen) }
+
+type holderList []coordinator.HolderRef
+
+func (l holderList) Live() []coordinator.HolderRef { return l }
+func (l holderList) Total() int                    { return len(l) }
+
+type world struct {
+	fake  *vaultfake.Vault
+	node  *vaultnode.Node
+	raw   [][]byte
+	svcs  []*holder.Service
+	store []*shares.Store
+	refs  holderList
+}
+
+var (
+	unsealerPeer = sharerpc.Peer{ID: spiffeid.RequireFromString("spiffe://ks.test/unsealer/u1"), Role: "unsealer",
+		Addr: netip.MustParseAddrPort("127.0.0.20:40000")}
+	allot = [][]uint8{{1, 2}, {3, 4}, {5}}
+)
+
+// newWorld is a fake Vault on ip and three holder Services (2/2/1 shares of
+// generation 1) with real sealed stores, policy and audit logs.
+func newWorld(t *testing.T, ip string) *world {
+	t.Helper()
+	ca, err := devpki.NewCA("vault.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.IssueID("vault", "v", net.ParseIP(ip))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake, raw, err := vaultfake.New(ip+":0", &tls.Config{Certificates: []tls.Certificate{leaf.TLSCertificate()}}, 5, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fake.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fake.Stop)
+	node, err := vaultnode.New("vault-1", fake.URL(), vaultnode.Options{CACert: ca.CertPEM, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{fake: fake, node: node, raw: raw}
+	all := toShares(raw)
+	for i, idx := range allot {
+		id := "spiffe://ks.test/holder/" + string(rune('a'+i))
+		dir := t.TempDir()
+		key, err := shares.KeyFromBytes(make([]byte, shares.KeyLen))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := shares.OpenStore(filepath.Join(dir, "store"), id, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Stage(bundle(id, 1, all, idx)); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Commit(1); err != nil {
+			t.Fatal(err)
+		}
+		engine, err := policy.New(policy.TrustDomain("ks.test"), policy.AllowRole(policy.RoleUnsealer, "127.0.0.20/32"), policy.KnownTargets("vault-1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		alog, err := audit.Open(filepath.Join(dir, "audit.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { alog.Close() })
+		svc, err := holder.NewService(id, st, engine, alog, map[string]*vaultnode.Node{"vault-1": node}, 5*time.Second,
+			holder.NewMetrics(), slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(svc.Close)
+		w.svcs, w.store = append(w.svcs, svc), append(w.store, st)
+		w.refs = append(w.refs, coordinator.HolderRef{ID: id, Holder: asPeer{svc: svc, peer: unsealerPeer}})
+	}
+	return w
+}
+
+func toShares(raw [][]byte) []shares.Share {
+	out := make([]shares.Share, len(raw))
+	for i, r := range raw {
+		out[i] = shares.Share{Index: uint8(i + 1), Value: r}
+	}
+	return out
+}
+
+func bundle(id string, gen uint64, all []shares.Share, idx []uint8) *shares.Bundle {
+	b := &shares.Bundle{HolderID: id, Generation: gen, Manifest: shares.NewManifest(gen, 3, all)}
+	for _, i := range idx {
+		b.Shares = append(b.Shares, all[i-1].Clone())
+	}
+	return b
+}
+
+// rekeyUntilVerified runs 'unsealer rekey' on the fake up to and including
+// Vault's verify, and is killed before the holders' commit: Vault takes
+// only generation 2, which the holders hold staged.
+func (w *world) rekeyUntilVerified(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	w.fake.Unseal()
+	st, err := w.node.RekeyInit(ctx, 5, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys [][]byte
+	var vnonce string
+	for _, k := range w.raw[:3] {
+		up, err := w.node.RekeyUpdate(ctx, st.Nonce, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if up.Complete {
+			keys, vnonce = up.Keys, up.VerificationNonce
+		}
+	}
+	next := toShares(keys)
+	m := sharerpc.ManifestFromShares(shares.NewManifest(2, 3, next))
+	for i, svc := range w.svcs {
+		req := sharerpc.StageRequest{Generation: 2, Manifest: m, RekeyNonce: st.Nonce}
+		for _, idx := range allot[i] {
+			req.Shares = append(req.Shares, sharerpc.Share{Index: idx, Value: append([]byte(nil), keys[idx-1]...)})
+		}
+		if err := svc.Stage(ctx, unsealerPeer, req); err != nil {
+			t.Fatalf("stage on holder %d: %v", i, err)
+		}
+	}
+	for _, k := range keys[:3] {
+		if _, err := w.node.RekeyVerify(ctx, vnonce, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (w *world) runCoordinator(t *testing.T) (*coordinator.Coordinator, func()) {
+	t.Helper()
+	c, err := coordinator.New([]coordinator.Node{{Name: "vault-1", Vault: w.node}}, w.refs,
+		coordinator.Options{PollInterval: 50 * time.Millisecond, RetryAfter: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = c.Run(ctx) }()
+	stop := func() { cancel(); wg.Wait() }
+	t.Cleanup(stop)
+	return c, stop
+}
+
+func waitFor(t *testing.T, bound time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", bound, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRekeyKilledBeforeCommitSettles is the rule "keep N until N+1 has
+// unsealed" end to end, with real holder Services and stores and the
+// coordinator: 'unsealer rekey' killed between Vault's verify and the
+// holders' commit, then a restart. The node unseals after one refused
+// attempt with generation 1; each holder, having released generation 2
+// last (the coordinator asks them all for its second attempt), sees the
+// node unsealed and records generation 2 as proven, commits it when the
+// coordinator asks, and keeps generation 1.
+func TestRekeyKilledBeforeCommitSettles(t *testing.T) {
+	w := newWorld(t, "127.0.0.91")
+	w.rekeyUntilVerified(t)
+	w.fake.Seal()
+	c, stop := w.runCoordinator(t)
+	waitFor(t, 20*time.Second, "every holder to commit generation 2", func() bool {
+		for _, st := range w.store {
+			s, err := st.State()
+			if err != nil || s.Current != 2 {
+				return false
+			}
+		}
+		return true
+	})
+	stop()
+	if w.fake.Sealed() || c.State()["vault-1"].Unseals != 1 {
+		t.Fatalf("node sealed=%t, state %+v", w.fake.Sealed(), c.State()["vault-1"])
+	}
+	if n := w.fake.Stats().Wasted; n != 1 {
+		t.Fatalf("%d attempts wasted, want exactly 1", n)
+	}
+	proven2 := 0
+	for i, st := range w.store {
+		s, err := st.State()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Current != 2 || s.Staged != 0 || !slices.Equal(s.Kept, []uint64{1}) {
+			t.Fatalf("holder %d: state %+v, want current 2, kept [1]", i, s)
+		}
+		// The coordinator asked every holder for generation 2 in its
+		// second attempt, so each one's last release before the unseal
+		// was generation 2, and each one's proof is right.
+		if s.Proven == 2 && s.LastProof == 2 {
+			proven2++
+		}
+		m, err := w.svcs[i].Manifest(context.Background(), unsealerPeer)
+		if err != nil || m.Generation != 2 || m.Previous == nil || m.Previous.Generation != 1 || m.Proven != s.Proven {
+			t.Fatalf("holder %d: manifest %+v, %v", i, m, err)
+		}
+	}
+	if proven2 != 3 {
+		t.Fatalf("%d holders recorded generation 2 as proven, want all 3", proven2)
+	}
+}
