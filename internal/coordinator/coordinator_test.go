@@ -69,6 +69,7 @@ func (l holderList) Total() int        { return len(l.refs) }
 
 type rig struct {
 	fake    *vaultfake.Vault
+	caPEM   []byte
 	node    *vaultnode.Node
 	holders map[string]*fakeHolder
 	list    holderList
@@ -99,7 +100,7 @@ func newRig(t *testing.T, ip string) *rig {
 		all = append(all, shares.Share{Index: uint8(i + 1), Value: r})
 	}
 	m := sharerpc.ManifestFromShares(shares.NewManifest(1, 3, all))
-	r := &rig{fake: fake, node: node, holders: map[string]*fakeHolder{}, raw: raw}
+	r := &rig{fake: fake, caPEM: ca.CertPEM, node: node, holders: map[string]*fakeHolder{}, raw: raw}
 	for name, idx := range map[string][]int{"a": {0, 1}, "b": {2, 3}, "c": {4}} {
 		h := &fakeHolder{manifest: m}
 		for _, i := range idx {
@@ -117,6 +118,11 @@ func (r *rig) start(t *testing.T, o Options) (*Coordinator, func()) {
 	t.Helper()
 	if o.PollInterval == 0 {
 		o.PollInterval = 50 * time.Millisecond
+	}
+	if o.SafetyNetInterval == 0 {
+		// Operator seals end no connection: the tests that seal the
+		// fake see them at the poll interval.
+		o.SafetyNetInterval = o.PollInterval
 	}
 	o.DownInterval = 20 * time.Millisecond
 	o.RetryAfter = 50 * time.Millisecond
