@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -346,7 +347,8 @@ func TestRejectedGenerationBacksOff(t *testing.T) {
 func TestRestartNoticedAtOnce(t *testing.T) {
 	r := newRig(t, "127.0.0.80")
 	var _ CloseWatcher = r.node
-	r.start(t, Options{PollInterval: time.Minute})
+	// The coordinator's log goes to the test's, shown if it fails.
+	r.start(t, Options{PollInterval: time.Minute, Logger: slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	waitUnsealed(t, r.fake, 10*time.Second)
 	// Wait for both kept-alive connections: the poller's and the close
 	// watcher's.
@@ -357,6 +359,7 @@ func TestRestartNoticedAtOnce(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	t.Log("restarting the node:", r.fake.Stats())
 	r.fake.Stop()
 	if err := r.fake.Start(); err != nil {
 		t.Fatal(err)
@@ -366,3 +369,8 @@ func TestRestartNoticedAtOnce(t *testing.T) {
 	t.Logf("restarted node unsealed %s after it came back", time.Since(start).Round(time.Millisecond))
 	noWaste(t, r.fake)
 }
+
+// tWriter writes a logger's lines to the test's log.
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }

@@ -51,11 +51,9 @@ type nodeWatch struct {
 	// wakes the watcher (a poll, a held connection, a restart).
 	rejectedUntil time.Time
 
-	held bool // a connection is held open now
-	// answered is when the last poll that got an answer was sent.
-	answered time.Time
-	heldAt   time.Time // since when
-	lostAt   time.Time // when a held connection last ended
+	held   bool      // a connection is held open now
+	heldAt time.Time // since when
+	lostAt time.Time // when a held connection last ended
 	// checkLoss: the next answer tells whether the last loss was a
 	// restart (down or sealed seen) or not (something closed the
 	// connection while the node kept running).
@@ -103,23 +101,20 @@ func (c *Coordinator) watch(ctx context.Context, n Node) {
 				return
 			}
 			w.polls.Inc()
-			if err == nil {
-				w.answered = seen
-			}
 			wait = w.handle(ctx, st, err, seen)
 		case ev := <-events:
+			c.o.Logger.Debug("held connection", "node", n.Name, "held", ev.Held, "held_for", ev.HeldFor)
 			if !ev.Held {
 				w.lost(ev.HeldFor)
 				wait = 0 // poll now, on a fresh connection
 				break
 			}
+			// Held again: poll now. Not the status read on the held
+			// connection, which may be older than what an unseal
+			// attempt since has done; the poll goes to the process
+			// holding that connection, the old one being gone.
 			w.held, w.heldAt = true, time.Now()
-			if w.answered.After(ev.At) && w.answered.After(w.lostAt) {
-				// A poll since the loss, sent after this status was
-				// read, told more: keep its verdict and timer.
-				continue
-			}
-			wait = w.handle(ctx, ev.Status, nil, ev.At)
+			wait = 0
 		}
 		timer.Reset(wait)
 	}

@@ -15,13 +15,11 @@ import (
 // ConnEvent is what WatchClose reports about its held connection.
 type ConnEvent struct {
 	// Held is true when a connection was just opened and is now held
-	// idle. Status is then the node's seal status, read on that very
-	// connection: it describes the process whose end will end the
-	// connection, so a restart after it cannot go unseen.
+	// idle. Status is then the node's seal status as read on that very
+	// connection when it opened (the watcher polls afresh on this event
+	// rather than trust a status an unseal may have overtaken).
 	Held   bool
 	Status Status
-	// At is when the status was asked for.
-	At time.Time
 	// HeldFor is, when Held is false, how long the connection that just
 	// ended was held.
 	HeldFor time.Duration
@@ -81,7 +79,7 @@ func (n *Node) WatchClose(ctx context.Context, events chan<- ConnEvent) {
 		if pause > 0 && !sleepCtx(ctx, pause) {
 			return
 		}
-		conn, br, st, at, err := n.openHeld(ctx, u, host)
+		conn, br, st, err := n.openHeld(ctx, u, host)
 		if err != nil {
 			churn = 0 // the node is not answering: a restart, not a proxy
 			if time.Since(lost) < retryFastFor {
@@ -91,7 +89,7 @@ func (n *Node) WatchClose(ctx context.Context, events chan<- ConnEvent) {
 			}
 			continue
 		}
-		if !send(ConnEvent{Held: true, Status: st, At: at}) {
+		if !send(ConnEvent{Held: true, Status: st}) {
 			conn.Close()
 			return
 		}
@@ -118,12 +116,12 @@ func (n *Node) WatchClose(ctx context.Context, events chan<- ConnEvent) {
 
 // openHeld connects, asks for the seal status on the new connection so
 // that the server treats it as an idle keep-alive one, and returns it.
-func (n *Node) openHeld(ctx context.Context, u *url.URL, host string) (net.Conn, *bufio.Reader, Status, time.Time, error) {
+func (n *Node) openHeld(ctx context.Context, u *url.URL, host string) (net.Conn, *bufio.Reader, Status, error) {
 	timeout := n.http.Timeout
 	d := &net.Dialer{Timeout: timeout}
 	raw, err := d.DialContext(ctx, "tcp", host)
 	if err != nil {
-		return nil, nil, Status{}, time.Time{}, err
+		return nil, nil, Status{}, err
 	}
 	conn := raw
 	if u.Scheme == "https" {
@@ -138,21 +136,20 @@ func (n *Node) openHeld(ctx context.Context, u *url.URL, host string) (net.Conn,
 		cancel()
 		if err != nil {
 			raw.Close()
-			return nil, nil, Status{}, time.Time{}, err
+			return nil, nil, Status{}, err
 		}
 		conn = tc
 	}
-	at := time.Now()
-	_ = conn.SetDeadline(at.Add(timeout))
+	_ = conn.SetDeadline(time.Now().Add(timeout))
 	if _, err := io.WriteString(conn, "GET /v1/sys/seal-status HTTP/1.1\r\nHost: "+u.Host+"\r\n\r\n"); err != nil {
 		conn.Close()
-		return nil, nil, Status{}, time.Time{}, err
+		return nil, nil, Status{}, err
 	}
 	br := bufio.NewReaderSize(conn, 1024)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		conn.Close()
-		return nil, nil, Status{}, time.Time{}, err
+		return nil, nil, Status{}, err
 	}
 	st, err := decodeStatus(n.Name, resp)
 	resp.Body.Close()
@@ -161,10 +158,10 @@ func (n *Node) openHeld(ctx context.Context, u *url.URL, host string) (net.Conn,
 	}
 	if err != nil {
 		conn.Close()
-		return nil, nil, Status{}, time.Time{}, err
+		return nil, nil, Status{}, err
 	}
 	_ = conn.SetDeadline(time.Time{})
-	return conn, br, st, at, nil
+	return conn, br, st, nil
 }
 
 // waitClosed blocks until the server closes conn (or sends anything, which
