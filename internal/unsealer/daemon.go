@@ -94,7 +94,8 @@ func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signa
 		watched = append(watched, coordinator.Node{Name: n.Name, Vault: n})
 	}
 	co, err := coordinator.New(watched, holders, coordinator.Options{
-		PollInterval: c.Watch.PollInterval, DownInterval: c.Watch.DownInterval,
+		SafetyNetInterval: c.Watch.SafetyNetInterval,
+		PollInterval:      c.Watch.PollInterval, DownInterval: c.Watch.DownInterval,
 		StaleProgressAfter: c.Watch.StaleProgressAfter, HolderTimeout: c.Watch.HolderTimeout,
 		Logger: log, Metrics: m, Notifier: notifier,
 	})
