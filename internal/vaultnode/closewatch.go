@@ -151,7 +151,7 @@ func (n *Node) openHeld(ctx context.Context, u *url.URL, host string) (net.Conn,
 		conn.Close()
 		return nil, nil, Status{}, err
 	}
-	st, err := decodeStatus(n.Name, resp)
+	st, err := decodeStatus(resp)
 	resp.Body.Close()
 	if err == nil && resp.Close {
 		err = fmt.Errorf("vault node %s: the server will not keep the connection open", n.Name)

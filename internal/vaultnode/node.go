@@ -51,6 +51,7 @@ type Node struct {
 	api       *credentials
 	http      *http.Client
 	tlsConfig *tls.Config
+	poll      pollConn // seal-status, see pollconn.go
 }
 
 // credentials is the Vault token sent with lifecycle calls. It is set only
@@ -143,31 +144,46 @@ func sameHostRedirect(name string) func(*http.Request, []*http.Request) error {
 // request dials afresh. The connection watcher calls it whenever its held
 // connection ends: a pooled connection opened before that may belong to a
 // process that is going away, and its answer would describe that process.
-func (n *Node) CloseIdle() { n.http.CloseIdleConnections() }
+func (n *Node) CloseIdle() {
+	n.poll.newer()
+	n.http.CloseIdleConnections()
+}
 
 // SealStatus asks the node for its seal status.
 func (n *Node) SealStatus(ctx context.Context) (Status, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.Addr+"/v1/sys/seal-status", nil)
-	if err != nil {
-		return Status{}, fmt.Errorf("vault node %s: %w", n.Name, err)
+	st, err := n.sealStatusConn(ctx)
+	if errors.Is(err, errBusy) {
+		st, err = n.sealStatusHTTP(ctx)
 	}
-	resp, err := n.http.Do(req)
 	if err != nil {
 		return Status{}, fmt.Errorf("vault node %s (%s): seal-status: %w", n.Name, n.Addr, err)
 	}
-	defer resp.Body.Close()
-	return decodeStatus(n.Name, resp)
+	return st, nil
 }
 
-// decodeStatus reads a seal-status answer.
-func decodeStatus(name string, resp *http.Response) (Status, error) {
+// sealStatusHTTP asks on the pooled client.
+func (n *Node) sealStatusHTTP(ctx context.Context) (Status, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.Addr+"/v1/sys/seal-status", nil)
+	if err != nil {
+		return Status{}, err
+	}
+	resp, err := n.http.Do(req)
+	if err != nil {
+		return Status{}, err
+	}
+	defer resp.Body.Close()
+	return decodeStatus(resp)
+}
+
+// decodeStatus reads a seal-status answer, and the rest of its body.
+func decodeStatus(resp *http.Response) (Status, error) {
 	var st Status
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-		return st, fmt.Errorf("vault node %s: seal-status answered %d", name, resp.StatusCode)
+		return st, fmt.Errorf("answered %d", resp.StatusCode)
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
-		return st, fmt.Errorf("vault node %s: bad seal-status answer: %w", name, err)
+		return st, fmt.Errorf("bad answer: %w", err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	return st, nil
