@@ -54,6 +54,8 @@ type nodeWatch struct {
 	held   bool      // a connection is held open now
 	heldAt time.Time // since when
 	lostAt time.Time // when a held connection last ended
+	// attempted: an unseal was attempted since lostAt.
+	attempted bool
 	// checkLoss: the next answer tells whether the last loss was a
 	// restart (down or sealed seen) or not (something closed the
 	// connection while the node kept running).
@@ -109,11 +111,17 @@ func (c *Coordinator) watch(ctx context.Context, n Node) {
 				wait = 0 // poll now, on a fresh connection
 				break
 			}
-			// Held again: poll now. Not the status read on the held
-			// connection, which may be older than what an unseal
-			// attempt since has done; the poll goes to the process
-			// holding that connection, the old one being gone.
 			w.held, w.heldAt = true, time.Now()
+			if !w.lostAt.IsZero() && !w.attempted {
+				// Held again after a loss, and nothing tried since:
+				// the status read on the new connection is the
+				// freshest there is (a restarted node is noticed
+				// here first), and it is the new process's.
+				wait = w.handle(ctx, ev.Status, nil, w.heldAt)
+				break
+			}
+			// Otherwise poll now rather than trust a status an unseal
+			// attempt since may have overtaken.
 			wait = 0
 		}
 		timer.Reset(wait)
@@ -122,7 +130,7 @@ func (c *Coordinator) watch(ctx context.Context, n Node) {
 
 // lost notes the end of the held connection.
 func (w *nodeWatch) lost(heldFor time.Duration) {
-	w.held, w.lostAt = false, time.Now()
+	w.held, w.lostAt, w.attempted = false, time.Now(), false
 	w.checkLoss, w.lossShort = true, heldFor < w.c.o.MinHold
 	w.c.o.Metrics.losses.WithLabelValues(w.n.Name).Inc()
 	w.setMode(ModeFast)
@@ -179,6 +187,7 @@ func (w *nodeWatch) handle(ctx context.Context, st vaultnode.Status, err error, 
 		if d := time.Until(w.rejectedUntil); d > 0 {
 			return d
 		}
+		w.attempted = true
 		switch c.unseal(ctx, n, st, seen) {
 		case outcomeUnsealed:
 			w.wasSealed = false

@@ -16,8 +16,7 @@ import (
 type ConnEvent struct {
 	// Held is true when a connection was just opened and is now held
 	// idle. Status is then the node's seal status as read on that very
-	// connection when it opened (the watcher polls afresh on this event
-	// rather than trust a status an unseal may have overtaken).
+	// connection when it opened.
 	Held   bool
 	Status Status
 	// HeldFor is, when Held is false, how long the connection that just
@@ -29,8 +28,11 @@ type ConnEvent struct {
 const (
 	// retryFast is the pause between attempts while the node refuses
 	// them, for retryFastFor after the connection ended: a restarted Vault
-	// listens again about 0.15 s after it starts.
-	retryFast    = 50 * time.Millisecond
+	// listens again about 0.15 s after it starts, and a refused connection
+	// on a LAN costs microseconds. It is what notices a restarted node
+	// first (the fast seal-status poll is every 50 ms), and its status
+	// starts the unseal.
+	retryFast    = 20 * time.Millisecond
 	retryFastFor = 2 * time.Second
 	// retryMax bounds the pause between attempts to a node that stays down.
 	retryMax = time.Second
@@ -39,6 +41,7 @@ const (
 	// connections) makes the next attempt wait longer, doubling up to
 	// churnPauseMax, so a closing proxy costs no handshake storm.
 	churnHold     = time.Second
+	churnPause    = 50 * time.Millisecond
 	churnPauseMax = 30 * time.Second
 )
 
@@ -107,7 +110,7 @@ func (n *Node) WatchClose(ctx context.Context, events chan<- ConnEvent) {
 		pause = 0
 		if held < churnHold {
 			churn++
-			pause = min(retryFast<<churn, churnPauseMax)
+			pause = min(churnPause<<churn, churnPauseMax)
 		} else {
 			churn = 0
 		}

@@ -207,12 +207,16 @@ func steer(t *testing.T, pinned, attacker *devpki.CA, hostile *recorder) {
 			t.Fatal(err)
 		}
 		share := make([]byte, 33)
-		_, err = n.Unseal(ctx, share)
-		if err == nil || !strings.Contains(err.Error(), "refusing a redirect") {
-			t.Fatalf("unseal redirected to another host: err = %v", err)
+		if _, err := n.Unseal(ctx, share); err == nil {
+			t.Fatal("unseal followed a redirect to another host")
 		}
 		if _, err := n.SealStatus(ctx); err == nil {
 			t.Fatal("seal-status followed a redirect to another host")
+		}
+		// The pooled client (health, lifecycle calls, busy fallbacks)
+		// refuses it by name.
+		if _, err := n.Health(ctx); err == nil || !strings.Contains(err.Error(), "refusing a redirect") {
+			t.Fatalf("health redirected to another host: err = %v", err)
 		}
 		noHostile(t)
 	})

@@ -206,30 +206,55 @@ func (n *Node) ResetUnseal(ctx context.Context) (Status, error) {
 }
 
 func (n *Node) put(ctx context.Context, path string, body []byte) (Status, error) {
+	// On the poll connection first: after a restart it is the one just
+	// opened to the new process, so the shares need no new handshake.
+	req := n.putRequest(path, body)
+	defer clear(req)
+	var st Status
+	err := n.connDo(ctx, req, func(resp *http.Response) error {
+		var err error
+		st, err = n.unsealAnswer(resp)
+		return err
+	})
+	if errors.Is(err, errBusy) {
+		st, err = n.putHTTP(ctx, path, body)
+	}
+	if err != nil {
+		return Status{}, fmt.Errorf("vault node %s (%s): unseal: %w", n.Name, n.Addr, err)
+	}
+	return st, nil
+}
+
+func (n *Node) putHTTP(ctx context.Context, path string, body []byte) (Status, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, n.Addr+path, bytes.NewReader(body))
 	if err != nil {
-		return Status{}, fmt.Errorf("vault node %s: %w", n.Name, err)
+		return Status{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := n.http.Do(req)
 	if err != nil {
-		return Status{}, fmt.Errorf("vault node %s (%s): unseal: %w", n.Name, n.Addr, err)
+		return Status{}, err
 	}
 	defer resp.Body.Close()
+	return n.unsealAnswer(resp)
+}
+
+// unsealAnswer reads the answer to sys/unseal.
+func (n *Node) unsealAnswer(resp *http.Response) (Status, error) {
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return Status{}, fmt.Errorf("vault node %s: failed to read unseal answer: %w", n.Name, err)
+		return Status{}, fmt.Errorf("failed to read the answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct {
 			Errors []string `json:"errors"`
 		}
 		_ = json.Unmarshal(b, &e)
-		return Status{}, fmt.Errorf("vault node %s: unseal answered %d: %s", n.Name, resp.StatusCode, strings.Join(e.Errors, "; "))
+		return Status{}, fmt.Errorf("answered %d: %s", resp.StatusCode, strings.Join(e.Errors, "; "))
 	}
 	var st Status
 	if err := json.Unmarshal(b, &st); err != nil {
-		return Status{}, fmt.Errorf("vault node %s: bad unseal answer: %w", n.Name, err)
+		return Status{}, fmt.Errorf("bad answer: %w", err)
 	}
 	return st, nil
 }

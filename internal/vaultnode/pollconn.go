@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 )
@@ -50,36 +51,52 @@ func (p *pollConn) generation() uint64 {
 // errBusy: another seal-status request holds the connection.
 var errBusy = errors.New("seal-status connection busy")
 
-// sealStatusConn asks for the seal status on the poll connection, opening
-// it if needed. A reused connection that fails before any answer (the
-// server closed it, typically because the process went away) is retried
-// once on a fresh one, as net/http does for idempotent requests, so that a
-// restarted node reads as refused or as its new self, not as an error.
+// sealStatusConn asks for the seal status on the poll connection.
 func (n *Node) sealStatusConn(ctx context.Context) (Status, error) {
+	var st Status
+	err := n.connDo(ctx, nil, func(resp *http.Response) error {
+		var err error
+		st, err = decodeStatus(resp)
+		return err
+	})
+	return st, err
+}
+
+// connDo makes one request on the poll connection, opening it if needed:
+// req is the whole request (nil: seal-status), handle reads the answer. A
+// reused connection that fails before any answer (the server closed it,
+// typically because the process went away) is retried once on a fresh
+// one, as net/http does, so that a restarted node reads as refused or as
+// its new self, not as an error. Only requests that may be repeated come
+// here: seal-status, and unseal (Vault ignores a share it has already).
+func (n *Node) connDo(ctx context.Context, req []byte, handle func(*http.Response) error) error {
 	p := &n.poll
 	if !p.mu.TryLock() {
-		return Status{}, errBusy
+		return errBusy
 	}
 	defer p.mu.Unlock()
 	if p.conn != nil && p.gen != p.generation() {
 		p.close()
 	}
 	reused := p.conn != nil
-	st, answered, err := n.roundTrip(ctx)
+	answered, err := n.roundTrip(ctx, req, handle)
 	if err != nil && reused && !answered && ctx.Err() == nil {
-		st, _, err = n.roundTrip(ctx)
+		_, err = n.roundTrip(ctx, req, handle)
 	}
-	return st, err
+	return err
 }
 
 // roundTrip makes one request on the poll connection (dialing if there is
 // none) and reports whether any answer came back.
-func (n *Node) roundTrip(ctx context.Context) (Status, bool, error) {
+func (n *Node) roundTrip(ctx context.Context, req []byte, handle func(*http.Response) error) (bool, error) {
 	p := &n.poll
 	if p.conn == nil {
 		if err := n.dialPoll(ctx); err != nil {
-			return Status{}, false, err
+			return false, err
 		}
+	}
+	if req == nil {
+		req = p.req
 	}
 	deadline := time.Now().Add(n.http.Timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -89,9 +106,9 @@ func (n *Node) roundTrip(ctx context.Context) (Status, bool, error) {
 	_ = conn.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if _, err := conn.Write(p.req); err != nil {
+	if _, err := conn.Write(req); err != nil {
 		p.close()
-		return Status{}, false, err
+		return false, err
 	}
 	resp, err := http.ReadResponse(p.br, nil)
 	if err != nil {
@@ -99,16 +116,27 @@ func (n *Node) roundTrip(ctx context.Context) (Status, bool, error) {
 		if errors.Is(err, io.EOF) && ctx.Err() == nil {
 			err = io.ErrUnexpectedEOF // the server closed the connection
 		}
-		return Status{}, false, err
+		return false, err
 	}
-	st, err := decodeStatus(resp)
+	err = handle(resp)
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
 	if err != nil || resp.Close || !stop() {
 		// A bad answer, a server closing, or ctx done mid-way: the
 		// connection's state is unknown; start afresh next time.
 		p.close()
 	}
-	return st, true, err
+	return true, err
+}
+
+// putRequest is an HTTP/1.1 PUT of a JSON body on the poll connection.
+// The caller zeroes it after use when the body is secret.
+func (n *Node) putRequest(path string, body []byte) []byte {
+	host := strings.TrimPrefix(strings.TrimPrefix(n.Addr, "https://"), "http://")
+	req := make([]byte, 0, 160+len(body))
+	req = fmt.Appendf(req, "PUT %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: keyshare\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n",
+		path, host, len(body))
+	return append(req, body...)
 }
 
 // dialPoll opens the poll connection: TCP, TLS against the pinned CA (the
