@@ -255,3 +255,21 @@ func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
 	}
 	return m.GetGauge().GetValue()
 }
+
+// TestInSlot: a safety-net wait ends at the start of a 250 ms slot, never
+// later than asked and less than a slot earlier.
+func TestInSlot(t *testing.T) {
+	for _, d := range []time.Duration{0, time.Millisecond, safetyNetSlot, safetyNetSlot + time.Nanosecond, 8 * time.Second, 12*time.Second + 7*time.Millisecond} {
+		now := time.Now()
+		got := inSlot(d)
+		if got > d || got < d-safetyNetSlot-time.Millisecond {
+			t.Fatalf("inSlot(%s) = %s, want within a slot below it", d, got)
+		}
+		if d > safetyNetSlot {
+			// now was read a moment before inSlot's own clock reading.
+			if rem := now.Add(got).Sub(now.Add(got).Truncate(safetyNetSlot)); rem > 5*time.Millisecond && rem < safetyNetSlot-5*time.Millisecond {
+				t.Fatalf("inSlot(%s) = %s ends %s into its slot", d, got, rem)
+			}
+		}
+	}
+}
