@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -85,9 +86,14 @@ func (n *Node) WatchClose(ctx context.Context, events chan<- ConnEvent) {
 		conn, br, st, err := n.openHeld(ctx, u, host)
 		if err != nil {
 			churn = 0 // the node is not answering: a restart, not a proxy
-			if time.Since(lost) < retryFastFor {
+			switch {
+			case !IsUnreachable(err) && !isTimeout(err):
+				// It answers, but not as a Vault we trust (TLS, HTTP):
+				// a misconfiguration, which retrying fast will not mend.
+				pause = min(max(2*pause, retryFast), churnPauseMax)
+			case time.Since(lost) < retryFastFor:
 				pause = retryFast
-			} else {
+			default:
 				pause = min(max(2*pause, retryFast), retryMax)
 			}
 			continue
@@ -177,6 +183,12 @@ func (n *Node) waitClosed(ctx context.Context, conn net.Conn, br *bufio.Reader) 
 	defer stop()
 	defer conn.Close()
 	_, _ = br.ReadByte()
+}
+
+// isTimeout reports a dial or handshake that timed out.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // sleepCtx waits d; false if ctx ended first.
