@@ -121,8 +121,9 @@ func New(name, addr string, o Options) (*Node, error) {
 	return &Node{Name: name, Addr: strings.TrimRight(addr, "/"), api: &credentials{}, http: hc, tlsConfig: tlsConfig}, nil
 }
 
-// idleConnTimeout keeps the poller's connection across safety-net polls
-// (DefaultSafetyNetInterval in the coordinator is 10 s).
+// idleConnTimeout bounds how long the pooled client (health, lifecycle
+// calls, and seal-status or unseal when the poll connection is busy) keeps
+// an idle connection.
 const idleConnTimeout = 90 * time.Second
 
 // sameHostRedirect refuses a redirect to another host or scheme: a node (or
