@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -37,16 +38,10 @@ const (
 
 func ip(n int) string { return fmt.Sprintf("127.0.0.%d", n) }
 
-// freeAddr returns an address on host that was free a moment ago.
-func freeAddr(t *testing.T, host string) string {
-	t.Helper()
-	l, err := net.Listen("tcp", host+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// anyAddr is host:0: a holder binds a port the kernel picks, and the test
+// reads it back from the holder's log (holderProc.bound); never a port
+// picked free and bound later.
+func anyAddr(host string) string { return net.JoinHostPort(host, "0") }
 
 // buildHolder builds the holder binary as shipped (no race detector).
 func buildHolder(t *testing.T) string {
@@ -63,6 +58,29 @@ type holderProc struct {
 	name, listen, gossip, metrics string
 	cmd                           *exec.Cmd
 	done                          chan error
+	out                           *lockedWriter
+}
+
+// bound waits for the holder's log line msg and returns its attribute key.
+func (h *holderProc) bound(t *testing.T, msg, key string) string {
+	t.Helper()
+	var v string
+	waitFor(t, 60*time.Second, fmt.Sprintf("holder %s to log %q", h.name, msg), func() error {
+		h.out.mu.Lock()
+		text := h.out.w.String()
+		h.out.mu.Unlock()
+		for _, line := range strings.Split(text, "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
+				if s, ok := m[key].(string); ok && s != "" {
+					v = s
+					return nil
+				}
+			}
+		}
+		return errors.New("not yet")
+	})
+	return v
 }
 
 // TestHolderIdleCost runs three real holder processes that gossip with one
@@ -116,12 +134,11 @@ func TestHolderIdleCost(t *testing.T) {
 	hs := make([]*holderProc, 3)
 	for i, name := range names {
 		h := ip(holderBase + 1 + i)
-		hs[i] = &holderProc{name: name, listen: freeAddr(t, h), gossip: freeAddr(t, h), metrics: freeAddr(t, h)}
+		hs[i] = &holderProc{name: name, listen: anyAddr(h), gossip: anyAddr(h), metrics: anyAddr(h)}
 	}
+	// One after the other: each seeds its gossip with the addresses the
+	// ones before it bound.
 	var seeds []string
-	for _, h := range hs {
-		seeds = append(seeds, fmt.Sprintf("%q", h.gossip))
-	}
 	for i, h := range hs {
 		leaf, err := ca.IssueID("holder", h.name, net.ParseIP(ip(holderBase+1+i)))
 		if err != nil {
@@ -149,7 +166,7 @@ vault:
 policy:
   allow_roles: [{role: unsealer, cidrs: [%s/32]}]
 metrics_listen: %s
-log_level: warn
+log_level: info
 `, ca.ID("holder", h.name), h.listen, h.gossip, strings.Join(seeds, ", "), caFile, cert, key,
 			filepath.Join(hdir, "store"), filepath.Join(hdir, "seal.key"), filepath.Join(hdir, "audit.log"),
 			vcaFile, fake.URL(), unsealerAddr, h.metrics)
@@ -163,6 +180,10 @@ log_level: warn
 		}
 		run(t, bin, lines.String(), "import", "-c", cfg, "--manifest", manifest)
 		h.start(t, bin, cfg)
+		h.listen = h.bound(t, "holder serving", "listen")
+		h.gossip = h.bound(t, "holder serving", "gossip")
+		h.metrics = h.bound(t, "metrics listening", "metrics_listen")
+		seeds = append(seeds, fmt.Sprintf("%q", h.gossip))
 	}
 
 	// Wait until every holder serves and sees all three alive.
@@ -229,6 +250,7 @@ func (h *holderProc) start(t *testing.T, bin, cfg string) {
 	h.cmd = exec.Command(bin, "run", "-c", cfg)
 	out := &strings.Builder{}
 	lw := &lockedWriter{w: out}
+	h.out = lw
 	h.cmd.Stdout, h.cmd.Stderr = lw, lw
 	if err := h.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -31,7 +31,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t *testing.T, ip string) string { return proctest.FreePort(t, ip) }
+// anyPort is ip:0: the child binds a port the kernel picks, and the test
+// reads it back from the child's log (boundAddrs).
+func anyPort(ip string) string { return proctest.AnyPort(ip) }
 
 func waitFor(t *testing.T, bound time.Duration, what string, cond func() bool) {
 	t.Helper()

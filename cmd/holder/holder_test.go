@@ -18,6 +18,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc/codes"
 
+	"github.com/keyshare/keyshare/internal/proctest"
 	"github.com/keyshare/keyshare/internal/vaultfake"
 	"github.com/keyshare/keyshare/pkg/policy"
 	"github.com/keyshare/keyshare/pkg/shares"
@@ -33,6 +34,17 @@ type holderSetup struct {
 	listen, gossip, metri string
 	fake                  *vaultfake.Vault
 	all                   []shares.Share
+}
+
+// boundAddrs reads the addresses the running holder p bound from its log,
+// and writes them into the config, so that the CLI commands reading it
+// (status) and a restart find the same ones.
+func (s *holderSetup) boundAddrs(t *testing.T, p *proctest.Proc, hold string) {
+	t.Helper()
+	s.listen = proctest.LogAttr(t, p, 30*time.Second, "holder serving", "listen")
+	s.gossip = proctest.LogAttr(t, p, 30*time.Second, "holder serving", "gossip")
+	s.metri = proctest.LogAttr(t, p, 30*time.Second, "metrics listening", "metrics_listen")
+	s.writeConfig(t, hold)
 }
 
 func (s *holderSetup) writeConfig(t *testing.T, hold string) {
@@ -79,7 +91,7 @@ func setupHolder(t *testing.T) *holderSetup {
 	}
 	t.Cleanup(fake.Stop)
 	s := &holderSetup{w: w, cfg: w.path("holder.yaml"), fake: fake,
-		listen: freePort(t, holderIP), gossip: freePort(t, holderIP), metri: freePort(t, holderIP)}
+		listen: anyPort(holderIP), gossip: anyPort(holderIP), metri: anyPort(holderIP)}
 	for i, r := range raw {
 		s.all = append(s.all, shares.Share{Index: uint8(i + 1), Value: r})
 	}
@@ -137,6 +149,7 @@ func TestHolderProcess(t *testing.T) {
 	}
 
 	p := startHolder(t, "run", "-c", s.cfg)
+	s.boundAddrs(t, p, "")
 	u := s.client(t, "unsealer/u1", "127.0.0.20")
 	ctx := context.Background()
 	waitFor(t, 30*time.Second, "the holder's health service", func() bool { return u.Health(ctx) == nil })

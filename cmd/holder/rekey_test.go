@@ -29,7 +29,7 @@ func TestHolderRekeyRelease(t *testing.T) {
 	if out, code := runCLI(t, fmt.Sprintf("1 %s\n2 %s\n", s.all[0].Hex(), s.all[1].Hex()), "import", "-c", s.cfg, "--manifest", s.w.path("manifest.json")); code != 0 {
 		t.Fatalf("import: %d %s", code, out)
 	}
-	startHolder(t, "run", "-c", s.cfg)
+	s.boundAddrs(t, startHolder(t, "run", "-c", s.cfg), "")
 	op := s.client(t, "operator/oncall", "127.0.0.30")
 	ctx := context.Background()
 	waitFor(t, 30*time.Second, "the holder's health service", func() bool { return op.Health(ctx) == nil })

@@ -46,7 +46,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t *testing.T, ip string) string { return proctest.FreePort(t, ip) }
+// anyPort is ip:0: the child binds a port the kernel picks, and the test
+// reads it back from the child's log.
+func anyPort(ip string) string { return proctest.AnyPort(ip) }
 
 func waitFor(t *testing.T, bound time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -105,14 +107,24 @@ func newCluster(t *testing.T, initialized bool) *cluster {
 		_, _, err = leaf.WriteFiles(c.dir, id[0]+"-"+id[1])
 		must(t, err)
 	}
-	var hl strings.Builder
 	for i, name := range []string{"a", "b", "c"} {
-		c.listen[i] = freePort(t, holderIPs[i])
-		fmt.Fprintf(&hl, "  - {id: \"spiffe://keyshare.test/holder/%s\", address: \"%s\", shares: %d}\n", name, c.listen[i], shares.DefaultWeights[i])
+		c.listen[i] = anyPort(holderIPs[i])
 		c.writeHolderConfig(t, i, name)
 		if out, err := exec.Command(holderBin, "keygen", c.path("seal-"+name+".key")).CombinedOutput(); err != nil {
 			t.Fatalf("keygen: %v %s", err, out)
 		}
+	}
+	if initialized {
+		c.importGen1(t)
+	}
+	// The holders bind ports the kernel picks; the unsealer's configs
+	// name the ones they got.
+	for i := range c.holders {
+		c.startHolder(t, i)
+	}
+	var hl strings.Builder
+	for i, name := range []string{"a", "b", "c"} {
+		fmt.Fprintf(&hl, "  - {id: \"spiffe://keyshare.test/holder/%s\", address: \"%s\", shares: %d}\n", name, c.listen[i], shares.DefaultWeights[i])
 	}
 	for _, u := range [][3]string{{"unsealer.yaml", "unsealer/u1", unsealerIP}, {"operator.yaml", "operator/oncall", operatorIP}} {
 		base := strings.ReplaceAll(u[1], "/", "-")
@@ -131,12 +143,6 @@ watch: {holder_timeout: 5s}
 		must(t, os.WriteFile(c.path(u[0]), []byte(cfg), 0o600))
 	}
 	c.cfg, c.opCfg = c.path("unsealer.yaml"), c.path("operator.yaml")
-	if initialized {
-		c.importGen1(t)
-	}
-	for i := range c.holders {
-		c.startHolder(t, i)
-	}
 	return c
 }
 
@@ -161,9 +167,9 @@ policy:
   operator_rate_per_minute: 60
 metrics_listen: %s
 log_level: debug
-`, name, c.listen[i], freePort(t, holderIPs[i]), c.path("ca.crt"), c.path("holder-"+name+".crt"), c.path("holder-"+name+".key"),
+`, name, c.listen[i], anyPort(holderIPs[i]), c.path("ca.crt"), c.path("holder-"+name+".crt"), c.path("holder-"+name+".key"),
 		c.path("store-"+name), c.path("seal-"+name+".key"), c.path("audit-"+name+".log"), c.path("vault-ca.crt"), c.fake.URL(),
-		unsealerIP, operatorIP, freePort(t, holderIPs[i]))
+		unsealerIP, operatorIP, anyPort(holderIPs[i]))
 	must(t, os.WriteFile(c.path("holder-"+name+".yaml"), []byte(cfg), 0o600))
 }
 
@@ -186,9 +192,18 @@ func (c *cluster) importGen1(t *testing.T) {
 	}
 }
 
+// startHolder starts holder i. On its first start it binds a port the
+// kernel picks, read back from its log and written into its config, so
+// that a restart comes back on the same address (the one the unsealer's
+// configs name), as a real holder would.
 func (c *cluster) startHolder(t *testing.T, i int) {
 	t.Helper()
-	c.holders[i] = start(t, nil, holderBin, "run", "-c", c.path("holder-"+string(rune('a'+i))+".yaml"))
+	name := string(rune('a' + i))
+	c.holders[i] = start(t, nil, holderBin, "run", "-c", c.path("holder-"+name+".yaml"))
+	if strings.HasSuffix(c.listen[i], ":0") {
+		c.listen[i] = proctest.LogAttr(t, c.holders[i], 20*time.Second, "holder serving", "listen")
+		c.writeHolderConfig(t, i, name)
+	}
 	waitFor(t, 20*time.Second, "holder "+c.listen[i], func() bool {
 		conn, err := net.DialTimeout("tcp", c.listen[i], 200*time.Millisecond)
 		if err == nil {

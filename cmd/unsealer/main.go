@@ -95,6 +95,13 @@ Exit codes: 0 ok, 1 runtime error, 2 bad configuration or usage,
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
 			r := unsealer.Status(ctx, nodes, hs)
+			if c.MetricsListen != "" {
+				// How the running coordinator watches each node, if one
+				// runs with this config; "-" otherwise.
+				if modes, err := unsealer.WatchModes(ctx, c.MetricsListen); err == nil {
+					r.SetWatchModes(modes)
+				}
+			}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")

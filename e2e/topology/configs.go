@@ -15,15 +15,15 @@ func (t *Topology) vaultNodesYAML() string {
 	return b.String()
 }
 
-// gossipSeeds are every gossip address but self.
+// gossipSeeds are every gossip address but self, of those bound already.
 func (t *Topology) gossipSeeds(self string) string {
 	var seeds []string
 	for _, h := range t.Holders {
-		if h.GossipAddr != self {
+		if h.GossipAddr != self && !unbound(h.GossipAddr) {
 			seeds = append(seeds, h.GossipAddr)
 		}
 	}
-	if t.gossipAddr != self {
+	if t.gossipAddr != self && !unbound(t.gossipAddr) {
 		seeds = append(seeds, t.gossipAddr)
 	}
 	return "[" + strings.Join(seeds, ", ") + "]"

@@ -46,11 +46,9 @@ func (t *Topology) newHolder(s HolderSpec) (*Holder, error) {
 	h := &Holder{Name: s.Name, ID: "spiffe://" + TrustDomain + "/holder/" + s.Name, IP: s.IP, Shares: s.Shares,
 		Dir: t.path("holder-" + s.Name), t: t}
 	var err error
-	for _, p := range []*string{&h.Listen, &h.GossipAddr, &h.MetricsAddr} {
-		if *p, err = freeAddr(s.IP); err != nil {
-			return nil, fmt.Errorf("holder %s: %w", s.Name, err)
-		}
-	}
+	// Ports the kernel picks when the holder first binds them, read back
+	// from its log (bound): never a port picked free and bound later.
+	h.Listen, h.GossipAddr, h.MetricsAddr = anyAddr(s.IP), anyAddr(s.IP), anyAddr(s.IP)
 	h.ConfigPath = filepath.Join(h.Dir, "holder.yaml")
 	h.StoreDir = filepath.Join(h.Dir, "store")
 	h.SealKeyPath = filepath.Join(h.Dir, "seal.key")

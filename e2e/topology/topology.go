@@ -7,7 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -195,13 +195,7 @@ func (t *Topology) Start(ctx context.Context) error {
 
 // layout picks ports, issues certificates and writes every config.
 func (t *Topology) layout() error {
-	var err error
-	if t.gossipAddr, err = freeAddr(CoordinatorIP); err != nil {
-		return err
-	}
-	if t.CoordinatorMetrics, err = freeAddr(CoordinatorIP); err != nil {
-		return err
-	}
+	t.gossipAddr, t.CoordinatorMetrics = anyAddr(CoordinatorIP), anyAddr(CoordinatorIP)
 	for _, s := range DefaultHolders {
 		h, err := t.newHolder(s)
 		if err != nil {
@@ -252,10 +246,41 @@ func (t *Topology) Holder(name string) *Holder {
 	return nil
 }
 
-// StartHolders starts the holders and waits until each serves.
+// StartHolders starts the holders and waits until each serves. A holder's
+// first start binds ports the kernel picks; they are read back from its
+// log, one holder after the other (each seeds its gossip with those
+// before it), and every config naming them is written again.
 func (t *Topology) StartHolders(ctx context.Context, hs ...*Holder) error {
+	var first []*Holder
 	for _, h := range hs {
+		if unbound(h.Listen) {
+			first = append(first, h)
+			continue
+		}
 		if err := h.Process.Start(); err != nil {
+			return err
+		}
+	}
+	for _, h := range first {
+		if err := t.writeHolderConfig(h); err != nil {
+			return err
+		}
+		off := LogOffset(h.Process)
+		if err := h.Process.Start(); err != nil {
+			return err
+		}
+		addrs, err := bound(ctx, h.Process, off, "holder serving", "listen", "gossip")
+		if err != nil {
+			return err
+		}
+		h.Listen, h.GossipAddr = addrs[0], addrs[1]
+		if addrs, err = bound(ctx, h.Process, off, "metrics listening", "metrics_listen"); err != nil {
+			return err
+		}
+		h.MetricsAddr = addrs[0]
+	}
+	if len(first) > 0 {
+		if err := t.writeConfigs(); err != nil {
 			return err
 		}
 	}
@@ -265,6 +290,20 @@ func (t *Topology) StartHolders(ctx context.Context, hs ...*Holder) error {
 		}
 	}
 	return nil
+}
+
+// writeConfigs writes every holder's and unsealer's config again with the
+// addresses known so far (the bound ones).
+func (t *Topology) writeConfigs() error {
+	for _, h := range t.Holders {
+		if err := t.writeHolderConfig(h); err != nil {
+			return err
+		}
+	}
+	if err := t.writeUnsealerConfig(t.UnsealerConfig, "unsealer/u1", CoordinatorIP, true); err != nil {
+		return err
+	}
+	return t.writeUnsealerConfig(t.OperatorConfig, "operator/oncall", OperatorIP, false)
 }
 
 // StopHolders stops the holders gracefully, all at once.
@@ -303,8 +342,29 @@ func (t *Topology) RootToken() string {
 	return t.rootToken
 }
 
-// StartCoordinator starts `unsealer run`.
-func (t *Topology) StartCoordinator() error { return t.Coordinator.Start() }
+// StartCoordinator starts `unsealer run`. Its first start binds gossip and
+// metrics ports the kernel picks, read back from its log and written into
+// the configs.
+func (t *Topology) StartCoordinator() error {
+	off := LogOffset(t.Coordinator)
+	if err := t.Coordinator.Start(); err != nil {
+		return err
+	}
+	if !unbound(t.gossipAddr) && !unbound(t.CoordinatorMetrics) {
+		return nil
+	}
+	ctx := context.Background()
+	addrs, err := bound(ctx, t.Coordinator, off, "unsealer watching", "gossip_addr")
+	if err != nil {
+		return err
+	}
+	t.gossipAddr = addrs[0]
+	if addrs, err = bound(ctx, t.Coordinator, off, "metrics listening", "metrics_listen"); err != nil {
+		return err
+	}
+	t.CoordinatorMetrics = addrs[0]
+	return t.writeConfigs()
+}
 
 // Processes returns every daemon process: Vault nodes, holders and the
 // coordinator.
@@ -358,11 +418,32 @@ func (t *Topology) DumpLogs(logf func(format string, args ...any), lines int) {
 	}
 }
 
-// freeAddr is harness.FreePort as host:port.
-func freeAddr(ip string) (string, error) {
-	p, err := harness.FreePort(ip)
+// anyAddr is ip:0, the address a daemon is first configured with: the
+// kernel picks the port when the daemon binds it, and the topology reads
+// the bound address back from the daemon's log (see bound), then writes it
+// into the configs so that a restart comes back on the same address.
+func anyAddr(ip string) string { return net.JoinHostPort(ip, "0") }
+
+// unbound reports whether addr still has port 0.
+func unbound(addr string) bool { return strings.HasSuffix(addr, ":0") }
+
+// boundTimeout bounds the wait for a daemon's first log lines.
+const boundTimeout = 60 * time.Second
+
+// bound waits for p's log line msg (after offset) and returns its
+// attributes keys.
+func bound(ctx context.Context, p *harness.Process, offset int64, msg string, keys ...string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, boundTimeout)
+	defer cancel()
+	e, err := WaitLog(ctx, p, offset, map[string]string{"msg": msg})
 	if err != nil {
-		return "", err
+		return nil, fmt.Errorf("%s did not say which addresses it bound: %w", p.Name, err)
 	}
-	return net.JoinHostPort(ip, strconv.Itoa(p)), nil
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		if out[i] = e.Get(k); out[i] == "" || unbound(out[i]) {
+			return nil, fmt.Errorf("%s logged %q without a bound %s", p.Name, msg, k)
+		}
+	}
+	return out, nil
 }

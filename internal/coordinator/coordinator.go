@@ -24,12 +24,29 @@ import (
 	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
 )
 
-// Defaults for Options. The poll intervals decide how soon a restarted node
-// is noticed: a refused connection on a LAN costs next to nothing, so the
-// coordinator polls fast while a node is down and catches it coming back.
+// Defaults for Options. A restart is noticed by the end of the connection
+// the watcher holds open to each node (ModeHeld); seal-status polls are a
+// safety net then. A refused connection on a LAN costs next to nothing, so
+// the coordinator polls fast while a node is down and catches it coming back.
 const (
-	// DefaultPollInterval between seal-status checks of a healthy node.
+	// DefaultSafetyNetInterval between seal-status checks of a healthy node
+	// whose connection is held (jittered by ±20%): it catches a restart
+	// whose connection end never arrived (a proxy that keeps the client
+	// side open), at this delay at most.
+	DefaultSafetyNetInterval = 10 * time.Second
+	// DefaultPollInterval between seal-status checks of a healthy node
+	// whose connection cannot be held (ModePoll), jittered by ±20%.
 	DefaultPollInterval = time.Second
+	// DefaultMinHold: a held connection that ends sooner than this while
+	// the node keeps running counts as closed by something in between;
+	// after three in a row the node falls back to polling every
+	// PollInterval, until a connection is held this long again. Vault's own
+	// http_idle_timeout is 5 minutes.
+	DefaultMinHold = 2 * time.Minute
+	// DefaultSettleAfterLoss is how long after its held connection ended a
+	// node is polled every DownInterval while the connection is not held
+	// again, so that no second restart goes unseen meanwhile.
+	DefaultSettleAfterLoss = 2 * time.Second
 	// DefaultDownInterval between checks while the node is unreachable. A
 	// refused connection on a LAN costs microseconds, and a restarted Vault
 	// answers its API about 0.15 s after start, so 50 ms adds 25 ms on
@@ -80,7 +97,10 @@ type Node struct {
 
 // Options tune a Coordinator. Zero values pick the defaults.
 type Options struct {
+	SafetyNetInterval  time.Duration
 	PollInterval       time.Duration
+	MinHold            time.Duration
+	SettleAfterLoss    time.Duration
 	DownInterval       time.Duration
 	MaxBackoff         time.Duration
 	HolderTimeout      time.Duration
@@ -97,7 +117,10 @@ func (o *Options) defaults() {
 			*d = v
 		}
 	}
+	def(&o.SafetyNetInterval, DefaultSafetyNetInterval)
 	def(&o.PollInterval, DefaultPollInterval)
+	def(&o.MinHold, DefaultMinHold)
+	def(&o.SettleAfterLoss, DefaultSettleAfterLoss)
 	def(&o.DownInterval, DefaultDownInterval)
 	def(&o.MaxBackoff, DefaultMaxBackoff)
 	def(&o.HolderTimeout, DefaultHolderTimeout)
@@ -129,6 +152,8 @@ type NodeState struct {
 	Status    vaultnode.Status
 	Reachable bool
 	LastError string
+	// Mode is how the node is watched: ModeHeld, ModePoll or ModeFast.
+	Mode string
 	// LastUnseal is how long the last unseal took, from the poll that saw
 	// the node sealed to its confirmation of sealed: false.
 	LastUnseal time.Duration

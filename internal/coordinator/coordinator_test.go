@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -69,6 +70,7 @@ func (l holderList) Total() int        { return len(l.refs) }
 
 type rig struct {
 	fake    *vaultfake.Vault
+	caPEM   []byte
 	node    *vaultnode.Node
 	holders map[string]*fakeHolder
 	list    holderList
@@ -99,7 +101,7 @@ func newRig(t *testing.T, ip string) *rig {
 		all = append(all, shares.Share{Index: uint8(i + 1), Value: r})
 	}
 	m := sharerpc.ManifestFromShares(shares.NewManifest(1, 3, all))
-	r := &rig{fake: fake, node: node, holders: map[string]*fakeHolder{}, raw: raw}
+	r := &rig{fake: fake, caPEM: ca.CertPEM, node: node, holders: map[string]*fakeHolder{}, raw: raw}
 	for name, idx := range map[string][]int{"a": {0, 1}, "b": {2, 3}, "c": {4}} {
 		h := &fakeHolder{manifest: m}
 		for _, i := range idx {
@@ -117,6 +119,11 @@ func (r *rig) start(t *testing.T, o Options) (*Coordinator, func()) {
 	t.Helper()
 	if o.PollInterval == 0 {
 		o.PollInterval = 50 * time.Millisecond
+	}
+	if o.SafetyNetInterval == 0 {
+		// Operator seals end no connection: the tests that seal the
+		// fake see them at the poll interval.
+		o.SafetyNetInterval = o.PollInterval
 	}
 	o.DownInterval = 20 * time.Millisecond
 	o.RetryAfter = 50 * time.Millisecond
@@ -340,7 +347,8 @@ func TestRejectedGenerationBacksOff(t *testing.T) {
 func TestRestartNoticedAtOnce(t *testing.T) {
 	r := newRig(t, "127.0.0.80")
 	var _ CloseWatcher = r.node
-	r.start(t, Options{PollInterval: time.Minute})
+	// The coordinator's log goes to the test's, shown if it fails.
+	r.start(t, Options{PollInterval: time.Minute, Logger: slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	waitUnsealed(t, r.fake, 10*time.Second)
 	// Wait for both kept-alive connections: the poller's and the close
 	// watcher's.
@@ -351,6 +359,7 @@ func TestRestartNoticedAtOnce(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	t.Log("restarting the node:", r.fake.Stats())
 	r.fake.Stop()
 	if err := r.fake.Start(); err != nil {
 		t.Fatal(err)
@@ -360,3 +369,8 @@ func TestRestartNoticedAtOnce(t *testing.T) {
 	t.Logf("restarted node unsealed %s after it came back", time.Since(start).Round(time.Millisecond))
 	noWaste(t, r.fake)
 }
+
+// tWriter writes a logger's lines to the test's log.
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }

@@ -7,6 +7,8 @@ type Metrics struct {
 	sealed          *prometheus.GaugeVec
 	reachable       *prometheus.GaugeVec
 	polls           *prometheus.CounterVec
+	mode            *prometheus.GaugeVec
+	losses          *prometheus.CounterVec
 	attempts        *prometheus.CounterVec
 	submitted       *prometheus.CounterVec
 	resets          *prometheus.CounterVec
@@ -28,6 +30,13 @@ func NewMetrics() *Metrics {
 		}, []string{"node"}),
 		polls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keyshare_unsealer_polls_total", Help: "Seal-status polls per node.",
+		}, []string{"node"}),
+		mode: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "keyshare_unsealer_watch_mode",
+			Help: "1 for the way the node is watched now: held (held connection, safety-net polls), poll (no connection lasts: regular polls), fast (down, sealed or just lost).",
+		}, []string{"node", "mode"}),
+		losses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyshare_unsealer_held_connection_losses_total", Help: "Ends of the connection held open to the node (restarts, idle timeouts).",
 		}, []string{"node"}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keyshare_unsealer_attempts_total", Help: "Unseal attempts by result (unsealed, cannot, retry, error).",
@@ -60,7 +69,7 @@ func NewMetrics() *Metrics {
 
 // Register adds the metrics to r.
 func (m *Metrics) Register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.sealed, m.reachable, m.polls, m.attempts, m.submitted, m.resets,
+	for _, c := range []prometheus.Collector{m.sealed, m.reachable, m.polls, m.mode, m.losses, m.attempts, m.submitted, m.resets,
 		m.badShares, m.duration, m.holdersAlive, m.sharesReachable, m.threshold} {
 		if err := r.Register(c); err != nil {
 			return err

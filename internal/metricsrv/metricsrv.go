@@ -29,6 +29,8 @@ func Serve(addr string, g prometheus.Gatherer, log *slog.Logger, extra map[strin
 		mux.Handle(path, h)
 	}
 	s := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// The bound address, which differs from addr when its port is 0.
+	log.Info("metrics listening", "metrics_listen", lis.Addr().String())
 	go func() {
 		if err := s.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("metrics server stopped", "err", err)

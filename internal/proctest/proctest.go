@@ -7,12 +7,14 @@ package proctest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -128,15 +130,44 @@ func Run(tb testing.TB, stdin string, env []string, bin string, args ...string) 
 	return o.String(), e.String(), code
 }
 
-// FreePort returns an ip:port that was free a moment ago.
-func FreePort(tb testing.TB, ip string) string {
+// AnyPort is ip:0: the address to configure for a child process's
+// listener, so that the kernel picks a port at bind time. Picking a port
+// that is free now and letting the child bind it later races with every
+// other process on the host; read the bound address back from the child's
+// log with LogAttr instead.
+func AnyPort(ip string) string { return net.JoinHostPort(ip, "0") }
+
+// LogAttr waits until p has written a JSON log line (log/slog's JSON
+// handler) whose msg is msg, and returns its attribute key, failing the
+// test after bound. The daemons log the addresses they bound this way:
+// "holder serving" (listen, gossip) and "metrics listening"
+// (metrics_listen).
+func LogAttr(tb testing.TB, p *Proc, bound time.Duration, msg, key string) string {
 	tb.Helper()
-	l, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		tb.Fatal(err)
+	var v string
+	WaitFor(tb, bound, fmt.Sprintf("a log line %q with %q", msg, key), func() bool {
+		v = logAttr(p.Out.String(), msg, key)
+		return v != ""
+	})
+	return v
+}
+
+// logAttr returns key of the last line of out whose msg is msg.
+func logAttr(out, msg, key string) string {
+	v := ""
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) != nil || m["msg"] != msg {
+			continue
+		}
+		if s, ok := m[key].(string); ok {
+			v = s
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return v
 }
 
 // WaitFor polls cond every 50 ms until it holds, failing the test after

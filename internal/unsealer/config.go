@@ -66,6 +66,7 @@ type PlanConfig struct {
 
 // WatchConfig tunes the coordinator loop.
 type WatchConfig struct {
+	SafetyNetInterval  time.Duration `mapstructure:"safety_net_interval"`
 	PollInterval       time.Duration `mapstructure:"poll_interval"`
 	DownInterval       time.Duration `mapstructure:"down_interval"`
 	StaleProgressAfter time.Duration `mapstructure:"stale_progress_after"`
@@ -81,7 +82,8 @@ func Default() Config {
 		MetricsListen: DefaultMetricsListen,
 		LogLevel:      confload.DefaultLogLevel,
 		Watch: WatchConfig{
-			PollInterval: coordinator.DefaultPollInterval, DownInterval: coordinator.DefaultDownInterval,
+			SafetyNetInterval: coordinator.DefaultSafetyNetInterval,
+			PollInterval:      coordinator.DefaultPollInterval, DownInterval: coordinator.DefaultDownInterval,
 			StaleProgressAfter: coordinator.DefaultStaleProgressAfter, HolderTimeout: coordinator.DefaultHolderTimeout,
 		},
 	}
@@ -165,7 +167,7 @@ func (c Config) Validate() error {
 	if err := c.Vault.Validate(); err != nil {
 		return err
 	}
-	if c.Watch.PollInterval <= 0 || c.Watch.DownInterval <= 0 || c.Watch.StaleProgressAfter <= 0 || c.Watch.HolderTimeout <= 0 {
+	if c.Watch.SafetyNetInterval <= 0 || c.Watch.PollInterval <= 0 || c.Watch.DownInterval <= 0 || c.Watch.StaleProgressAfter <= 0 || c.Watch.HolderTimeout <= 0 {
 		return errors.New("watch: every interval must be positive")
 	}
 	if _, err := logging.ParseLevel(c.LogLevel); err != nil {

@@ -94,7 +94,8 @@ func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signa
 		watched = append(watched, coordinator.Node{Name: n.Name, Vault: n})
 	}
 	co, err := coordinator.New(watched, holders, coordinator.Options{
-		PollInterval: c.Watch.PollInterval, DownInterval: c.Watch.DownInterval,
+		SafetyNetInterval: c.Watch.SafetyNetInterval,
+		PollInterval:      c.Watch.PollInterval, DownInterval: c.Watch.DownInterval,
 		StaleProgressAfter: c.Watch.StaleProgressAfter, HolderTimeout: c.Watch.HolderTimeout,
 		Logger: log, Metrics: m, Notifier: notifier,
 	})
@@ -109,7 +110,12 @@ func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signa
 	}
 	done := make(chan struct{})
 	go func() { _ = co.Run(ctx); close(done) }()
-	log.Info("unsealer watching", "id", c.ID, "nodes", len(nodes), "holders", len(c.Holders), "gossip", c.Gossip.Bind != "")
+	gossipAddr := "" // the bound address, which differs from gossip.bind when its port is 0
+	if cluster != nil {
+		gossipAddr = cluster.AdvertiseAddr()
+	}
+	log.Info("unsealer watching", "id", c.ID, "nodes", len(nodes), "holders", len(c.Holders), "gossip", c.Gossip.Bind != "",
+		"gossip_addr", gossipAddr)
 	for {
 		select {
 		case <-ctx.Done():

@@ -24,7 +24,10 @@ type NodeReport struct {
 	Threshold   int    `json:"threshold"`
 	Version     string `json:"version,omitempty"`
 	HARole      string `json:"ha_role,omitempty"`
-	Error       string `json:"error,omitempty"`
+	// WatchMode is how the running coordinator watches the node (held,
+	// poll or fast); empty when it could not be asked.
+	WatchMode string `json:"watch_mode,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 // HolderReport is one holder in `unsealer status`.
@@ -191,13 +194,17 @@ func (r Report) missing(need, total int) string {
 // Print writes the report as two tables and a verdict.
 func (r Report) Print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tADDRESS\tINITIALIZED\tSEALED\tPROGRESS\tVERSION\tHA ROLE")
+	fmt.Fprintln(tw, "NODE\tADDRESS\tINITIALIZED\tSEALED\tPROGRESS\tVERSION\tHA ROLE\tWATCHED")
 	for _, n := range r.Nodes {
+		watch := n.WatchMode
+		if watch == "" {
+			watch = "-"
+		}
 		if !n.Reachable {
-			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\tunreachable\n", n.Name, n.Address)
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\tunreachable\t%s\n", n.Name, n.Address, watch)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%t\t%t\t%d/%d\t%s\t%s\n", n.Name, n.Address, n.Initialized, n.Sealed, n.Progress, n.Threshold, n.Version, n.HARole)
+		fmt.Fprintf(tw, "%s\t%s\t%t\t%t\t%d/%d\t%s\t%s\t%s\n", n.Name, n.Address, n.Initialized, n.Sealed, n.Progress, n.Threshold, n.Version, n.HARole, watch)
 	}
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "HOLDER\tADDRESS\tALIVE\tGENERATION\tSHARES\tAGREES")

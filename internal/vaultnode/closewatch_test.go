@@ -13,7 +13,7 @@ import (
 )
 
 // TestWatchCloseWakesOnStop: the held connection ends when the node stops,
-// and the watcher says so at once.
+// the watcher says so at once, and holds a new one when the node is back.
 func TestWatchCloseWakesOnStop(t *testing.T) {
 	ca, err := devpki.NewCA("keyshare.test")
 	if err != nil {
@@ -32,30 +32,47 @@ func TestWatchCloseWakesOnStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wake := make(chan struct{}, 1)
+	events := make(chan vaultnode.ConnEvent)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go n.WatchClose(ctx, wake)
-	// Wait for the watcher's idle connection, and make sure it did not
-	// wake while the node was up.
-	deadline := time.Now().Add(10 * time.Second)
-	for fake.IdleConns() < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the watcher never held a connection open")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	go n.WatchClose(ctx, events)
+	// The first event is the held connection, with the seal status read
+	// on it.
 	select {
-	case <-wake:
-		t.Fatal("woke while the node was up")
-	default:
+	case ev := <-events:
+		if !ev.Held || !ev.Status.Sealed || ev.Status.T != 3 {
+			t.Fatalf("first event %+v, want held with a sealed status", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watcher never held a connection open")
+	}
+	// Nothing more while the node is up.
+	select {
+	case ev := <-events:
+		t.Fatalf("event %+v while the node was up", ev)
+	case <-time.After(100 * time.Millisecond):
 	}
 	stopped := time.Now()
 	fake.Stop()
 	select {
-	case <-wake:
-		t.Logf("woke %s after the stop", time.Since(stopped).Round(time.Microsecond))
+	case ev := <-events:
+		if ev.Held {
+			t.Fatalf("event %+v after the stop, want the end of the held connection", ev)
+		}
+		t.Logf("told %s after the stop", time.Since(stopped).Round(time.Microsecond))
 	case <-time.After(3 * time.Second):
-		t.Fatal("no wake after the node stopped")
+		t.Fatal("no event after the node stopped")
+	}
+	// Back again: held again, with the restarted node's status.
+	if err := fake.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-events:
+		if !ev.Held || !ev.Status.Sealed {
+			t.Fatalf("event %+v after the restart, want held and sealed", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("not held again after the restart")
 	}
 }

@@ -12,17 +12,19 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
-
-	"github.com/hashicorp/vault/api"
 )
 
 // DefaultTimeout bounds one request to a Vault node.
@@ -42,12 +44,25 @@ type Status struct {
 
 // Node is one Vault server.
 type Node struct {
-	Name      string
-	Addr      string
-	api       *api.Client
+	Name string
+	Addr string
+	// api carries the token of lifecycle calls (SetToken); nothing else
+	// of the node's configuration is mutable.
+	api       *credentials
 	http      *http.Client
 	tlsConfig *tls.Config
+	poll      pollConn // seal-status, see pollconn.go
 }
+
+// credentials is the Vault token sent with lifecycle calls. It is set only
+// by SetToken, never read from the environment (VAULT_TOKEN).
+type credentials struct {
+	mu    sync.Mutex
+	token string
+}
+
+func (c *credentials) SetToken(t string) { c.mu.Lock(); c.token = t; c.mu.Unlock() }
+func (c *credentials) Token() string     { c.mu.Lock(); defer c.mu.Unlock(); return c.token }
 
 // Options configure New.
 type Options struct {
@@ -61,49 +76,118 @@ type Options struct {
 	Timeout time.Duration
 }
 
+// sessionCacheSize is how many TLS sessions a node's client keeps for
+// resumption: one server, so a few tickets are plenty.
+const sessionCacheSize = 4
+
 // New makes a client for the Vault node at addr (https://host:port).
+//
+// Everything about where and how it talks to Vault comes from its
+// arguments, which come from the config file: nothing from the environment.
+// The Vault API's own client would read VAULT_ADDR, VAULT_AGENT_ADDR,
+// VAULT_SKIP_VERIFY, VAULT_CACERT, VAULT_TOKEN, VAULT_HTTP_PROXY and more,
+// and net/http's default transport reads HTTP(S)_PROXY, so neither is
+// used: the transport here has no proxy, verifies the server against the
+// pinned CA only, and follows a redirect only to the same host and scheme.
 func New(name, addr string, o Options) (*Node, error) {
-	if !strings.HasPrefix(addr, "https://") && !strings.HasPrefix(addr, "http://") {
-		return nil, fmt.Errorf("vault node %s: address %q must start with https://", name, addr)
+	u, err := url.Parse(addr)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("vault node %s: address %q must be https://host:port", name, addr)
 	}
-	if strings.HasPrefix(addr, "https://") && len(o.CACert) == 0 {
+	if u.Scheme == "https" && len(o.CACert) == 0 {
 		return nil, fmt.Errorf("vault node %s: no CA certificate to pin: set the Vault CA file", name)
 	}
 	if o.Timeout == 0 {
 		o.Timeout = DefaultTimeout
 	}
-	cfg := api.DefaultConfig()
-	if cfg.Error != nil {
-		return nil, fmt.Errorf("vault node %s: %w", name, cfg.Error)
-	}
-	cfg.Address = addr
-	cfg.Timeout = o.Timeout
-	cfg.MaxRetries = 0 // the watcher has its own loop; retries hide a restart
-	if strings.HasPrefix(addr, "https://") {
-		if err := cfg.ConfigureTLS(&api.TLSConfig{CACertBytes: o.CACert, TLSServerName: o.ServerName}); err != nil {
-			return nil, fmt.Errorf("vault node %s: failed to configure TLS: %w", name, err)
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(sessionCacheSize)}
+	if u.Scheme == "https" {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(o.CACert) {
+			return nil, fmt.Errorf("vault node %s: the Vault CA file holds no PEM certificate: check vault.ca_file", name)
 		}
+		tlsConfig.RootCAs = pool
+		tlsConfig.ServerName = o.ServerName
 	}
-	c, err := api.NewClient(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("vault node %s: %w", name, err)
+	tr := &http.Transport{
+		Proxy:               nil, // never HTTP(S)_PROXY: shares go to Vault only
+		DialContext:         (&net.Dialer{Timeout: o.Timeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     tlsConfig,
+		TLSHandshakeTimeout: o.Timeout,
+		MaxIdleConnsPerHost: 2,
+		IdleConnTimeout:     idleConnTimeout,
 	}
-	c.ClearToken() // seal-status, unseal and health need no token
-	n := &Node{Name: name, Addr: addr, api: c, http: cfg.HttpClient, tlsConfig: &tls.Config{}}
-	if tr, ok := cfg.HttpClient.Transport.(*http.Transport); ok && tr.TLSClientConfig != nil {
-		n.tlsConfig = tr.TLSClientConfig
+	hc := &http.Client{Transport: tr, Timeout: o.Timeout, CheckRedirect: sameHostRedirect(name)}
+	return &Node{Name: name, Addr: strings.TrimRight(addr, "/"), api: &credentials{}, http: hc, tlsConfig: tlsConfig}, nil
+}
+
+// idleConnTimeout bounds how long the pooled client (health, lifecycle
+// calls, and seal-status or unseal when the poll connection is busy) keeps
+// an idle connection.
+const idleConnTimeout = 90 * time.Second
+
+// sameHostRedirect refuses a redirect to another host or scheme: a node (or
+// whoever answers in its name) must not send a share elsewhere.
+func sameHostRedirect(name string) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		first := via[0].URL
+		if req.URL.Host != first.Host || req.URL.Scheme != first.Scheme {
+			return fmt.Errorf("vault node %s: refusing a redirect from %s to %s://%s: only the configured address is used", name, first.Host, req.URL.Scheme, req.URL.Host)
+		}
+		if len(via) >= 3 {
+			return fmt.Errorf("vault node %s: stopped after %d redirects", name, len(via))
+		}
+		return nil
 	}
-	return n, nil
+}
+
+// CloseIdle drops the client's idle pooled connections, so that the next
+// request dials afresh. The connection watcher calls it whenever its held
+// connection ends: a pooled connection opened before that may belong to a
+// process that is going away, and its answer would describe that process.
+func (n *Node) CloseIdle() {
+	n.poll.newer()
+	n.http.CloseIdleConnections()
 }
 
 // SealStatus asks the node for its seal status.
 func (n *Node) SealStatus(ctx context.Context) (Status, error) {
-	r, err := n.api.Sys().SealStatusWithContext(ctx)
+	st, err := n.sealStatusConn(ctx)
+	if errors.Is(err, errBusy) {
+		st, err = n.sealStatusHTTP(ctx)
+	}
 	if err != nil {
 		return Status{}, fmt.Errorf("vault node %s (%s): seal-status: %w", n.Name, n.Addr, err)
 	}
-	return Status{Initialized: r.Initialized, Sealed: r.Sealed, T: r.T, N: r.N, Progress: r.Progress,
-		Nonce: r.Nonce, Version: r.Version, ClusterName: r.ClusterName}, nil
+	return st, nil
+}
+
+// sealStatusHTTP asks on the pooled client.
+func (n *Node) sealStatusHTTP(ctx context.Context) (Status, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.Addr+"/v1/sys/seal-status", nil)
+	if err != nil {
+		return Status{}, err
+	}
+	resp, err := n.http.Do(req)
+	if err != nil {
+		return Status{}, err
+	}
+	defer resp.Body.Close()
+	return decodeStatus(resp)
+}
+
+// decodeStatus reads a seal-status answer, and the rest of its body.
+func decodeStatus(resp *http.Response) (Status, error) {
+	var st Status
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		return st, fmt.Errorf("answered %d", resp.StatusCode)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
+		return st, fmt.Errorf("bad answer: %w", err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	return st, nil
 }
 
 // Unseal submits one share and returns the node's status after it. The
@@ -123,30 +207,55 @@ func (n *Node) ResetUnseal(ctx context.Context) (Status, error) {
 }
 
 func (n *Node) put(ctx context.Context, path string, body []byte) (Status, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, strings.TrimRight(n.Addr, "/")+path, bytes.NewReader(body))
+	// On the poll connection first: after a restart it is the one just
+	// opened to the new process, so the shares need no new handshake.
+	req := n.putRequest(path, body)
+	defer clear(req)
+	var st Status
+	err := n.connDo(ctx, req, func(resp *http.Response) error {
+		var err error
+		st, err = n.unsealAnswer(resp)
+		return err
+	})
+	if errors.Is(err, errBusy) {
+		st, err = n.putHTTP(ctx, path, body)
+	}
 	if err != nil {
-		return Status{}, fmt.Errorf("vault node %s: %w", n.Name, err)
+		return Status{}, fmt.Errorf("vault node %s (%s): unseal: %w", n.Name, n.Addr, err)
+	}
+	return st, nil
+}
+
+func (n *Node) putHTTP(ctx context.Context, path string, body []byte) (Status, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, n.Addr+path, bytes.NewReader(body))
+	if err != nil {
+		return Status{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := n.http.Do(req)
 	if err != nil {
-		return Status{}, fmt.Errorf("vault node %s (%s): unseal: %w", n.Name, n.Addr, err)
+		return Status{}, err
 	}
 	defer resp.Body.Close()
+	return n.unsealAnswer(resp)
+}
+
+// unsealAnswer reads the answer to sys/unseal.
+func (n *Node) unsealAnswer(resp *http.Response) (Status, error) {
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return Status{}, fmt.Errorf("vault node %s: failed to read unseal answer: %w", n.Name, err)
+		return Status{}, fmt.Errorf("failed to read the answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct {
 			Errors []string `json:"errors"`
 		}
 		_ = json.Unmarshal(b, &e)
-		return Status{}, fmt.Errorf("vault node %s: unseal answered %d: %s", n.Name, resp.StatusCode, strings.Join(e.Errors, "; "))
+		return Status{}, fmt.Errorf("answered %d: %s", resp.StatusCode, strings.Join(e.Errors, "; "))
 	}
 	var st Status
 	if err := json.Unmarshal(b, &st); err != nil {
-		return Status{}, fmt.Errorf("vault node %s: bad unseal answer: %w", n.Name, err)
+		return Status{}, fmt.Errorf("bad answer: %w", err)
 	}
 	return st, nil
 }
@@ -154,7 +263,7 @@ func (n *Node) put(ctx context.Context, path string, body []byte) (Status, error
 // Health returns the HTTP status of sys/health: 200 active, 429 standby,
 // 472/473 performance or DR standby, 501 not initialized, 503 sealed.
 func (n *Node) Health(ctx context.Context) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(n.Addr, "/")+"/v1/sys/health", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.Addr+"/v1/sys/health", nil)
 	if err != nil {
 		return 0, fmt.Errorf("vault node %s: %w", n.Name, err)
 	}
