@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/keyshare/keyshare/internal/audit"
@@ -39,12 +38,7 @@ func OpenSealKey(c Config) (shares.SealKey, error) {
 	case c.Store.SealKeyCredential != "":
 		return shares.LoadCredential(c.Store.SealKeyCredential)
 	default:
-		b, err := shares.ReadSecretFile(c.Store.PassphraseFile)
-		if err != nil {
-			return nil, err
-		}
-		defer shares.Zero(b)
-		return shares.KeyFromPassphrase([]byte(strings.TrimRight(string(b), "\r\n")), shares.DefaultArgon2)
+		return shares.LoadPassphraseFile(c.Store.PassphraseFile, shares.DefaultArgon2)
 	}
 }
 
@@ -103,7 +97,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signa
 		return err
 	}
 	defer key.Destroy()
-	alog, err := audit.Open(c.Audit.File)
+	alog, err := OpenAudit(c, key, log)
 	if err != nil {
 		return err
 	}
