@@ -89,8 +89,8 @@ func NewEngine(c Config) (*policy.Engine, error) {
 // Run serves until ctx is done, then stops gracefully. Every value sent on
 // reload (SIGHUP) re-reads the certificates, the config's policy and hold.
 func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signal) error {
-	if err := shares.DisableCoreDumps(); err != nil {
-		log.Warn("core dumps stay enabled", "err", err)
+	for _, err := range shares.HardenProcess() {
+		log.Warn("memory protection unavailable", "err", err)
 	}
 	store, key, err := OpenStore(c)
 	if err != nil {
