@@ -34,6 +34,11 @@ func (t *Transport) acceptLoop() {
 		}
 		delay = 0
 		ip := remoteIP(raw)
+		if !t.sourceAllowed(ip) {
+			t.log.Debug("gossip connection from a source outside the allowed CIDRs, refusing it", "remote", raw.RemoteAddr().String())
+			_ = raw.Close()
+			continue
+		}
 		if !t.beginHandshake(ip) {
 			// One address may not hold the listener with handshakes it
 			// never finishes; see maxHandshakesPerIP.
@@ -146,7 +151,7 @@ func (t *Transport) serve(raw net.Conn, ip netip.Addr) {
 		_ = conn.SetDeadline(time.Time{})
 		t.untrack(raw)
 		select {
-		case t.streamCh <- conn:
+		case t.streamCh <- t.filterStream(conn, id.String()):
 		case <-t.ctx.Done():
 			_ = conn.Close()
 		}
@@ -182,9 +187,13 @@ func (t *Transport) readPackets(conn *tls.Conn, from peerAddr) {
 			return
 		}
 		ts := time.Now()
-		if err := checkPacket(buf, from.id, t.cfg.OnLeave); err != nil {
+		buf, err := t.filterPacket(buf, from.id)
+		if err != nil {
 			t.log.Warn("refusing gossip packet", "remote", from.String(), "peer", from.id, "err", err)
 			return
+		}
+		if buf == nil {
+			continue // nothing left once messages about others were dropped
 		}
 		select {
 		case t.packetCh <- &memberlist.Packet{Buf: buf, From: from, Timestamp: ts}:
@@ -192,4 +201,18 @@ func (t *Transport) readPackets(conn *tls.Conn, from peerAddr) {
 			return
 		}
 	}
+}
+
+// sourceAllowed reports whether ip may connect: any address when no
+// SourceCIDRs are configured.
+func (t *Transport) sourceAllowed(ip netip.Addr) bool {
+	if len(t.cfg.SourceCIDRs) == 0 {
+		return true
+	}
+	for _, p := range t.cfg.SourceCIDRs {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
