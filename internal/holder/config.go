@@ -185,6 +185,9 @@ func (c Config) Validate() error {
 	if err := c.Vault.Validate(); err != nil {
 		return err
 	}
+	if _, err := c.Gossip.SourceCIDRs(); err != nil {
+		return err
+	}
 	if err := c.Policy.validateGrants(); err != nil {
 		return err
 	}

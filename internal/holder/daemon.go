@@ -158,8 +158,9 @@ func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signa
 		rpcAddr = c.AdvertiseListen
 	}
 	peers := identity.AllowRoles(identity.RoleHolder, identity.RoleUnsealer)
+	gossipSources, _ := c.Gossip.SourceCIDRs() // checked by Validate
 	cluster, err := gossip.New(gossip.Config{
-		Name: c.ID, BindAddr: c.Gossip.Bind, AdvertiseAddr: c.Gossip.Advertise, Seeds: c.Gossip.Seeds,
+		Name: c.ID, BindAddr: c.Gossip.Bind, AdvertiseAddr: c.Gossip.Advertise, Seeds: c.Gossip.Seeds, SourceCIDRs: gossipSources,
 		ServerTLS: src.ServerConfig(peers), ClientTLS: src.ClientConfig(peers),
 		Meta: meta(svc, rpcAddr), Logger: log.With("component", "gossip"), RejoinInterval: c.Gossip.RejoinInterval,
 	})

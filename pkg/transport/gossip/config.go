@@ -2,8 +2,8 @@ package gossip
 
 import (
 	"crypto/tls"
-	"net/netip"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/hashicorp/memberlist"
