@@ -4,10 +4,9 @@ import (
 	"context"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
 
+	"github.com/keyshare/keyshare/pkg/policy"
 	"github.com/keyshare/keyshare/pkg/transport/identity"
 )
 
@@ -19,8 +18,9 @@ import (
 // PermissionDenied on every method, the health service included, before any
 // handler runs, and nothing is written for it.
 
-// errHolderPeer is what a holder peer is told.
-var errHolderPeer = status.Error(codes.PermissionDenied, "holder identities are not admitted to the share service")
+// errHolderPeer is what a holder peer is told: PermissionDenied with the
+// typed reason peer_not_allowed, as the policy would say.
+var errHolderPeer = denialStatus(policy.Deny(policy.ReasonPeerNotAllowed, "holder identities are not admitted to the share service"))
 
 func isHolderPeer(ctx context.Context) bool {
 	gp, ok := peer.FromContext(ctx)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyshare/keyshare/pkg/policy"
 	"github.com/keyshare/keyshare/pkg/transport/identity"
 	"github.com/keyshare/keyshare/pkg/transport/sharerpc/sharepb"
 	"google.golang.org/grpc"
@@ -74,8 +75,12 @@ func TestHolderPeerRefusedBeforeHandler(t *testing.T) {
 		},
 	}
 	for name, call := range calls {
-		if code := status.Code(call()); code != codes.PermissionDenied {
+		err := call()
+		if code := status.Code(err); code != codes.PermissionDenied {
 			t.Errorf("%s from a holder: code %s, want PermissionDenied", name, code)
+		}
+		if d, ok := DenialFromError(err); !ok || d.Reason != policy.ReasonPeerNotAllowed {
+			t.Errorf("%s from a holder: denial %v, want reason %s", name, d, policy.ReasonPeerNotAllowed)
 		}
 	}
 	if n := f.h.calls.Load(); n != 0 {
