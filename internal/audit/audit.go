@@ -11,6 +11,7 @@
 // The chain cannot show lines cut from its tail, so a small head file next
 // to the log (<log>.head, see head.go) records the last sequence number and
 // MAC under the same key; Open and Verify refuse a log shorter than its head.
+// The head follows each append within one fsync (headsync.go).
 //
 // Logs written before the chain was keyed end their lines with "hash" (a
 // plain SHA-256 chain). Open keeps them: it checks their chain and appends
@@ -109,6 +110,7 @@ type Log struct {
 	prev   string
 	now    func() time.Time
 	denied *coalescer
+	head   *headSync
 	// Upgraded is the number of unkeyed entries found when Open keyed the
 	// chain, 0 if it was keyed already (or empty). The daemon logs it.
 	Upgraded uint64
@@ -139,16 +141,29 @@ func open(f *os.File, path string, key []byte) (*Log, error) {
 	if err := checkMode(f, path); err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	st, err := check(f, path, key)
+	st, h, err := check(f, path, key)
 	if err != nil {
 		return nil, fmt.Errorf("audit log %s: %w: keep it and %s as evidence, move both aside, and restart", path, err, HeadPath(path))
 	}
+	if h.torn {
+		// A crash tore the newer slot; write the head found afresh into
+		// both, so the next append does not overwrite the only good one.
+		slot, err := encodeSlot(key, st.seq, st.prev)
+		if err == nil {
+			err = createHead(HeadPath(path), slot)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("audit log %s: failed to repair its head: %w", path, err)
+		}
+	}
 	l := &Log{f: f, path: path, key: append([]byte(nil), key...), seq: st.seq, prev: st.prev, now: time.Now}
+	l.head = newHeadSync(path, l.key)
 	l.denied = newCoalescer(DefaultDenyWindow, DefaultDenyBurst)
 	if st.keyedAt == 0 && st.seq > 0 {
 		l.Upgraded = st.seq
 		if err := l.Append(Entry{Event: EventKeyed, Decision: "ok", Detail: fmt.Sprintf(
 			"the chain is keyed (HMAC-SHA256 under a key derived from the seal key) from this entry on; the %d entries before it are only hash-chained", st.seq)}); err != nil {
+			_ = l.head.stop()
 			return nil, err
 		}
 	}
@@ -156,19 +171,19 @@ func open(f *os.File, path string, key []byte) (*Log, error) {
 }
 
 // check reads the chain of f and compares it with the head file.
-func check(f *os.File, path string, key []byte) (chainState, error) {
+func check(f *os.File, path string, key []byte) (chainState, head, error) {
 	h, ok, err := readHead(path, key)
 	if err != nil {
-		return chainState{}, err
+		return chainState{}, h, err
 	}
 	if _, err := f.Seek(0, 0); err != nil {
-		return chainState{}, fmt.Errorf("failed to read: %w", err)
+		return chainState{}, h, fmt.Errorf("failed to read: %w", err)
 	}
 	st, err := readChain(f, key, h.Seq)
 	if err != nil {
-		return st, err
+		return st, h, err
 	}
-	return st, checkHead(path, st, h, ok)
+	return st, h, checkHead(path, st, h, ok)
 }
 
 // Append records e, filling in Seq, Time and Prev, fsyncs, and moves the
@@ -208,8 +223,8 @@ func (l *Log) appendLocked(e Entry) error {
 		return fmt.Errorf("failed to fsync audit log %s: %w", l.path, err)
 	}
 	l.seq, l.prev = e.Seq, sum
-	if err := writeHead(l.path, l.key, l.seq, l.prev); err != nil {
-		return fmt.Errorf("audit log %s: entry %d written but its head not moved: %w", l.path, l.seq, err)
+	if err := l.head.moved(l.seq, l.prev); err != nil {
+		return fmt.Errorf("audit log %s: entry %d written but its head file could not be moved: %w", l.path, l.seq, err)
 	}
 	return nil
 }
@@ -225,6 +240,9 @@ func (l *Log) Close() error {
 	if l.denied.timer != nil {
 		l.denied.timer.Stop()
 		l.denied.timer = nil
+	}
+	if err := l.head.stop(); err != nil && ferr == nil {
+		ferr = fmt.Errorf("audit log %s: %w", l.path, err)
 	}
 	shares.Zero(l.key)
 	f := l.f
@@ -251,7 +269,7 @@ func Verify(path string, key []byte) (int, error) {
 	if err := checkMode(f, path); err != nil {
 		return 0, fmt.Errorf("audit log: %w", err)
 	}
-	st, err := check(f, path, key)
+	st, _, err := check(f, path, key)
 	if err != nil {
 		return int(st.seq), fmt.Errorf("audit log %s: %w", path, err)
 	}

@@ -239,3 +239,59 @@ func TestVerifyNeedsKey(t *testing.T) {
 		t.Fatal("Open with a short key passed")
 	}
 }
+
+// TestTornHeadSlot: the head file's two slots are written in turn, so a
+// crash mid-write damages only the newer one: the log then holds the entry
+// whose head was being written, and opens. Damaging the newer slot to hide
+// a cut last line does not work.
+func TestTornHeadSlot(t *testing.T) {
+	tear := func(t *testing.T, p string) {
+		hb, err := os.ReadFile(HeadPath(p))
+		if err != nil || len(hb) != 2*headSlotLen {
+			t.Fatalf("head file: %d bytes, %v", len(hb), err)
+		}
+		// writeLog made 5 entries: seq 5 is in slot 1.
+		copy(hb[headSlotLen+20:], "garbage")
+		if err := os.WriteFile(HeadPath(p), hb, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("ok/crash-mid-write", func(t *testing.T) {
+		p := writeLog(t, 5)
+		tear(t, p)
+		if n, err := Verify(p, testKey); err != nil || n != 5 {
+			t.Fatalf("Verify = %d, %v; want 5, nil", n, err)
+		}
+		l, err := Open(p, testKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Append(Entry{Event: EventStart, Decision: "ok"}); err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+		if n, err := Verify(p, testKey); err != nil || n != 6 {
+			t.Fatalf("after the next append: %d, %v", n, err)
+		}
+	})
+	t.Run("fail/torn-slot-hides-a-cut", func(t *testing.T) {
+		p := writeLog(t, 5)
+		tear(t, p)
+		ls := lines(t, p)
+		if err := os.WriteFile(p, bytes.Join(ls[:4], nil), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Verify(p, testKey); !errors.Is(err, ErrTruncated) {
+			t.Fatalf("Verify = %v, want ErrTruncated", err)
+		}
+	})
+	t.Run("fail/both-slots-damaged", func(t *testing.T) {
+		p := writeLog(t, 5)
+		if err := os.WriteFile(HeadPath(p), bytes.Repeat([]byte{' '}, 2*headSlotLen), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Open(p, testKey); !errors.Is(err, ErrBroken) {
+			t.Fatalf("Open = %v, want ErrBroken", err)
+		}
+	})
+}
