@@ -19,7 +19,7 @@ func compound(parts ...[]byte) []byte {
 
 // checkPacket runs a bare transport's packet filter as peer.
 func checkPacket(buf []byte, peer string, onLeave func(string)) error {
-	t := &Transport{cfg: TransportConfig{OnLeave: onLeave}, said: newAnnouncements("spiffe://keyshare.test/holder/self"), log: discardLogger()}
+	t := &Transport{cfg: TransportConfig{OnLeave: onLeave}, said: newAnnouncements("spiffe://keyshare.test/holder/self"), warns: newWarnLimiter(), log: discardLogger()}
 	_, err := t.filterPacket(buf, peer)
 	return err
 }

@@ -49,7 +49,7 @@ func (t *Transport) acceptLoop() {
 		select {
 		case t.sem <- struct{}{}:
 		default:
-			t.log.Warn("too many gossip connections, refusing one", "remote", raw.RemoteAddr().String(), "limit", t.cfg.MaxConns)
+			t.warnAbout(ip, "too many gossip connections, refusing one", "remote", raw.RemoteAddr().String(), "limit", t.cfg.MaxConns)
 			t.endHandshake(ip)
 			_ = raw.Close()
 			continue
@@ -136,7 +136,7 @@ func (t *Transport) serve(raw net.Conn, ip netip.Addr) {
 	}
 	id, err := t.policy.verifyState(conn.ConnectionState())
 	if err != nil {
-		t.log.Warn("refusing gossip connection", "remote", remote, "err", err)
+		t.warnAbout(ip, "refusing gossip connection", "remote", remote, "err", err)
 		_ = conn.Close()
 		return
 	}
@@ -159,7 +159,7 @@ func (t *Transport) serve(raw net.Conn, ip netip.Addr) {
 		t.readPackets(conn, peerAddr{Addr: raw.RemoteAddr(), id: id.String()})
 		_ = conn.Close()
 	default:
-		t.log.Warn("refusing gossip connection with unknown kind", "remote", remote, "peer", id.String(), "kind", kind[0])
+		t.warnAbout(ip, "refusing gossip connection with unknown kind", "remote", remote, "peer", id.String(), "kind", kind[0])
 		_ = conn.Close()
 	}
 }
@@ -176,7 +176,7 @@ func (t *Transport) readPackets(conn *tls.Conn, from peerAddr) {
 		}
 		n := binary.BigEndian.Uint32(hdr[:])
 		if n == 0 || n > uint32(t.cfg.MaxPacketSize) {
-			t.log.Warn("refusing gossip packet: bad length", "remote", from.String(), "peer", from.id,
+			t.warnAbout(addrIP(from.Addr), "refusing gossip packet: bad length", "remote", from.String(), "peer", from.id,
 				"length", n, "limit", t.cfg.MaxPacketSize)
 			return
 		}
@@ -189,7 +189,7 @@ func (t *Transport) readPackets(conn *tls.Conn, from peerAddr) {
 		ts := time.Now()
 		buf, err := t.filterPacket(buf, from.id)
 		if err != nil {
-			t.log.Warn("refusing gossip packet", "remote", from.String(), "peer", from.id, "err", err)
+			t.warnAbout(addrIP(from.Addr), "refusing gossip packet", "remote", from.String(), "peer", from.id, "err", err)
 			return
 		}
 		if buf == nil {

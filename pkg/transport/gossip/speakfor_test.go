@@ -17,7 +17,7 @@ const (
 
 func bareTransport() (*Transport, *[]string) {
 	var hints []string
-	t := &Transport{said: newAnnouncements(sfSelf), log: discardLogger()}
+	t := &Transport{said: newAnnouncements(sfSelf), warns: newWarnLimiter(), log: discardLogger()}
 	t.cfg.OnHint = func(node, _ string, _ bool) { hints = append(hints, node) }
 	return t, &hints
 }

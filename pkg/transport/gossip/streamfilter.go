@@ -62,7 +62,7 @@ func (s *filteredStream) Read(p []byte) (int, error) {
 		s.pending, s.err = s.t.vetStream(s.r, s.peer)
 		switch {
 		case errors.Is(s.err, errStreamRefused):
-			s.t.log.Warn("refusing gossip stream", "peer", s.peer, "remote", s.RemoteAddr().String(), "err", s.err)
+			s.t.warnAbout(addrIP(s.RemoteAddr()), "refusing gossip stream", "peer", s.peer, "remote", s.RemoteAddr().String(), "err", s.err)
 			_ = s.Conn.Close()
 		case s.err != nil:
 			// A timeout or a closed connection: memberlist reports it.

@@ -73,6 +73,7 @@ type Transport struct {
 	policy    peerPolicy
 	book      *addressBook
 	said      *announcements
+	warns     *warnLimiter
 	log       *slog.Logger
 	ln        net.Listener
 	advertise *net.TCPAddr
@@ -123,6 +124,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 		policy:    peerPolicy{trustDomain: cfg.TrustDomain, roles: cfg.Roles},
 		book:      newAddressBook(),
 		said:      newAnnouncements(cfg.Name),
+		warns:     newWarnLimiter(),
 		log:       cfg.Logger,
 		ln:        ln,
 		advertise: adv,
