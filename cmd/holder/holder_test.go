@@ -173,6 +173,10 @@ func TestHolderProcess(t *testing.T) {
 
 	_, err = s.client(t, "holder/b", "127.0.0.20").Release(ctx, "vault-1", 1)
 	wantDenial(t, err, policy.ReasonPeerNotAllowed, codes.PermissionDenied)
+	// The holder is refused at the share service's boundary, unaudited;
+	// an operator that is not listed reaches the policy and is audited.
+	_, err = s.client(t, "operator/mallory", "127.0.0.30").Release(ctx, "vault-1", 1)
+	wantDenial(t, err, policy.ReasonPeerNotAllowed, codes.PermissionDenied)
 	_, err = s.client(t, "unsealer/u1", "127.0.0.21").Release(ctx, "vault-1", 1)
 	wantDenial(t, err, policy.ReasonSourceNotAllowed, codes.PermissionDenied)
 	_, err = u.Release(ctx, "vault-9", 1)

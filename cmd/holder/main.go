@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/keyshare/keyshare/internal/audit"
 	"github.com/keyshare/keyshare/internal/cliexit"
 	"github.com/keyshare/keyshare/internal/confload"
 	"github.com/keyshare/keyshare/internal/holder"
@@ -28,6 +27,9 @@ func main() {
 }
 
 func run() int {
+	// export, import and verify hold shares too: no core dumps, whatever
+	// the command. The daemon reports what could not be turned off.
+	_ = shares.HardenProcess()
 	root := &cobra.Command{
 		Use:   "holder",
 		Short: "Keep Vault unseal-key shares sealed on disk and release them only under policy",
@@ -210,17 +212,17 @@ the holder stopped, or send the holder SIGHUP after.`,
 		Short: "Check the audit log's hash chain and name the first broken entry",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path := ""
+			// The chain is keyed with the seal key: the config says where
+			// it is, even for another FILE.
+			c, err := load(cmd)
+			if err != nil {
+				return err
+			}
+			path := c.Audit.File
 			if len(args) == 1 {
 				path = args[0]
-			} else {
-				c, err := load(cmd)
-				if err != nil {
-					return err
-				}
-				path = c.Audit.File
 			}
-			n, err := audit.Verify(path)
+			n, err := holder.VerifyAudit(c, path)
 			if err != nil {
 				return err
 			}

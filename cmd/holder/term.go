@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"golang.org/x/term"
 )
@@ -22,7 +21,7 @@ func readHidden(f *os.File, prompt io.Writer, n int) (io.Reader, error) {
 		if err != nil {
 			return nil, fmt.Errorf("failed to read from the terminal: %w", err)
 		}
-		if strings.TrimSpace(string(line)) == "" {
+		if len(bytes.TrimSpace(line)) == 0 { // no string copy of a share
 			break
 		}
 		buf.Write(line)

@@ -18,6 +18,7 @@ import (
 	"github.com/keyshare/keyshare/internal/cliexit"
 	"github.com/keyshare/keyshare/internal/logging"
 	"github.com/keyshare/keyshare/internal/unsealer"
+	"github.com/keyshare/keyshare/pkg/shares"
 )
 
 // exitDegraded is `status`'s exit code when something stands between the
@@ -29,6 +30,9 @@ var errDegraded = errors.New("degraded")
 func main() { os.Exit(run()) }
 
 func run() int {
+	// init, unseal and rekey hold shares too: no core dumps, whatever the
+	// command. The daemon reports what could not be turned off.
+	_ = shares.HardenProcess()
 	root := &cobra.Command{
 		Use:   "unsealer",
 		Short: "Unseal Shamir-sealed Vault nodes from keyshare holders, without a person",

@@ -10,10 +10,12 @@ import (
 	"testing"
 )
 
+var testKey = bytes.Repeat([]byte{7}, KeyLen)
+
 func writeLog(t *testing.T, n int) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "audit.log")
-	l, err := Open(p)
+	l, err := Open(p, testKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,11 +38,11 @@ func writeLog(t *testing.T, n int) string {
 
 func TestAppendVerifyReopen(t *testing.T) {
 	p := writeLog(t, 20)
-	n, err := Verify(p)
+	n, err := Verify(p, testKey)
 	if err != nil || n != 20 {
 		t.Fatalf("Verify = %d, %v; want 20, nil", n, err)
 	}
-	l, err := Open(p)
+	l, err := Open(p, testKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +50,7 @@ func TestAppendVerifyReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Close()
-	if n, err := Verify(p); err != nil || n != 21 {
+	if n, err := Verify(p, testKey); err != nil || n != 21 {
 		t.Fatalf("after reopen: %d, %v", n, err)
 	}
 	fi, _ := os.Stat(p)
@@ -72,11 +74,11 @@ func TestTamperDetected(t *testing.T) {
 		if err := os.WriteFile(p, out, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err := Verify(p)
+		_, err := Verify(p, testKey)
 		if !errors.Is(err, ErrBroken) || !strings.Contains(err.Error(), tc.line) {
 			t.Fatalf("err = %v, want ErrBroken at %s", err, tc.line)
 		}
-		if _, err := Open(p); !errors.Is(err, ErrBroken) {
+		if _, err := Open(p, testKey); !errors.Is(err, ErrBroken) {
 			t.Fatalf("Open of a broken log: err = %v", err)
 		}
 	}

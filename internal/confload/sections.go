@@ -3,6 +3,7 @@ package confload
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -34,6 +35,27 @@ type Gossip struct {
 	Advertise      string        `mapstructure:"advertise"`
 	Seeds          []string      `mapstructure:"seeds"`
 	RejoinInterval time.Duration `mapstructure:"rejoin_interval"`
+	// AllowCIDRs are the source addresses gossip accepts connections from
+	// (the members' hosts); empty accepts any source that holds a valid
+	// certificate.
+	AllowCIDRs []string `mapstructure:"allow_cidrs"`
+}
+
+// SourceCIDRs parses AllowCIDRs; a bare address is a single host.
+func (g Gossip) SourceCIDRs() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for i, s := range g.AllowCIDRs {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			a, aerr := netip.ParseAddr(strings.TrimSpace(s))
+			if aerr != nil {
+				return nil, fmt.Errorf("gossip.allow_cidrs[%d] %q: want a CIDR like 10.0.0.0/24 or an address: %w", i, s, err)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // Vault lists Vault nodes and the CA their certificates chain to (pinned).

@@ -185,11 +185,43 @@ func (c Config) Validate() error {
 	if err := c.Vault.Validate(); err != nil {
 		return err
 	}
+	if _, err := c.Gossip.SourceCIDRs(); err != nil {
+		return err
+	}
+	if err := c.Policy.validateGrants(); err != nil {
+		return err
+	}
 	if _, err := c.PolicyOptions(); err != nil {
 		return err
 	}
 	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
 		return err
+	}
+	return nil
+}
+
+// validateGrants names the key of a grant the policy engine would refuse:
+// one without cidrs (there is no "any source" default) or one for holders
+// (holders never receive shares).
+func (p PolicyConfig) validateGrants() error {
+	for _, l := range []struct {
+		key    string
+		grants []Grant
+	}{{"policy.allow_roles", p.AllowRoles}, {"policy.allow_ids", p.AllowIDs}} {
+		for i, g := range l.grants {
+			who := g.Role
+			if g.ID != "" {
+				who = g.ID
+			}
+			if len(g.CIDRs) == 0 {
+				return fmt.Errorf("%s[%d] (%s): cidrs is missing: write the coordinators' source addresses, "+
+					"e.g. {role: unsealer, cidrs: [10.0.0.20/32]}; a grant without cidrs no longer means any source "+
+					"(write cidrs: [0.0.0.0/0, \"::/0\"] to allow any source on purpose)", l.key, i, who)
+			}
+			if g.Role == policy.RoleHolder || policy.IsHolderID(g.ID) {
+				return fmt.Errorf("%s[%d] (%s): %w", l.key, i, who, policy.ErrHolderGrant)
+			}
+		}
 	}
 	return nil
 }

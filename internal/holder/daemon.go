@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/keyshare/keyshare/internal/audit"
@@ -39,12 +38,7 @@ func OpenSealKey(c Config) (shares.SealKey, error) {
 	case c.Store.SealKeyCredential != "":
 		return shares.LoadCredential(c.Store.SealKeyCredential)
 	default:
-		b, err := shares.ReadSecretFile(c.Store.PassphraseFile)
-		if err != nil {
-			return nil, err
-		}
-		defer shares.Zero(b)
-		return shares.KeyFromPassphrase([]byte(strings.TrimRight(string(b), "\r\n")), shares.DefaultArgon2)
+		return shares.LoadPassphraseFile(c.Store.PassphraseFile, shares.DefaultArgon2)
 	}
 }
 
@@ -95,15 +89,15 @@ func NewEngine(c Config) (*policy.Engine, error) {
 // Run serves until ctx is done, then stops gracefully. Every value sent on
 // reload (SIGHUP) re-reads the certificates, the config's policy and hold.
 func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signal) error {
-	if err := shares.DisableCoreDumps(); err != nil {
-		log.Warn("core dumps stay enabled", "err", err)
+	for _, err := range shares.HardenProcess() {
+		log.Warn("memory protection unavailable", "err", err)
 	}
 	store, key, err := OpenStore(c)
 	if err != nil {
 		return err
 	}
 	defer key.Destroy()
-	alog, err := audit.Open(c.Audit.File)
+	alog, err := OpenAudit(c, key, log)
 	if err != nil {
 		return err
 	}
@@ -165,8 +159,9 @@ func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signa
 		rpcAddr = c.AdvertiseListen
 	}
 	peers := identity.AllowRoles(identity.RoleHolder, identity.RoleUnsealer)
+	gossipSources, _ := c.Gossip.SourceCIDRs() // checked by Validate
 	cluster, err := gossip.New(gossip.Config{
-		Name: c.ID, BindAddr: c.Gossip.Bind, AdvertiseAddr: c.Gossip.Advertise, Seeds: c.Gossip.Seeds,
+		Name: c.ID, BindAddr: c.Gossip.Bind, AdvertiseAddr: c.Gossip.Advertise, Seeds: c.Gossip.Seeds, SourceCIDRs: gossipSources,
 		ServerTLS: src.ServerConfig(peers), ClientTLS: src.ClientConfig(peers),
 		Meta: meta(svc, rpcAddr), Logger: log.With("component", "gossip"), RejoinInterval: c.Gossip.RejoinInterval,
 	})

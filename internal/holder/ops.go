@@ -14,7 +14,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/keyshare/keyshare/internal/audit"
 	"github.com/keyshare/keyshare/pkg/shares"
 )
 
@@ -75,7 +74,7 @@ func Status(c Config) StatusReport {
 	if e, err := NewEngine(c); err == nil {
 		r.Policy = e.Summary()
 	}
-	n, err := audit.Verify(c.Audit.File)
+	n, err := VerifyAudit(c, "")
 	r.AuditEntries = n
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		r.AuditError = err.Error()

@@ -211,8 +211,16 @@ func (s *Service) deny(entry audit.Entry, err error) error {
 		d = policy.Deny(policy.ReasonPeerNotAllowed, "%s", err.Error())
 	}
 	entry.Decision, entry.Reason, entry.Detail = "deny", string(d.Reason), d.Detail
-	s.record(entry)
+	// Denials are coalesced per peer in the audit log; the warning is
+	// bounded the same way (only denials that got their own line).
+	written, err := s.audit.AppendDenial(entry)
+	if err != nil {
+		s.log.Error("failed to write audit entry", "err", err, "event", entry.Event)
+	}
 	s.metrics.releases.WithLabelValues("deny", string(d.Reason)).Inc()
+	if !written {
+		return d
+	}
 	s.log.Warn("denied", "event", entry.Event, "peer", entry.Peer, "source", entry.Source, "target", entry.Target,
 		"generation", entry.Generation, "reason", d.Reason, "detail", d.Detail)
 	return d

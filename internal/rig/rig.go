@@ -7,6 +7,7 @@
 package rig
 
 import (
+	"bytes"
 	"crypto/tls"
 	"log/slog"
 	"net"
@@ -94,7 +95,7 @@ func New(tb testing.TB, a Addrs) *Rig {
 		}
 		must(store.Stage(b))
 		must(store.Commit(1))
-		alog, err := audit.Open(filepath.Join(dir, "audit-"+name+".log"))
+		alog, err := audit.Open(filepath.Join(dir, "audit-"+name+".log"), bytes.Repeat([]byte{byte(i + 1)}, audit.KeyLen))
 		must(err)
 		tb.Cleanup(func() { alog.Close() })
 		engine, err := policy.New(policy.TrustDomain("keyshare.test"), policy.AllowRole("unsealer", a.Source+"/32"),

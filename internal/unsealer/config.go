@@ -145,6 +145,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("gossip.bind %q: want host:port: %w", c.Gossip.Bind, err)
 		}
 	}
+	if _, err := c.Gossip.SourceCIDRs(); err != nil {
+		return err
+	}
 	if len(c.Holders) < 2 {
 		return errors.New("holders: list every holder (id, address, shares); at least 2")
 	}

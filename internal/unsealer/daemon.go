@@ -15,6 +15,7 @@ import (
 	"github.com/keyshare/keyshare/internal/coordinator"
 	"github.com/keyshare/keyshare/internal/metricsrv"
 	"github.com/keyshare/keyshare/internal/vaultnode"
+	"github.com/keyshare/keyshare/pkg/shares"
 	"github.com/keyshare/keyshare/pkg/transport/gossip"
 	"github.com/keyshare/keyshare/pkg/transport/identity"
 )
@@ -41,6 +42,10 @@ func VaultNodes(c Config) ([]*vaultnode.Node, error) { return c.Vault.Clients(c.
 // Run is `unsealer run`: watch every node and unseal it, until ctx is done.
 // A value on reload re-reads the certificates.
 func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signal) error {
+	// The coordinator holds a threshold of shares while it unseals.
+	for _, err := range shares.HardenProcess() {
+		log.Warn("memory protection unavailable", "err", err)
+	}
 	src, err := Identity(c, log)
 	if err != nil {
 		return err
@@ -61,8 +66,9 @@ func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signa
 	var cluster *gossip.Cluster
 	if c.Gossip.Bind != "" {
 		peers := identity.AllowRoles(identity.RoleHolder, identity.RoleUnsealer)
+		gossipSources, _ := c.Gossip.SourceCIDRs() // checked by Validate
 		cluster, err = gossip.New(gossip.Config{
-			Name: c.ID, BindAddr: c.Gossip.Bind, AdvertiseAddr: c.Gossip.Advertise, Seeds: c.Gossip.Seeds,
+			Name: c.ID, BindAddr: c.Gossip.Bind, AdvertiseAddr: c.Gossip.Advertise, Seeds: c.Gossip.Seeds, SourceCIDRs: gossipSources,
 			ServerTLS: src.ServerConfig(peers), ClientTLS: src.ClientConfig(peers),
 			Meta: gossip.Meta{Role: "unsealer", Version: Version}, Logger: log.With("component", "gossip"),
 			RejoinInterval: c.Gossip.RejoinInterval,

@@ -224,10 +224,9 @@ func (e *Engine) checkStatus(req Request) error {
 	return nil
 }
 
+// inCIDRs reports whether a is in one of ps. No prefix means no source:
+// New refuses grants without CIDRs, and this fails closed all the same.
 func inCIDRs(ps []netip.Prefix, a netip.Addr) bool {
-	if len(ps) == 0 {
-		return true
-	}
 	a = a.Unmap()
 	for _, p := range ps {
 		if p.Contains(a) {

@@ -64,16 +64,24 @@ func TrustDomain(td string) Option {
 	}
 }
 
-// AllowID allows one exact identity, bound to the given source CIDRs (none
-// means any source). Operator IDs must use AllowOperator.
+// AllowID allows one exact identity, bound to the given source CIDRs (at
+// least one: there is no "any source" grant). Operator IDs must use
+// AllowOperator; holder IDs are never allowed (holders do not receive
+// shares).
 func AllowID(id string, cidrs ...string) Option {
 	return func(c *config) error {
 		parsed, role, err := parseID(id)
 		if err != nil {
 			return fmt.Errorf("allowed ID %q: %w", id, err)
 		}
-		if role == RoleOperator {
+		switch role {
+		case RoleOperator:
 			return fmt.Errorf("allowed ID %q: operator identities go in the operators list, with their source CIDRs", id)
+		case RoleHolder:
+			return fmt.Errorf("allowed ID %q: %w", id, ErrHolderGrant)
+		}
+		if len(cidrs) == 0 {
+			return fmt.Errorf("allowed ID %q: %w", id, ErrNoCIDRs)
 		}
 		ps, err := parseCIDRs(cidrs)
 		if err != nil {
@@ -84,12 +92,19 @@ func AllowID(id string, cidrs ...string) Option {
 	}
 }
 
-// AllowRole allows every identity of a role (holder or unsealer), bound to
-// the given source CIDRs (none means any source).
+// AllowRole allows every identity of a role (only unsealer), bound to the
+// given source CIDRs (at least one: there is no "any source" grant).
 func AllowRole(role string, cidrs ...string) Option {
 	return func(c *config) error {
-		if role != RoleUnsealer && role != RoleHolder {
-			return fmt.Errorf("allowed role %q: want %q or %q (operators are listed one by one)", role, RoleUnsealer, RoleHolder)
+		switch role {
+		case RoleUnsealer:
+		case RoleHolder:
+			return fmt.Errorf("allowed role %q: %w", role, ErrHolderGrant)
+		default:
+			return fmt.Errorf("allowed role %q: want %q (operators are listed one by one)", role, RoleUnsealer)
+		}
+		if len(cidrs) == 0 {
+			return fmt.Errorf("allowed role %q: %w", role, ErrNoCIDRs)
 		}
 		ps, err := parseCIDRs(cidrs)
 		if err != nil {

@@ -14,3 +14,10 @@ func Munlock(b []byte) {}
 
 // DisableCoreDumps is not available on this platform.
 func DisableCoreDumps() error { return errUnsupported }
+
+// MlockAvailable reports that mlock is not available on this platform.
+func MlockAvailable() error { return errUnsupported }
+
+// LockedBytes returns n zeroed bytes; they cannot be locked on this
+// platform.
+func LockedBytes(n int) []byte { return make([]byte, n) }

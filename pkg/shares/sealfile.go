@@ -204,8 +204,11 @@ func Open(key SealKey, data []byte, want Expect) (*Bundle, error) {
 		return nil, ErrTampered
 	}
 	b := &Bundle{HolderID: h.bind.Holder, Generation: h.bind.Generation, Manifest: h.bind.Manifest}
+	// The shares live on locked pages of their own (see LockedBytes).
+	slab := LockedBytes(len(h.bind.Indices) * ShareLen)
 	for i, idx := range h.bind.Indices {
-		v := append([]byte(nil), plain[i*ShareLen:(i+1)*ShareLen]...)
+		v := slab[i*ShareLen : (i+1)*ShareLen : (i+1)*ShareLen]
+		copy(v, plain[i*ShareLen:(i+1)*ShareLen])
 		b.Shares = append(b.Shares, Share{Index: idx, Value: v})
 	}
 	Zero(plain)

@@ -1,6 +1,7 @@
 package shares
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -61,8 +62,34 @@ type SealKey interface {
 	// derive returns the 32-byte file key for a header's KDF fields.
 	// The result is owned by the SealKey; do not zero it.
 	derive(id byte, p Argon2Params, salt []byte) ([]byte, error)
+	// subkey derives a 32-byte key for another purpose than sealing files.
+	subkey(purpose string) ([]byte, error)
 	// Destroy zeroes the key material.
 	Destroy()
+}
+
+// subkeyArgon2 are the argon2id parameters of Subkey for a passphrase. They
+// are fixed forever, unlike DefaultArgon2: a subkey must not change when the
+// defaults for new files do.
+var subkeyArgon2 = Argon2Params{Time: 2, MemoryKiB: 64 * 1024, Threads: 2}
+
+// Subkey derives a 32-byte key for purpose (for example "audit-chain") from
+// the seal key, so that other files of the holder can be authenticated with
+// it. Different purposes give independent keys; the seal key cannot be
+// recovered from a subkey. The caller owns the result: zero it when done.
+func Subkey(k SealKey, purpose string) ([]byte, error) {
+	if purpose == "" {
+		return nil, errors.New("subkey: empty purpose")
+	}
+	return k.subkey(purpose)
+}
+
+// subkeyFrom is HMAC-SHA256(base, label || purpose).
+func subkeyFrom(base []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, base)
+	m.Write([]byte("keyshare/subkey/v1\x00"))
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
 }
 
 // ErrKDFMismatch is returned when a file was sealed with another kind of
@@ -93,15 +120,32 @@ func LoadKeyFile(path string) (SealKey, error) {
 	if len(b) == KeyLen {
 		return KeyFromBytes(b)
 	}
-	txt := strings.TrimRight(string(b), "\r\n")
+	// Work on the bytes: a Go string copy of the key could not be zeroed.
+	txt := bytes.TrimRight(b, "\r\n")
 	if len(txt) == 2*KeyLen {
-		raw, err := hex.DecodeString(txt)
-		if err == nil {
-			defer Zero(raw)
+		raw := make([]byte, KeyLen)
+		defer Zero(raw)
+		if _, err := hex.Decode(raw, txt); err == nil {
 			return KeyFromBytes(raw)
 		}
 	}
 	return nil, fmt.Errorf("seal key file %s: want 32 raw bytes or 64 hex characters, got %d bytes: make one with 'holder keygen'", path, len(b))
+}
+
+// LoadPassphraseFile reads a passphrase file (one line; a trailing newline
+// is dropped) and derives keys from it with params. The passphrase never
+// becomes a Go string, and the bytes read are zeroed.
+func LoadPassphraseFile(path string, params Argon2Params) (SealKey, error) {
+	b, err := ReadSecretFile(path)
+	if err != nil {
+		return nil, err
+	}
+	defer Zero(b)
+	k, err := KeyFromPassphrase(bytes.TrimRight(b, "\r\n"), params)
+	if err != nil {
+		return nil, fmt.Errorf("passphrase file %s: %w", path, err)
+	}
+	return k, nil
 }
 
 // LoadCredential reads a seal key passed by systemd (LoadCredential= or
@@ -125,6 +169,8 @@ func (k *rawKey) derive(id byte, _ Argon2Params, _ []byte) ([]byte, error) {
 	}
 	return k.key, nil
 }
+
+func (k *rawKey) subkey(purpose string) ([]byte, error) { return subkeyFrom(k.key, purpose), nil }
 
 func (k *rawKey) Destroy() { Zero(k.key); Munlock(k.key) }
 
@@ -174,6 +220,15 @@ func (k *passphraseKey) derive(id byte, p Argon2Params, salt []byte) ([]byte, er
 	_ = Mlock(key)
 	k.cache[ck] = key
 	return key, nil
+}
+
+func (k *passphraseKey) subkey(purpose string) ([]byte, error) {
+	salt := sha256.Sum256([]byte("keyshare/subkey-salt/v1\x00" + purpose))
+	base, err := k.derive(kdfArgon2id, subkeyArgon2, salt[:16])
+	if err != nil {
+		return nil, err
+	}
+	return subkeyFrom(base, purpose), nil
 }
 
 func (k *passphraseKey) Destroy() {

@@ -24,6 +24,7 @@ type Cluster struct {
 	seeds     []string
 	tuning    Tuning
 	log       *slog.Logger
+	hints     *hinter
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -66,7 +67,11 @@ func New(cfg Config) (*Cluster, error) {
 	}
 
 	v := newView(cfg.EventBuffer, tuning.GossipToTheDeadTime, log)
+	hints := newHinter(log)
 	t, err := NewTransport(TransportConfig{
+		Name:          cfg.Name,
+		OnHint:        hints.hint,
+		SourceCIDRs:   cfg.SourceCIDRs,
 		BindAddr:      cfg.BindAddr,
 		AdvertiseAddr: cfg.AdvertiseAddr,
 		ServerTLS:     cfg.ServerTLS,
@@ -116,6 +121,8 @@ func New(cfg Config) (*Cluster, error) {
 		_ = t.Shutdown()
 		return nil, fmt.Errorf("failed to start gossip node %s on %s: %w", cfg.Name, t.Addr(), err)
 	}
+	c.hints = hints
+	hints.start(c)
 	if len(c.seeds) > 0 {
 		if _, err := c.Join(c.seeds); err != nil {
 			log.Warn("initial gossip join failed; will retry", "seeds", c.seeds, "err", err)
@@ -239,4 +246,75 @@ func (c *Cluster) Shutdown() error {
 func (c *Cluster) stopRejoin() {
 	c.stopOnce.Do(func() { close(c.stop) })
 	c.done.Wait()
+	if c.hints != nil {
+		c.hints.stop()
+	}
+}
+
+// hintEvery is the shortest time between two direct joins of one address
+// asked for by hints; maxHintJoins bounds those running at once.
+const (
+	hintEvery    = 2 * time.Second
+	maxHintJoins = 4
+)
+
+// hinter turns "a member relayed news about X at addr" into a direct
+// push/pull with addr, so that this node learns of X from X itself (see
+// speakfor.go). It never blocks the transport: a hint that cannot run now
+// is dropped, and gossip repeats itself.
+type hinter struct {
+	log    *slog.Logger
+	mu     sync.Mutex
+	c      *Cluster
+	closed bool
+	last   map[string]time.Time
+	sem    chan struct{}
+	wg     sync.WaitGroup
+}
+
+// stop waits for the joins in flight; later hints are ignored.
+func (h *hinter) stop() {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+	h.wg.Wait()
+}
+
+func newHinter(log *slog.Logger) *hinter {
+	return &hinter{log: log, last: map[string]time.Time{}, sem: make(chan struct{}, maxHintJoins)}
+}
+
+func (h *hinter) start(c *Cluster) {
+	h.mu.Lock()
+	h.c = c
+	h.mu.Unlock()
+}
+
+func (h *hinter) hint(node, addr string, newer bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c := h.c
+	if c == nil || h.closed || time.Since(h.last[addr]) < hintEvery {
+		return
+	}
+	if !newer && c.view.state(node) == StateAlive {
+		return // nothing this node does not know already
+	}
+	select {
+	case h.sem <- struct{}{}:
+	default:
+		return
+	}
+	if len(h.last) >= maxProbeMarks {
+		clear(h.last)
+	}
+	h.last[addr] = time.Now()
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		defer func() { <-h.sem }()
+		if _, err := c.ml.Join([]string{addr}); err != nil {
+			h.log.Debug("gossip: could not ask a member directly", "member", node, "addr", addr, "err", err)
+		}
+	}()
 }

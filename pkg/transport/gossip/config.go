@@ -3,6 +3,7 @@ package gossip
 import (
 	"crypto/tls"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -50,6 +51,10 @@ type Config struct {
 	EventBuffer int
 	// MaxPacketSize bounds incoming packet frames (DefaultMaxPacketSize).
 	MaxPacketSize int
+	// SourceCIDRs, if not empty, are the only source addresses gossip
+	// accepts connections from (the members' hosts), as grants bind the
+	// share service's callers to theirs.
+	SourceCIDRs []netip.Prefix
 }
 
 // Tuning holds the memberlist timers a deployment may want to change. The

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
 )
@@ -13,7 +14,11 @@ import (
 const (
 	msgPing         byte = 0
 	msgIndirectPing byte = 1
+	msgSuspect      byte = 3
+	msgAlive        byte = 4
 	msgDead         byte = 5
+	msgPushPull     byte = 6
+	msgUser         byte = 8
 	msgCompound     byte = 7
 	msgCompress     byte = 9
 	msgEncrypt      byte = 10
@@ -28,8 +33,24 @@ const maxCompoundDepth = 2
 // deadNotice holds the fields of a dead message. A node that leaves
 // gracefully announces itself dead with From == Node.
 type deadNotice struct {
-	Node string
-	From string
+	Incarnation uint32
+	Node        string
+	From        string
+}
+
+// suspectNotice holds the fields of a suspect message.
+type suspectNotice struct {
+	Incarnation uint32
+	Node        string
+	From        string
+}
+
+// aliveNotice holds the fields of an alive message the transport looks at.
+type aliveNotice struct {
+	Incarnation uint32
+	Node        string
+	Addr        []byte
+	Port        uint16
 }
 
 // pingSender holds the field that ping and indirect-ping messages use to name
@@ -38,70 +59,163 @@ type pingSender struct {
 	SourceNode string
 }
 
-// checkPacket enforces, on one incoming packet, that every message naming
-// its sender names the peer whose certificate the connection was
-// authenticated with. Pings and indirect pings carry SourceNode; the other
-// messages are either about third parties (gossip relays alive, suspect and
-// dead messages on others' behalf, which the Alive delegate vets) or carry
-// no name. Compressed, encrypted and labelled packets are refused: this
-// package never produces them, so they can only hide a name from the check.
-//
-// onLeave, if not nil, is told the name of every node announcing its own
-// graceful departure, before memberlist sees the message: memberlist's
-// EventDelegate does not say whether a node left or failed.
-func checkPacket(buf []byte, peerID string, onLeave func(node string)) error {
-	return checkMessage(buf, peerID, onLeave, 0)
+func decodeMsg(b []byte, v any) error {
+	return codec.NewDecoderBytes(b, &codec.MsgpackHandle{}).Decode(v)
 }
 
-func checkMessage(buf []byte, peerID string, onLeave func(string), depth int) error {
+// filterPacket vets one incoming packet from the member whose certificate
+// authenticated the connection, peerID. It returns the packet to hand to
+// memberlist, without the messages that speak for another member (see
+// speakfor.go), or nil when nothing is left. An error means the peer broke
+// the rules and the connection is cut:
+//
+//   - pings and indirect pings must name peerID as their sender;
+//   - compressed, encrypted and labelled packets are refused: this package
+//     never produces them, so they can only hide a message from the check;
+//   - message types memberlist does not define are refused.
+//
+// OnLeave, if set, is told the name of a node announcing its own graceful
+// departure, before memberlist sees the message: memberlist's EventDelegate
+// does not say whether a node left or failed.
+func (t *Transport) filterPacket(buf []byte, peerID string) ([]byte, error) {
+	return t.filterMessage(buf, peerID, 0)
+}
+
+func (t *Transport) filterMessage(buf []byte, peerID string, depth int) ([]byte, error) {
 	if len(buf) == 0 {
-		return errors.New("empty message")
+		return nil, errors.New("empty message")
 	}
 	switch buf[0] {
 	case msgPing, msgIndirectPing:
 		var p pingSender
-		if err := codec.NewDecoderBytes(buf[1:], &codec.MsgpackHandle{}).Decode(&p); err != nil {
-			return fmt.Errorf("failed to decode ping from %s: %w", peerID, err)
+		if err := decodeMsg(buf[1:], &p); err != nil {
+			return nil, fmt.Errorf("failed to decode ping from %s: %w", peerID, err)
 		}
 		if p.SourceNode != peerID {
-			return fmt.Errorf("ping claims to come from %q but the connection is authenticated as %s", p.SourceNode, peerID)
+			return nil, fmt.Errorf("ping claims to come from %q but the connection is authenticated as %s", p.SourceNode, peerID)
+		}
+	case msgAlive:
+		var a aliveNotice
+		if err := decodeMsg(buf[1:], &a); err != nil {
+			return nil, fmt.Errorf("failed to decode alive message from %s: %w", peerID, err)
+		}
+		if t.judgeAlive(peerID, a.Node, a.Incarnation, a.Addr, a.Port) == drop {
+			return nil, nil
+		}
+	case msgSuspect:
+		var s suspectNotice
+		if err := decodeMsg(buf[1:], &s); err != nil {
+			return nil, fmt.Errorf("failed to decode suspect message from %s: %w", peerID, err)
+		}
+		if t.judgeAccusation(peerID, s.Node, s.Incarnation, false) == drop {
+			return nil, nil
 		}
 	case msgDead:
 		var d deadNotice
-		if err := codec.NewDecoderBytes(buf[1:], &codec.MsgpackHandle{}).Decode(&d); err != nil {
-			return fmt.Errorf("failed to decode dead message from %s: %w", peerID, err)
+		if err := decodeMsg(buf[1:], &d); err != nil {
+			return nil, fmt.Errorf("failed to decode dead message from %s: %w", peerID, err)
 		}
-		if d.Node == d.From && onLeave != nil {
-			onLeave(d.Node)
+		leave := d.Node == d.From
+		if t.judgeAccusation(peerID, d.Node, d.Incarnation, leave) == drop {
+			return nil, nil
+		}
+		if leave && t.cfg.OnLeave != nil {
+			t.cfg.OnLeave(d.Node)
 		}
 	case msgHasCrc:
 		if len(buf) < 5 {
-			return fmt.Errorf("truncated checksummed message from %s", peerID)
+			return nil, fmt.Errorf("truncated checksummed message from %s", peerID)
 		}
-		return checkMessage(buf[5:], peerID, onLeave, depth)
+		inner, err := t.filterMessage(buf[5:], peerID, depth)
+		if err != nil || inner == nil {
+			return nil, err
+		}
+		out := make([]byte, 5+len(inner))
+		out[0] = msgHasCrc
+		binary.BigEndian.PutUint32(out[1:5], crc32.ChecksumIEEE(inner))
+		copy(out[5:], inner)
+		return out, nil
 	case msgCompound:
 		if depth >= maxCompoundDepth {
-			return fmt.Errorf("compound message from %s nests too deeply", peerID)
+			return nil, fmt.Errorf("compound message from %s nests too deeply", peerID)
 		}
 		parts, err := splitCompound(buf[1:])
 		if err != nil {
-			return fmt.Errorf("malformed compound message from %s: %w", peerID, err)
+			return nil, fmt.Errorf("malformed compound message from %s: %w", peerID, err)
 		}
+		kept := parts[:0:0]
 		for _, part := range parts {
-			if err := checkMessage(part, peerID, onLeave, depth+1); err != nil {
-				return err
+			p, err := t.filterMessage(part, peerID, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			if p != nil {
+				kept = append(kept, p)
 			}
 		}
+		switch {
+		case len(kept) == 0:
+			return nil, nil
+		case len(kept) == len(parts):
+			return buf, nil
+		}
+		return joinCompound(kept), nil
 	case msgCompress, msgEncrypt, msgHasLabel:
-		return fmt.Errorf("message type %d from %s is not used over the TLS transport", buf[0], peerID)
+		return nil, fmt.Errorf("message type %d from %s is not used over the TLS transport", buf[0], peerID)
 	default:
 		if buf[0] > msgErr {
 			// memberlist would log and drop it; refusing it ends the
 			// connection instead of one error line per junk packet.
-			return fmt.Errorf("unknown message type %d from %s", buf[0], peerID)
+			return nil, fmt.Errorf("unknown message type %d from %s", buf[0], peerID)
 		}
 	}
-	return nil
+	return buf, nil
+}
+
+// noteOutgoing records the incarnation of every alive message about this
+// node in an outgoing packet: the bound for suspicions of this node.
+func (t *Transport) noteOutgoing(buf []byte, depth int) {
+	if len(buf) == 0 {
+		return
+	}
+	switch buf[0] {
+	case msgAlive:
+		var a aliveNotice
+		if decodeMsg(buf[1:], &a) == nil && a.Node == t.said.self {
+			t.said.note(a.Node, a.Incarnation)
+		}
+	case msgHasCrc:
+		if len(buf) >= 5 {
+			t.noteOutgoing(buf[5:], depth)
+		}
+	case msgCompound:
+		if depth >= maxCompoundDepth {
+			return
+		}
+		if parts, err := splitCompound(buf[1:]); err == nil {
+			for _, p := range parts {
+				t.noteOutgoing(p, depth+1)
+			}
+		}
+	}
+}
+
+// joinCompound builds memberlist's compound format from parts (at most
+// 255, each at most 64 KiB, as split from one).
+func joinCompound(parts [][]byte) []byte {
+	n := 2 + 2*len(parts)
+	for _, p := range parts {
+		n += len(p)
+	}
+	out := make([]byte, 0, n)
+	out = append(out, msgCompound, byte(len(parts)))
+	for _, p := range parts {
+		out = binary.BigEndian.AppendUint16(out, uint16(len(p)))
+	}
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
 }
 
 // splitCompound parses memberlist's compound format: a part count, one

@@ -34,6 +34,11 @@ func (t *Transport) acceptLoop() {
 		}
 		delay = 0
 		ip := remoteIP(raw)
+		if !t.sourceAllowed(ip) {
+			t.log.Debug("gossip connection from a source outside the allowed CIDRs, refusing it", "remote", raw.RemoteAddr().String())
+			_ = raw.Close()
+			continue
+		}
 		if !t.beginHandshake(ip) {
 			// One address may not hold the listener with handshakes it
 			// never finishes; see maxHandshakesPerIP.
@@ -44,7 +49,7 @@ func (t *Transport) acceptLoop() {
 		select {
 		case t.sem <- struct{}{}:
 		default:
-			t.log.Warn("too many gossip connections, refusing one", "remote", raw.RemoteAddr().String(), "limit", t.cfg.MaxConns)
+			t.warnAbout(ip, "too many gossip connections, refusing one", "remote", raw.RemoteAddr().String(), "limit", t.cfg.MaxConns)
 			t.endHandshake(ip)
 			_ = raw.Close()
 			continue
@@ -131,7 +136,7 @@ func (t *Transport) serve(raw net.Conn, ip netip.Addr) {
 	}
 	id, err := t.policy.verifyState(conn.ConnectionState())
 	if err != nil {
-		t.log.Warn("refusing gossip connection", "remote", remote, "err", err)
+		t.warnAbout(ip, "refusing gossip connection", "remote", remote, "err", err)
 		_ = conn.Close()
 		return
 	}
@@ -146,7 +151,7 @@ func (t *Transport) serve(raw net.Conn, ip netip.Addr) {
 		_ = conn.SetDeadline(time.Time{})
 		t.untrack(raw)
 		select {
-		case t.streamCh <- conn:
+		case t.streamCh <- t.filterStream(conn, id.String()):
 		case <-t.ctx.Done():
 			_ = conn.Close()
 		}
@@ -154,7 +159,7 @@ func (t *Transport) serve(raw net.Conn, ip netip.Addr) {
 		t.readPackets(conn, peerAddr{Addr: raw.RemoteAddr(), id: id.String()})
 		_ = conn.Close()
 	default:
-		t.log.Warn("refusing gossip connection with unknown kind", "remote", remote, "peer", id.String(), "kind", kind[0])
+		t.warnAbout(ip, "refusing gossip connection with unknown kind", "remote", remote, "peer", id.String(), "kind", kind[0])
 		_ = conn.Close()
 	}
 }
@@ -171,7 +176,7 @@ func (t *Transport) readPackets(conn *tls.Conn, from peerAddr) {
 		}
 		n := binary.BigEndian.Uint32(hdr[:])
 		if n == 0 || n > uint32(t.cfg.MaxPacketSize) {
-			t.log.Warn("refusing gossip packet: bad length", "remote", from.String(), "peer", from.id,
+			t.warnAbout(addrIP(from.Addr), "refusing gossip packet: bad length", "remote", from.String(), "peer", from.id,
 				"length", n, "limit", t.cfg.MaxPacketSize)
 			return
 		}
@@ -182,9 +187,13 @@ func (t *Transport) readPackets(conn *tls.Conn, from peerAddr) {
 			return
 		}
 		ts := time.Now()
-		if err := checkPacket(buf, from.id, t.cfg.OnLeave); err != nil {
-			t.log.Warn("refusing gossip packet", "remote", from.String(), "peer", from.id, "err", err)
+		buf, err := t.filterPacket(buf, from.id)
+		if err != nil {
+			t.warnAbout(addrIP(from.Addr), "refusing gossip packet", "remote", from.String(), "peer", from.id, "err", err)
 			return
+		}
+		if buf == nil {
+			continue // nothing left once messages about others were dropped
 		}
 		select {
 		case t.packetCh <- &memberlist.Packet{Buf: buf, From: from, Timestamp: ts}:
@@ -192,4 +201,18 @@ func (t *Transport) readPackets(conn *tls.Conn, from peerAddr) {
 			return
 		}
 	}
+}
+
+// sourceAllowed reports whether ip may connect: any address when no
+// SourceCIDRs are configured.
+func (t *Transport) sourceAllowed(ip netip.Addr) bool {
+	if len(t.cfg.SourceCIDRs) == 0 {
+		return true
+	}
+	for _, p := range t.cfg.SourceCIDRs {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }

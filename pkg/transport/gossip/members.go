@@ -194,6 +194,13 @@ func (v *view) list() []Member {
 	return out
 }
 
+// state returns name's state in the list, 0 if it is not listed.
+func (v *view) state(name string) State {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.members[name].State
+}
+
 // close closes the events channel; later notifications only update the list.
 func (v *view) close() {
 	v.mu.Lock()

@@ -41,8 +41,20 @@ type TransportConfig struct {
 	// Logger receives transport diagnostics (discarded if nil).
 	Logger *slog.Logger
 	// OnLeave, if set, is called with the name of each node whose graceful
-	// leave announcement arrives, before memberlist processes it.
+	// leave announcement arrives (from that node itself), before memberlist
+	// processes it.
 	OnLeave func(node string)
+	// Name is this node's SPIFFE ID: suspicions of it are bounded by the
+	// incarnations it sent (see speakfor.go).
+	Name string
+	// OnHint, if set, is called (it must not block) when a member relays
+	// an alive message about another member: the message is dropped, and
+	// this node may ask that member directly. newer says whether the relayed
+	// incarnation is above the highest the member told this node itself.
+	OnHint func(node, addr string, newer bool)
+	// SourceCIDRs, if not empty, are the only source addresses whose
+	// connections are accepted; others are closed before the handshake.
+	SourceCIDRs []netip.Prefix
 
 	MaxPacketSize    int
 	HandshakeTimeout time.Duration
@@ -60,6 +72,8 @@ type Transport struct {
 	client    *tls.Config
 	policy    peerPolicy
 	book      *addressBook
+	said      *announcements
+	warns     *warnLimiter
 	log       *slog.Logger
 	ln        net.Listener
 	advertise *net.TCPAddr
@@ -109,6 +123,8 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 		client:    client,
 		policy:    peerPolicy{trustDomain: cfg.TrustDomain, roles: cfg.Roles},
 		book:      newAddressBook(),
+		said:      newAnnouncements(cfg.Name),
+		warns:     newWarnLimiter(),
 		log:       cfg.Logger,
 		ln:        ln,
 		advertise: adv,
@@ -174,6 +190,7 @@ func (t *Transport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, e
 	if len(b) > t.cfg.MaxPacketSize {
 		return time.Time{}, fmt.Errorf("packet of %d bytes to %s exceeds the %d-byte limit", len(b), a.String(), t.cfg.MaxPacketSize)
 	}
+	t.noteOutgoing(b, 0)
 	t.enqueue(a, append([]byte(nil), b...))
 	return time.Now(), nil
 }
@@ -186,11 +203,11 @@ func (t *Transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, e
 // DialAddressTimeout implements memberlist.NodeAwareTransport. When a.Name
 // is set, the peer's certificate must carry exactly that ID.
 func (t *Transport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
-	conn, _, err := t.dialKind(a, timeout, kindStream)
+	conn, id, err := t.dialKind(a, timeout, kindStream)
 	if err != nil {
 		return nil, err
 	}
-	return conn, nil
+	return t.filterStream(conn, id), nil
 }
 
 // Shutdown implements memberlist.Transport: it closes the listener and every

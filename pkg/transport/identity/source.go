@@ -50,8 +50,10 @@ type Options struct {
 type Source struct {
 	opts Options
 	log  *slog.Logger
-	mu   sync.Mutex // serializes reloads
-	cur  atomic.Pointer[material]
+	// refusals bounds the warnings for refused handshakes.
+	refusals *refusalLimiter
+	mu       sync.Mutex // serializes reloads
+	cur      atomic.Pointer[material]
 }
 
 // New loads the files named in opts. Any error, including an unusable CRL,
@@ -71,7 +73,7 @@ func New(opts Options) (*Source, error) {
 	if opts.Debounce <= 0 {
 		opts.Debounce = DefaultDebounce
 	}
-	s := &Source{opts: opts, log: opts.Logger}
+	s := &Source{opts: opts, log: opts.Logger, refusals: newRefusalLimiter()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

@@ -31,7 +31,7 @@ func (s *Source) ServerConfig(authz Authorizer) *tls.Config {
 			remote = hello.Conn.RemoteAddr().String()
 		}
 		if err := s.cur.Load().usable(); err != nil {
-			s.log.Warn("refused TLS client", "remote", remote, "err", err)
+			s.logRefusal("refused TLS client", remote, err)
 			return nil, err
 		}
 		c := base.Clone()
@@ -83,10 +83,24 @@ func (s *Source) verifyPeer(cs tls.ConnectionState, authz Authorizer, side, remo
 	if err != nil {
 		err = fmt.Errorf("refused TLS %s: %w", side, err)
 		if remote != "" {
-			s.log.Warn("refused TLS "+side, "remote", remote, "err", err)
+			s.logRefusal("refused TLS "+side, remote, err)
 		}
 	}
 	return err
+}
+
+// logRefusal logs a refused handshake, at most refusalBurst per source
+// address per refusalWindow (see lograte.go).
+func (s *Source) logRefusal(msg, remote string, err error) {
+	ok, left := s.refusals.allow(remote)
+	if !ok {
+		return
+	}
+	if left > 0 {
+		s.log.Warn(msg, "remote", remote, "err", err, "not_logged_before", left)
+		return
+	}
+	s.log.Warn(msg, "remote", remote, "err", err)
 }
 
 func (s *Source) checkPeer(cs tls.ConnectionState, authz Authorizer) error {

@@ -23,8 +23,8 @@ type Peer struct {
 // peer as an internal error and logged, so it must not contain share bytes.
 type Handler interface {
 	// Release returns the shares for unsealing req.VaultNode. The Server
-	// does not modify the returned slices, and stops using them once the
-	// response is sent.
+	// zeroes the returned share values once the response is written, so
+	// return slices no one else uses (a bundle opened for this release).
 	Release(ctx context.Context, p Peer, req ReleaseRequest) ([]Share, error)
 	// Manifest returns the manifest of the current generation, with the
 	// staged and previous ones the holder holds.

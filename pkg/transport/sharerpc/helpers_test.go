@@ -88,7 +88,13 @@ func (h *fakeHandler) Release(ctx context.Context, p Peer, _ ReleaseRequest) ([]
 	default:
 		return nil, err
 	}
-	return testShares, nil
+	// The server zeroes what a handler returns once it is sent: hand out
+	// copies, as the holder does (a fresh bundle per release).
+	out := make([]Share, len(testShares))
+	for i, sh := range testShares {
+		out[i] = Share{Index: sh.Index, Value: bytes.Clone(sh.Value)}
+	}
+	return out, nil
 }
 
 func (h *fakeHandler) Manifest(_ context.Context, p Peer) (Manifest, error) {

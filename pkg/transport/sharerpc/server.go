@@ -53,6 +53,10 @@ type ServerOptions struct {
 	CallTimeout          time.Duration
 	MaxConcurrentStreams uint32
 	MaxConnectionIdle    time.Duration
+	// MaxConnsPerSource and MaxHandshakesPerSource cap what one source
+	// address may hold (see connlimit.go).
+	MaxConnsPerSource      int
+	MaxHandshakesPerSource int
 }
 
 // Server is the share service and the standard gRPC health service on one
@@ -61,6 +65,7 @@ type Server struct {
 	grpc   *grpc.Server
 	health *health.Server
 	log    *slog.Logger
+	conns  *sourceCounter
 }
 
 // NewServer builds a Server. It does not listen; call Serve.
@@ -78,13 +83,20 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	setDefault(&opts.CallTimeout, DefaultCallTimeout)
 	setDefault(&opts.MaxConcurrentStreams, DefaultMaxConcurrentStreams)
 	setDefault(&opts.MaxConnectionIdle, DefaultMaxConnectionIdle)
+	setDefault(&opts.MaxConnsPerSource, DefaultMaxConnsPerSource)
+	setDefault(&opts.MaxHandshakesPerSource, DefaultMaxHandshakesPerSource)
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{health: health.NewServer(), log: log}
+	s := &Server{health: health.NewServer(), log: log, conns: newSourceCounter(opts.MaxConnsPerSource)}
+	creds := &limitHandshakes{TransportCredentials: credentials.NewTLS(opts.TLS), hs: newSourceCounter(opts.MaxHandshakesPerSource)}
 	s.grpc = grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(opts.TLS)),
+		grpc.Creds(creds),
+		grpc.ForceServerCodecV2(zeroingCodec{}),
+		// No write buffer: frames go straight to TLS, which encrypts them in
+		// place, so released shares are not left in a buffer of gRPC's.
+		grpc.WriteBufferSize(0),
 		grpc.MaxRecvMsgSize(opts.MaxMessageBytes),
 		grpc.MaxSendMsgSize(opts.MaxMessageBytes),
 		grpc.MaxHeaderListSize(16<<10),
@@ -99,7 +111,8 @@ func NewServer(opts ServerOptions) (*Server, error) {
 			Time:              time.Minute,
 			Timeout:           20 * time.Second,
 		}),
-		grpc.ChainUnaryInterceptor(s.recoverPanics, deadline(opts.CallTimeout)),
+		grpc.ChainUnaryInterceptor(refuseHoldersUnary, s.recoverPanics, deadline(opts.CallTimeout)),
+		grpc.ChainStreamInterceptor(refuseHoldersStream),
 	)
 	sharepb.RegisterShareServiceServer(s.grpc, &service{h: opts.Handler, log: log})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -109,7 +122,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 
 // Serve accepts connections on lis until Stop or GracefulStop.
 func (s *Server) Serve(lis net.Listener) error {
-	if err := s.grpc.Serve(lis); err != nil {
+	if err := s.grpc.Serve(&limitListener{Listener: lis, conns: s.conns}); err != nil {
 		return fmt.Errorf("sharerpc: serving on %s: %w", lis.Addr(), err)
 	}
 	return nil
