@@ -14,7 +14,7 @@ import (
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 func osChmod(p string, m os.FileMode) error { return os.Chmod(p, m) }
-func osRemove(p string) error                { return os.Remove(p) }
+func osRemove(p string) error               { return os.Remove(p) }
 
 func counter(t *testing.T, c prometheus.Counter) float64 {
 	t.Helper()

@@ -370,5 +370,3 @@ func leakCheck(t *testing.T, r *rig, secrets [][]byte, token string) {
 		t.Error("the plugin's log holds a transit ciphertext")
 	}
 }
-
-

@@ -49,8 +49,12 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func newRig(t *testing.T, nodes int) *rig {
 	t.Helper()
@@ -222,5 +226,3 @@ func (r *rig) currentKeyID(t *testing.T) string {
 	}
 	return KeyID(r.cfg.Vault.Mount, r.cfg.Vault.Key, k.LatestVersion, k.Created[k.LatestVersion])
 }
-
-
