@@ -195,5 +195,46 @@ with it. Secrets written before still decrypt with their version; rewrite them
 			return err
 		},
 	})
-	return []*cobra.Command{vault, token, key}
+	certRole := &cobra.Command{
+		Use:   "cert-role --host IP --ca FILE",
+		Short: "Let a host log in with its TLS certificate instead of a token file (vault.auth: cert)",
+		Long: `cert-role enables Vault's cert auth method at vault.cert_mount if missing and
+writes the role vault.cert_role: a certificate signed by --ca, presented from
+exactly --host, logs in with the policy of setup and gets a periodic token bound
+to --host. The plugin (vault.auth: cert, vault.cert_file, vault.key_file) logs
+in at start and again whenever its token expires or is revoked. Idempotent.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := load(cmd)
+			if err != nil {
+				return err
+			}
+			a, err := admin(cmd, load)
+			if err != nil {
+				return err
+			}
+			host, err := hostFlag(cmd)
+			if err != nil {
+				return err
+			}
+			if c.Vault.CertRole == "" {
+				return fmt.Errorf("config %s: vault.cert_role: missing: name the role", c.File())
+			}
+			caFile, _ := cmd.Flags().GetString("ca")
+			ca, err := os.ReadFile(caFile)
+			if err != nil {
+				return fmt.Errorf("--ca: %w", err)
+			}
+			period, _ := cmd.Flags().GetDuration("period")
+			ctx, cancel := adminCtx(cmd)
+			defer cancel()
+			return a.CertRole(ctx, c.Vault.CertMount, c.Vault.CertRole, host, ca, period)
+		},
+	}
+	certRole.Flags().String("host", "", "the apiserver node's IP address (required)")
+	certRole.Flags().String("ca", "", "PEM file of the CA that signs the hosts' certificates (required)")
+	certRole.Flags().Duration("period", kmsplugin.DefaultTokenPeriod, "period of the tokens it issues")
+	_ = certRole.MarkFlagRequired("host")
+	_ = certRole.MarkFlagRequired("ca")
+	return []*cobra.Command{vault, token, key, certRole}
 }

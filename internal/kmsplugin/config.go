@@ -47,6 +47,9 @@ const (
 	DefaultTokenCheck = time.Second
 	// DefaultMetricsListen serves /metrics and /healthz on loopback only.
 	DefaultMetricsListen = "127.0.0.1:9760"
+	// DefaultCertMount is where Vault's TLS certificate auth method is
+	// mounted (auth/cert).
+	DefaultCertMount = "cert"
 	// DefaultGRPCTimeout bounds the gRPC connection handshake.
 	DefaultGRPCTimeout = 5 * time.Second
 )
@@ -85,7 +88,24 @@ type VaultConfig struct {
 	TokenFile  string `mapstructure:"token_file"`
 	// TokenCheck is how often the token file is re-read.
 	TokenCheck time.Duration `mapstructure:"token_check"`
+	// Auth is "token" (read token_file) or "cert" (log in with the
+	// host's certificate through Vault's cert auth method, and again
+	// whenever the token expires or is revoked).
+	Auth string `mapstructure:"auth"`
+	// CertFile and KeyFile are the host's certificate for auth: cert.
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+	// CertRole is the cert auth role (kmsplugin cert-role create);
+	// CertMount its mount.
+	CertRole  string `mapstructure:"cert_role"`
+	CertMount string `mapstructure:"cert_mount"`
 }
+
+// Auth methods.
+const (
+	AuthToken = "token"
+	AuthCert  = "cert"
+)
 
 // StatusConfig tunes the background round trip behind Status.
 type StatusConfig struct {
@@ -100,7 +120,7 @@ func Default() Config {
 		ProviderName: DefaultProviderName,
 		Socket:       SocketConfig{Path: DefaultSocketPath},
 		Vault: VaultConfig{Timeout: DefaultVaultTimeout, Mount: DefaultMount, Key: DefaultKey,
-			TokenFile: DefaultTokenFile, TokenCheck: DefaultTokenCheck},
+			TokenFile: DefaultTokenFile, TokenCheck: DefaultTokenCheck, Auth: AuthToken, CertMount: DefaultCertMount},
 		Status:        StatusConfig{Interval: DefaultStatusInterval, RetryInterval: DefaultStatusRetry, MaxAge: DefaultStatusMaxAge},
 		MetricsListen: DefaultMetricsListen,
 		LogLevel:      confload.DefaultLogLevel,
@@ -183,8 +203,20 @@ func (c Config) Validate() error {
 	if !namePattern.MatchString(v.Key) {
 		return fmt.Errorf("vault.key %q: want the transit key name, such as kubernetes", v.Key)
 	}
-	if v.TokenFile == "" {
-		return errors.New("vault.token_file: missing: name the file `kmsplugin token create` wrote")
+	switch v.Auth {
+	case AuthToken:
+		if v.TokenFile == "" {
+			return errors.New("vault.token_file: missing: name the file `kmsplugin token create` wrote")
+		}
+	case AuthCert:
+		if v.CertFile == "" || v.KeyFile == "" || v.CertRole == "" {
+			return errors.New("vault.auth cert: set vault.cert_file, vault.key_file (the host's certificate) and vault.cert_role")
+		}
+		if !namePattern.MatchString(v.CertMount) || !namePattern.MatchString(v.CertRole) {
+			return fmt.Errorf("vault.cert_mount %q, vault.cert_role %q: want plain names", v.CertMount, v.CertRole)
+		}
+	default:
+		return fmt.Errorf("vault.auth %q: want token (a token file) or cert (log in with the host's certificate)", v.Auth)
 	}
 	if v.Timeout <= 0 || v.TokenCheck <= 0 {
 		return errors.New("vault.timeout and vault.token_check: want positive durations")

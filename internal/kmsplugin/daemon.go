@@ -30,8 +30,12 @@ func NewVaultClient(c Config) (*transit.Client, error) {
 	if err != nil {
 		return nil, confload.Errorf(c.file, "vault.ca_file: %w", err)
 	}
-	cl, err := transit.New(transit.Options{Addrs: c.Vault.Addrs(), CACert: ca, ServerName: c.Vault.ServerName,
-		SourceAddr: c.Vault.SourceAddr, Timeout: c.Vault.Timeout})
+	o := transit.Options{Addrs: c.Vault.Addrs(), CACert: ca, ServerName: c.Vault.ServerName,
+		SourceAddr: c.Vault.SourceAddr, Timeout: c.Vault.Timeout}
+	if c.Vault.Auth == AuthCert {
+		o.ClientCertFile, o.ClientKeyFile = c.Vault.CertFile, c.Vault.KeyFile
+	}
+	cl, err := transit.New(o)
 	if err != nil {
 		return nil, confload.Errorf(c.file, "vault: %w", err)
 	}
@@ -77,6 +81,18 @@ func Build(c Config, log *slog.Logger) (*Daemon, error) {
 			return ""
 		})
 	tokens = NewTokens(c.Vault.TokenFile, vc, host, c.Vault.TokenCheck, c.Vault.Timeout, log, m, d.Prober.Kick)
+	if c.Vault.Auth == AuthCert {
+		mount, role := c.Vault.CertMount, c.Vault.CertRole
+		tokens.login = func(ctx context.Context) ([]byte, string, error) {
+			tok, info, err := vc.Login(ctx, mount, role)
+			if err != nil {
+				return nil, "", fmt.Errorf("vault cert login (auth/%s, role %s) from %s: %w", mount, role, host, err)
+			}
+			return []byte(tok), info.Accessor, nil
+		}
+		tokens.source = "cert login " + role
+	}
+	d.Prober.onDenied = tokens.Invalidate
 	d.Tokens = tokens
 
 	if c.MetricsListen != "" {

@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"time"
+
+	"github.com/keyshare/keyshare/internal/transit"
 )
 
 // Prober keeps the Service's Status cache fresh: a real round trip through
@@ -20,7 +22,9 @@ type Prober struct {
 	// tokenProblem, if set, names a token file problem that explains a
 	// denial better than Vault can.
 	tokenProblem func() string
-	kick         chan struct{}
+	// onDenied, if set, is called when Vault refuses the token.
+	onDenied func()
+	kick     chan struct{}
 }
 
 // NewProber makes a prober for svc. host names this host in reasons.
@@ -70,6 +74,9 @@ func (p *Prober) Check(ctx context.Context) State {
 	if err != nil {
 		next.OK = false
 		next.Reason = Reason(err, p.host, s.mount, s.key)
+		if transit.KindOf(err) == transit.KindDenied && p.onDenied != nil {
+			p.onDenied()
+		}
 		if p.tokenProblem != nil {
 			if tp := p.tokenProblem(); tp != "" {
 				next.Reason = tp

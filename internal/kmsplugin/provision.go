@@ -282,3 +282,48 @@ func writeFileAtomic(path string, b []byte) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// CertRole enables Vault's TLS certificate auth method at mount if missing
+// and writes role: a host certificate signed by caPEM, presented from
+// exactly host, logs in with the plugin's policy; the token it gets is
+// bound to host too, and periodic.
+func (a Admin) CertRole(ctx context.Context, mount, role string, host netip.Addr, caPEM []byte, period time.Duration) error {
+	if !host.IsValid() {
+		return errors.New("--host: want the IP address of the apiserver node")
+	}
+	if period <= 0 {
+		period = DefaultTokenPeriod
+	}
+	var auths struct {
+		Data map[string]struct {
+			Type string `json:"type"`
+		} `json:"data"`
+	}
+	if err := a.Vault.Do(ctx, "GET", "sys/auth", nil, &auths); err != nil {
+		return fmt.Errorf("list auth methods: %w", err)
+	}
+	switch m, ok := auths.Data[mount+"/"]; {
+	case !ok:
+		if err := a.Vault.Do(ctx, "POST", "sys/auth/"+mount, map[string]any{"type": "cert"}, nil); err != nil {
+			return fmt.Errorf("enable cert auth at auth/%s: %w", mount, err)
+		}
+		a.printf("enabled cert auth at auth/%s/\n", mount)
+	case m.Type != "cert":
+		return fmt.Errorf("auth/%s/ is a %s method, not cert: pick another vault.cert_mount", mount, m.Type)
+	}
+	bits := 32
+	if host.Is6() && !host.Is4In6() {
+		bits = 128
+	}
+	cidr := netip.PrefixFrom(host.Unmap(), bits).String()
+	if err := a.Vault.Do(ctx, "POST", "auth/"+mount+"/certs/"+role, map[string]any{
+		"certificate": string(caPEM), "display_name": "kms-" + host.String(),
+		"token_policies": []string{a.PolicyName()}, "token_bound_cidrs": []string{cidr},
+		"token_period": period.String(), "token_type": "service",
+	}, nil); err != nil {
+		return fmt.Errorf("write cert role %s: %w", role, err)
+	}
+	a.printf("cert role %s at auth/%s: certificates signed by the given CA log in from %s only, policy %s, period %s\n",
+		role, mount, cidr, a.PolicyName(), period)
+	return nil
+}

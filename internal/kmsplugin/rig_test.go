@@ -73,7 +73,7 @@ func newRig(t *testing.T, nodes int) *rig {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, _, err := vaultfake.New(vaultIP(i)+":0", &tls.Config{Certificates: []tls.Certificate{leaf.TLSCertificate()}}, 5, 3)
+		f, _, err := vaultfake.New(vaultIP(i)+":0", &tls.Config{Certificates: []tls.Certificate{leaf.TLSCertificate()}, ClientAuth: tls.RequestClientCert}, 5, 3)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -49,6 +49,27 @@ type Tokens struct {
 	// lookupAt is when to ask Vault about the token again after a lookup
 	// failed (Vault sealed or down when the token was loaded).
 	lookupAt time.Time
+
+	// login, if set, replaces the file: it logs in and returns a token and
+	// its accessor (vault.auth cert). source names it in logs.
+	login     func(ctx context.Context) ([]byte, string, error)
+	source    string
+	needLogin bool
+	loginAt   time.Time // not before: a refused login is retried every few seconds
+}
+
+// loginRetry spaces logins that failed.
+const loginRetry = 2 * time.Second
+
+// Invalidate tells the keeper that Vault refused the token: in login mode
+// it logs in again at the next check (the file mode re-reads its file
+// anyway).
+func (t *Tokens) Invalidate() {
+	t.mu.Lock()
+	if t.login != nil {
+		t.needLogin = true
+	}
+	t.mu.Unlock()
 }
 
 // NewTokens makes a keeper for the token in path.
@@ -103,6 +124,9 @@ func (t *Tokens) Accessor() string { t.mu.Lock(); defer t.mu.Unlock(); return t.
 // Reload reads the file and installs the token if it changed. It reports
 // whether it did.
 func (t *Tokens) Reload(ctx context.Context) bool {
+	if t.login != nil {
+		return t.relogin(ctx)
+	}
 	tok, err := ReadTokenFile(t.path)
 	t.mu.Lock()
 	if err != nil {
@@ -132,6 +156,43 @@ func (t *Tokens) Reload(ctx context.Context) bool {
 	t.mu.Unlock()
 	t.m.TokenReloads.Inc()
 	t.lookup(ctx, "vault token loaded")
+	if t.onChange != nil {
+		t.onChange()
+	}
+	return true
+}
+
+// relogin logs in when there is no token yet, or Vault refused it, or it
+// is about to expire.
+func (t *Tokens) relogin(ctx context.Context) bool {
+	now := t.now()
+	t.mu.Lock()
+	expiring := !t.expires.IsZero() && t.expires.Sub(now) < 2*t.check+t.timeout
+	due := (t.token == nil || t.needLogin || expiring) && !now.Before(t.loginAt)
+	t.mu.Unlock()
+	if !due {
+		return false
+	}
+	lctx, cancel := context.WithTimeout(ctx, t.timeout)
+	tok, acc, err := t.login(lctx)
+	cancel()
+	t.mu.Lock()
+	if err != nil {
+		changed := t.problem != err.Error()
+		t.problem, t.loginAt = err.Error(), now.Add(loginRetry)
+		t.mu.Unlock()
+		if changed {
+			t.log.Error("vault login failed", "source", t.source, "err", err)
+		}
+		return false
+	}
+	clear(t.token)
+	t.token, t.problem, t.needLogin = tok, "", false
+	t.accessor, t.renew, t.expires, t.ttl = acc, time.Time{}, time.Time{}, 0
+	t.client.SetToken(string(tok))
+	t.mu.Unlock()
+	t.m.TokenReloads.Inc()
+	t.lookup(ctx, "vault login ok")
 	if t.onChange != nil {
 		t.onChange()
 	}
@@ -205,6 +266,9 @@ func (t *Tokens) renewDue(ctx context.Context) {
 	if err != nil {
 		t.m.Renewals.WithLabelValues("failed").Inc()
 		t.refused(err, "vault token renewal failed")
+		if transit.KindOf(err) == transit.KindDenied {
+			t.Invalidate()
+		}
 		t.mu.Lock()
 		// Try again soon, but not in a tight loop.
 		retry := min(max(ttl/10, time.Second), 30*time.Second)

@@ -55,6 +55,11 @@ type Options struct {
 	SourceAddr string
 	// Timeout bounds one request to one node; DefaultTimeout if zero.
 	Timeout time.Duration
+	// ClientCertFile and ClientKeyFile, if set, are this host's TLS
+	// certificate, presented to Vault for its cert auth method. They are
+	// read at each TLS handshake, so a renewed certificate is used without
+	// a restart.
+	ClientCertFile, ClientKeyFile string
 }
 
 // Client calls Vault. It is safe for concurrent use.
@@ -94,14 +99,24 @@ func New(o Options) (*Client, error) {
 		}
 		d.LocalAddr = &net.TCPAddr{IP: ip.AsSlice()}
 	}
+	tc := &tls.Config{RootCAs: pool, ServerName: o.ServerName, MinVersion: tls.VersionTLS12}
+	if o.ClientCertFile != "" || o.ClientKeyFile != "" {
+		if _, err := tls.LoadX509KeyPair(o.ClientCertFile, o.ClientKeyFile); err != nil {
+			return nil, fmt.Errorf("transit: client certificate %s / %s: %w", o.ClientCertFile, o.ClientKeyFile, err)
+		}
+		certFile, keyFile := o.ClientCertFile, o.ClientKeyFile
+		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			c, err := tls.LoadX509KeyPair(certFile, keyFile)
+			if err != nil {
+				return nil, fmt.Errorf("client certificate %s: %w", certFile, err)
+			}
+			return &c, nil
+		}
+	}
 	tr := &http.Transport{
-		Proxy:       nil, // never HTTPS_PROXY: the path to Vault is the configured one
-		DialContext: d.DialContext,
-		TLSClientConfig: &tls.Config{
-			RootCAs:    pool,
-			ServerName: o.ServerName,
-			MinVersion: tls.VersionTLS12,
-		},
+		Proxy:               nil, // never HTTPS_PROXY: the path to Vault is the configured one
+		DialContext:         d.DialContext,
+		TLSClientConfig:     tc,
 		TLSHandshakeTimeout: o.Timeout,
 		ForceAttemptHTTP2:   true,
 		MaxIdleConnsPerHost: 16,
@@ -179,7 +194,7 @@ func (c *Client) once(ctx context.Context, addr, method, path string, body []byt
 	if err != nil {
 		return &Error{Kind: KindBadRequest, Node: addr, Path: path, Err: err}
 	}
-	if tok := c.currentToken(); tok != "" {
+	if tok := c.currentToken(); tok != "" && ctx.Value(noTokenKey{}) == nil {
 		req.Header.Set("X-Vault-Token", tok)
 	}
 	req.Header.Set("X-Vault-Request", "true")
@@ -207,3 +222,6 @@ func (c *Client) once(ctx context.Context, addr, method, path string, body []byt
 	}
 	return nil
 }
+
+// noTokenKey marks a context whose calls carry no token (logins).
+type noTokenKey struct{}

@@ -3,6 +3,7 @@ package vaultfake
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -40,9 +41,12 @@ type transitState struct {
 	tokens   map[string]*fakeToken
 	roles    map[string]fakeRole
 	policies map[string]string
-	root     string
-	stats    TransitStats
-	now      func() time.Time
+	auths    map[string]bool         // cert auth mounts
+	certs    map[string]fakeCertRole // mount/role
+
+	root  string
+	stats TransitStats
+	now   func() time.Time
 }
 
 type fakeKey struct {
@@ -63,6 +67,13 @@ type fakeToken struct {
 	root            bool
 }
 
+type fakeCertRole struct {
+	pool     *x509.CertPool
+	policies []string
+	cidrs    []netip.Prefix
+	period   time.Duration
+}
+
 type fakeRole struct {
 	allowed   []string
 	cidrs     []netip.Prefix
@@ -81,7 +92,8 @@ func (v *Vault) transitOf() *transitState {
 func (v *Vault) transitLocked() *transitState {
 	if v.transit == nil {
 		ts := &transitState{mounts: map[string]bool{}, keys: map[string]*fakeKey{}, tokens: map[string]*fakeToken{},
-			roles: map[string]fakeRole{}, policies: map[string]string{}, now: time.Now}
+			roles: map[string]fakeRole{}, policies: map[string]string{}, auths: map[string]bool{},
+			certs: map[string]fakeCertRole{}, now: time.Now}
 		ts.root = "hvs.root-" + hex.EncodeToString(randBytes(12))
 		ts.tokens[ts.root] = &fakeToken{token: ts.root, accessor: hex.EncodeToString(randBytes(8)), root: true, policies: []string{"root"}}
 		v.transit = ts
@@ -185,6 +197,10 @@ func (v *Vault) handleAPI(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusServiceUnavailable, "Vault is sealed")
 		return
 	}
+	if p := strings.Split(path, "/"); len(p) == 3 && p[0] == "auth" && p[2] == "login" && ts.auths[p[1]] {
+		ts.certLogin(w, r, p[1], str(body["name"]))
+		return
+	}
 	tok := ts.authenticate(r, initRoot)
 	if tok == nil || !ts.allowed(tok, path, capability(ts, method, path)) {
 		ts.stats.Denied++
@@ -253,6 +269,32 @@ func (ts *transitState) route(w http.ResponseWriter, method, path string, body m
 			return
 		}
 		ts.mounts[m] = true
+		w.WriteHeader(204)
+	case path == "sys/auth" && method == http.MethodGet:
+		out := map[string]any{"token/": map[string]any{"type": "token"}}
+		for m := range ts.auths {
+			out[m+"/"] = map[string]any{"type": "cert"}
+		}
+		writeJSON(w, 200, map[string]any{"data": out})
+	case len(p) == 3 && p[0] == "sys" && p[1] == "auth":
+		ts.auths[p[2]] = true
+		w.WriteHeader(204)
+	case len(p) == 4 && p[0] == "auth" && ts.auths[p[1]] && p[2] == "certs":
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(str(body["certificate"]))) {
+			writeErr(w, 400, "failed to parse certificate")
+			return
+		}
+		var cidrs []netip.Prefix
+		for _, c := range strs(body["token_bound_cidrs"]) {
+			pr, err := netip.ParsePrefix(c)
+			if err != nil {
+				writeErr(w, 400, "invalid token_bound_cidrs: "+c)
+				return
+			}
+			cidrs = append(cidrs, pr)
+		}
+		ts.certs[p[1]+"/"+p[3]] = fakeCertRole{pool: pool, policies: strs(body["token_policies"]), cidrs: cidrs, period: duration(body["token_period"])}
 		w.WriteHeader(204)
 	case len(p) == 4 && p[0] == "sys" && p[1] == "policies" && p[2] == "acl":
 		if method == http.MethodGet {
@@ -515,6 +557,42 @@ func (ts *transitState) create(w http.ResponseWriter, p []string, body map[strin
 	ts.tokens[t.token] = t
 	writeJSON(w, 200, map[string]any{"auth": map[string]any{"client_token": t.token, "accessor": t.accessor,
 		"policies": t.policies, "lease_duration": int64(t.ttl.Seconds()), "renewable": t.renewable}})
+}
+
+// certLogin is auth/<mount>/login: the client's verified certificate,
+// from an address inside the role's token_bound_cidrs, gets a token.
+func (ts *transitState) certLogin(w http.ResponseWriter, r *http.Request, mount, role string) {
+	cr, ok := ts.certs[mount+"/"+role]
+	if !ok || r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		ts.stats.Denied++
+		writeErr(w, http.StatusBadRequest, "invalid certificate or no client certificate supplied")
+		return
+	}
+	leaf := r.TLS.PeerCertificates[0]
+	inter := x509.NewCertPool()
+	for _, c := range r.TLS.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: cr.pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		ts.stats.Denied++
+		writeErr(w, http.StatusBadRequest, "invalid certificate or no client certificate supplied")
+		return
+	}
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	ip, err := netip.ParseAddr(host)
+	if len(cr.cidrs) > 0 && (err != nil || !slices.ContainsFunc(cr.cidrs, func(p netip.Prefix) bool { return p.Contains(ip.Unmap()) })) {
+		ts.stats.Denied++
+		writeErr(w, http.StatusForbidden, "permission denied")
+		return
+	}
+	t := &fakeToken{token: "hvs." + hex.EncodeToString(randBytes(16)), accessor: hex.EncodeToString(randBytes(12)),
+		policies: cr.policies, meta: map[string]string{"cert_name": role}, cidrs: cr.cidrs, period: cr.period, ttl: cr.period, renewable: true}
+	if t.ttl > 0 {
+		t.expires = ts.now().Add(t.ttl)
+	}
+	ts.tokens[t.token] = t
+	writeJSON(w, 200, map[string]any{"auth": map[string]any{"client_token": t.token, "accessor": t.accessor,
+		"policies": t.policies, "lease_duration": int64(t.ttl.Seconds()), "renewable": true}})
 }
 
 func (ts *transitState) byAccessor(a string) *fakeToken {
