@@ -358,8 +358,10 @@ func (s *kmsStory) revoke(t *testing.T) {
 		t.Fatal("encrypt with a revoked token succeeded")
 	}
 	pid := s.a.Process.PID()
+	off := topology.LogOffset(s.a.Process)
 	start := time.Now()
-	if _, err := s.topo.KMSAdmin(ctx, s.bin, s.a.Config, "token", "rotate", "--host", topology.KMSHostA, "--out", s.a.TokenFile, "--grace", "0s"); err != nil {
+	res, err = s.topo.KMSAdmin(ctx, s.bin, s.a.Config, "token", "rotate", "--host", topology.KMSHostA, "--out", s.a.TokenFile, "--grace", "0s")
+	if err != nil {
 		t.Fatal(err)
 	}
 	s.rememberToken(t, s.a)
@@ -368,7 +370,11 @@ func (s *kmsStory) revoke(t *testing.T) {
 	if s.a.Process.PID() != pid {
 		t.Fatal("plugin a was restarted")
 	}
-	if _, err := topology.FindLog(s.a.Process, 0, map[string]string{"msg": "vault token loaded", "accessor": acc}); err != nil {
+	m := regexp.MustCompile(`accessor (\S+),`).FindStringSubmatch(res.Stdout)
+	if m == nil || m[1] == acc {
+		t.Fatalf("token rotate printed no new accessor:\n%s", res.Stdout)
+	}
+	if _, err := topology.WaitLog(ctx, s.a.Process, off, map[string]string{"msg": "vault token loaded", "accessor": m[1]}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -468,6 +474,9 @@ func (s *kmsStory) noLeaks(t *testing.T) {
 	}
 	if bytes.Contains(logA, []byte("vault:v")) {
 		t.Error("the plugin's log holds a transit ciphertext")
+	}
+	if bytes.Contains(logA, []byte("DATA RACE")) {
+		t.Error("the plugin (built with -race) reported a data race")
 	}
 	if len(logA) < 1000 || files < 5 {
 		t.Fatalf("scanned %d files, the plugin's log is %d bytes: too little to mean anything", files, len(logA))
