@@ -56,7 +56,7 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-func newRig(t *testing.T, nodes int) *rig {
+func newRig(t testing.TB, nodes int) *rig {
 	t.Helper()
 	dir := t.TempDir()
 	ca, err := devpki.NewCA("keyshare.test")
@@ -117,14 +117,14 @@ func newRig(t *testing.T, nodes int) *rig {
 	return r
 }
 
-func testCtx(t *testing.T, d time.Duration) context.Context {
+func testCtx(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
 }
 
 // issue writes a token for host into the plugin's token file.
-func (r *rig) issue(t *testing.T, host string) string {
+func (r *rig) issue(t testing.TB, host string) string {
 	t.Helper()
 	_ = os.Remove(r.cfg.Vault.TokenFile)
 	acc, err := r.admin.CreateToken(testCtx(t, 5*time.Second), netip.MustParseAddr(host), r.cfg.Vault.TokenFile, time.Hour)
@@ -134,7 +134,7 @@ func (r *rig) issue(t *testing.T, host string) string {
 	return acc
 }
 
-func (r *rig) token(t *testing.T) string {
+func (r *rig) token(t testing.TB) string {
 	t.Helper()
 	b, err := ReadTokenFile(r.cfg.Vault.TokenFile)
 	if err != nil {
@@ -153,7 +153,7 @@ type running struct {
 
 // start runs the plugin on the rig's config and dials its socket with the
 // apiserver's KMS v2 gRPC client.
-func (r *rig) start(t *testing.T) *running {
+func (r *rig) start(t testing.TB) *running {
 	t.Helper()
 	log := slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d, err := Build(r.cfg, log)
@@ -191,7 +191,7 @@ func (r *rig) start(t *testing.T) *running {
 }
 
 // waitStatus polls Status through the socket until cond holds.
-func waitStatus(t *testing.T, c kmsservice.Service, bound time.Duration, what string, cond func(*kmsservice.StatusResponse) bool) *kmsservice.StatusResponse {
+func waitStatus(t testing.TB, c kmsservice.Service, bound time.Duration, what string, cond func(*kmsservice.StatusResponse) bool) *kmsservice.StatusResponse {
 	t.Helper()
 	deadline := time.Now().Add(bound)
 	var last *kmsservice.StatusResponse
@@ -218,7 +218,7 @@ func healthzIs(prefix string) func(*kmsservice.StatusResponse) bool {
 
 // currentKeyID is the key_id Vault's data gives for the key's latest
 // version, computed independently of the plugin.
-func (r *rig) currentKeyID(t *testing.T) string {
+func (r *rig) currentKeyID(t testing.TB) string {
 	t.Helper()
 	k, err := r.admin.Vault.ReadKey(testCtx(t, 5*time.Second), r.cfg.Vault.Mount, r.cfg.Vault.Key)
 	if err != nil {
