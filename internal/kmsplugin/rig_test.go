@@ -26,11 +26,11 @@ import (
 
 // Loopback addresses of the simulated hosts in these tests.
 const (
-	pluginIP = "127.0.0.181" // the apiserver node the plugin runs on
-	otherIP  = "127.0.0.182" // another node
+	pluginIP = "127.0.0.196" // the apiserver node the plugin runs on
+	otherIP  = "127.0.0.197" // another node
 )
 
-func vaultIP(i int) string { return fmt.Sprintf("127.0.0.%d", 171+i) }
+func vaultIP(i int) string { return fmt.Sprintf("127.0.0.%d", 191+i) }
 
 // rig is a fake Vault cluster with transit set up, a token for the plugin's
 // host, and the plugin's config.
