@@ -13,6 +13,8 @@ import (
 	"k8s.io/apiserver/pkg/storage/value"
 	"k8s.io/apiserver/pkg/storage/value/encrypt/envelope/kmsv2"
 	kmsservice "k8s.io/kms/pkg/service"
+
+	"github.com/keyshare/keyshare/internal/confload"
 )
 
 // TestThroughSocketWithKubernetesClient drives the plugin over its unix
@@ -254,7 +256,7 @@ func TestEnvironmentHasNoEffect(t *testing.T) {
 	// another CA is still refused.
 	other := newRig(t, 1)
 	c := r.cfg
-	c.Vault.Nodes[0].Address = other.fakes[0].URL()
+	c.Vault.Nodes = []confload.VaultNode{{Name: "elsewhere", Address: other.fakes[0].URL()}}
 	vc, err := NewVaultClient(c)
 	if err != nil {
 		t.Fatal(err)
