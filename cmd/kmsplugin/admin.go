@@ -84,11 +84,11 @@ address. It refuses to overwrite an existing file: use 'token rotate'. It prints
 the token's accessor, never the token.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := admin(cmd, load)
+			host, err := hostFlag(cmd)
 			if err != nil {
 				return err
 			}
-			host, err := hostFlag(cmd)
+			a, err := admin(cmd, load)
 			if err != nil {
 				return err
 			}
@@ -108,11 +108,11 @@ plugin reads it within a second, without a restart), waits --grace, then
 revokes every older token issued for that host.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := admin(cmd, load)
+			host, err := hostFlag(cmd)
 			if err != nil {
 				return err
 			}
-			host, err := hostFlag(cmd)
+			a, err := admin(cmd, load)
 			if err != nil {
 				return err
 			}
@@ -209,11 +209,11 @@ in at start and again whenever its token expires or is revoked. Idempotent.`,
 			if err != nil {
 				return err
 			}
-			a, err := admin(cmd, load)
+			host, err := hostFlag(cmd)
 			if err != nil {
 				return err
 			}
-			host, err := hostFlag(cmd)
+			a, err := admin(cmd, load)
 			if err != nil {
 				return err
 			}

@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -18,9 +19,9 @@ import (
 	"github.com/keyshare/keyshare/internal/logging"
 )
 
-func main() { os.Exit(run()) }
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
-func run() int {
+func run(args []string, stdout, stderr io.Writer) int {
 	root := &cobra.Command{
 		Use:   "kmsplugin",
 		Short: "Kubernetes KMS v2 plugin: Secrets in etcd encrypted by Vault transit",
@@ -57,7 +58,10 @@ Exit codes: 0 ok, 1 runtime error, 2 bad configuration or usage.`,
 
 	root.AddCommand(serveCommand(load))
 	root.AddCommand(adminCommands(load)...)
-	return cliexit.Code(os.Stderr, "kmsplugin", root.Execute())
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	return cliexit.Code(stderr, "kmsplugin", root.Execute())
 }
 
 func serveCommand(load func(*cobra.Command) (kmsplugin.Config, error)) *cobra.Command {
