@@ -157,6 +157,15 @@ func waitKMS(t *testing.T, ctx context.Context, c kmsservice.Service, what strin
 	return st
 }
 
+// need fails a step whose prerequisites (a plugin serving on host A)
+// failed.
+func (s *kmsStory) need(t *testing.T) {
+	t.Helper()
+	if s.a == nil || s.ka == nil {
+		t.Fatal("plugin a is not serving: step 01 failed")
+	}
+}
+
 func kmsOK(st *kmsservice.StatusResponse) bool { return st.Healthz == "ok" && st.Version == "v2" }
 
 func healthz(prefix string) func(*kmsservice.StatusResponse) bool {
@@ -221,6 +230,7 @@ func (s *kmsStory) provision(t *testing.T) {
 // with Status's key_id, Decrypt gives the seed back, and the apiserver's
 // envelope transformer stores a value a cold reader reads back.
 func (s *kmsStory) roundTrip(t *testing.T) {
+	s.need(t)
 	ctx := scenarioCtx(t, time.Minute)
 	seed := make([]byte, 32)
 	_, _ = rand.Read(seed)
@@ -263,6 +273,10 @@ func (s *kmsStory) roundTrip(t *testing.T) {
 // 3. key rotate: Status reports a new key_id, Encrypt uses it (vault:v2:),
 // and the ciphertexts and the stored value from before still decrypt.
 func (s *kmsStory) keyRotate(t *testing.T) {
+	s.need(t)
+	if s.old == nil {
+		t.Fatal("no ciphertext from step 02")
+	}
 	ctx := scenarioCtx(t, time.Minute)
 	res, err := s.topo.KMSAdmin(ctx, s.bin, s.a.Config, "key", "rotate")
 	if err != nil {
@@ -295,6 +309,7 @@ func (s *kmsStory) keyRotate(t *testing.T) {
 // from B's address and B says so; a token for B, swapped in without a
 // restart, works.
 func (s *kmsStory) otherAddress(t *testing.T) {
+	s.need(t)
 	ctx := scenarioCtx(t, 2*time.Minute)
 	b, err := s.topo.NewKMSPlugin(s.bin, "b", topology.KMSHostB, topology.KMSPluginOptions{})
 	if err != nil {
@@ -336,6 +351,7 @@ func (s *kmsStory) otherAddress(t *testing.T) {
 // 5. Revoke A's token by accessor: Status says why, Encrypt fails; a new
 // token file (token rotate) recovers A without a restart.
 func (s *kmsStory) revoke(t *testing.T) {
+	s.need(t)
 	ctx := scenarioCtx(t, 2*time.Minute)
 	res, err := s.topo.KMSAdmin(ctx, s.bin, s.a.Config, "token", "list")
 	if err != nil {
@@ -383,6 +399,10 @@ func (s *kmsStory) revoke(t *testing.T) {
 // it comes back sealed and the plugin says "vault is sealed". Then keyshare
 // unseals it and the plugin recovers by itself.
 func (s *kmsStory) sealed(t *testing.T) {
+	s.need(t)
+	if s.old == nil {
+		t.Fatal("no ciphertext from step 02")
+	}
 	ctx := scenarioCtx(t, 3*time.Minute)
 	if err := s.topo.Coordinator.Stop(); err != nil {
 		t.Fatal(err)
@@ -416,6 +436,7 @@ func (s *kmsStory) sealed(t *testing.T) {
 // 7. Each standby in turn stopped under load: nothing fails, Status stays
 // ok, whichever node the plugin was using.
 func (s *kmsStory) oneNodeDown(t *testing.T) {
+	s.need(t)
 	ctx := scenarioCtx(t, 3*time.Minute)
 	leader := s.waitAllUnsealed(t, ctx)
 	seed := []byte("one-node-down-seed-0123456789abc")

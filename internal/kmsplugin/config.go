@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -133,12 +134,31 @@ var FlagKeys = map[string]string{
 	"provider-name": "provider_name",
 }
 
-// lockedEnvPrefix: no environment variable may change where the plugin
-// talks to Vault or how it checks Vault's certificate.
-const lockedEnvPrefix = confload.EnvPrefix + "_VAULT_"
+// lockedEnv lists the environment variables that would set a vault.* key
+// (KEYSHARE_VAULT_CA_FILE and so on): no environment variable may change
+// where the plugin talks to Vault or how it checks Vault's certificate.
+// Other KEYSHARE_VAULT* variables (the test suite's KEYSHARE_VAULT_BIN) are
+// not config keys and are left alone.
+func lockedEnv(env []string) []string {
+	locked := map[string]bool{}
+	t := reflect.TypeOf(VaultConfig{})
+	for i := range t.NumField() {
+		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("mapstructure"), ",")
+		locked[strings.ToUpper(confload.EnvPrefix+"_VAULT_"+tag)] = true
+	}
+	var bad []string
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if locked[strings.ToUpper(k)] {
+			bad = append(bad, k)
+		}
+	}
+	sort.Strings(bad)
+	return bad
+}
 
 // Load reads the config file, then KEYSHARE_* environment variables (except
-// any KEYSHARE_VAULT_*, which is refused), then flags, and validates.
+// those of vault.* keys, which are refused), then flags, and validates.
 func Load(path string, flags *pflag.FlagSet) (Config, error) {
 	if bad := lockedEnv(os.Environ()); len(bad) > 0 {
 		return Config{}, confload.Errorf(path, "environment variable %s would change how the plugin reaches vault: set vault.* in the config file only, and unset it",
@@ -155,17 +175,6 @@ func Load(path string, flags *pflag.FlagSet) (Config, error) {
 	return c, nil
 }
 
-func lockedEnv(env []string) []string {
-	var bad []string
-	for _, kv := range env {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(strings.ToUpper(k), lockedEnvPrefix) {
-			bad = append(bad, k)
-		}
-	}
-	sort.Strings(bad)
-	return bad
-}
 
 // File is the config file it was loaded from.
 func (c Config) File() string { return c.file }

@@ -105,11 +105,12 @@ func TestLoadRefusesVaultEnvironment(t *testing.T) {
 	c.Vault.Nodes = []confload.VaultNode{{Name: "v1", Address: "https://127.0.0.1:8200"}}
 	p := writeConfig(t, c)
 	t.Setenv("KEYSHARE_LOG_LEVEL", "debug")
+	t.Setenv("KEYSHARE_VAULT_BIN", "/usr/bin/vault") // the test suite's, not a config key
 	got, err := Load(p, nil)
 	if err != nil || got.LogLevel != "debug" {
 		t.Fatalf("load = %+v, %v", got.LogLevel, err)
 	}
-	for _, k := range []string{"KEYSHARE_VAULT_NODES", "KEYSHARE_VAULT_SOURCE_ADDR", "keyshare_vault_ca_file"} {
+	for _, k := range []string{"KEYSHARE_VAULT_NODES", "KEYSHARE_VAULT_SOURCE_ADDR", "keyshare_vault_ca_file", "KEYSHARE_VAULT_SERVER_NAME", "KEYSHARE_VAULT_TOKEN_FILE"} {
 		t.Run(k, func(t *testing.T) {
 			t.Setenv(k, "x")
 			_, err := Load(p, nil)
