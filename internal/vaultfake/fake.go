@@ -43,6 +43,7 @@ type Vault struct {
 	rekey       *rekeyState // in memory only, as in Vault: lost on restart
 	root        string
 	life        LifecycleStats
+	transit     *transitState // transit.go
 
 	stats Stats
 	idle  map[net.Conn]bool
@@ -90,6 +91,7 @@ func (v *Vault) Start() error {
 	v.rekey = nil
 	mux := http.NewServeMux()
 	v.lifecycleRoutes(mux)
+	v.transitRoutes(mux)
 	mux.HandleFunc("GET /v1/sys/seal-status", v.handleStatus)
 	mux.HandleFunc("PUT /v1/sys/unseal", v.handleUnseal)
 	mux.HandleFunc("POST /v1/sys/unseal", v.handleUnseal)
