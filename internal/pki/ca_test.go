@@ -145,16 +145,20 @@ func TestLoadCARefuses(t *testing.T) {
 		}
 	}
 	for name, c := range map[string]tc{
-		"ok/as-made":            {prep: func(*testing.T, *CA) {}},
-		"ok/same-trust-domain":  {prep: func(*testing.T, *CA) {}, td: td},
-		"fail/key-group-read":   {prep: func(t *testing.T, ca *CA) { chmod(t, ca.KeyPath(), 0o640) }, want: "chmod 600"},
-		"fail/missing-cert":     {prep: func(t *testing.T, ca *CA) { rm(t, ca.CertPath()) }, want: "tls ca create"},
-		"fail/missing-key":      {prep: func(t *testing.T, ca *CA) { rm(t, ca.KeyPath()) }, want: CAKeyFile},
-		"fail/other-trust":      {prep: func(*testing.T, *CA) {}, td: "other.test", want: "outside the CA's name constraints"},
-		"fail/key-of-other-ca":  {prep: func(t *testing.T, ca *CA) { copyFile(t, newCA(t, "").KeyPath(), ca.KeyPath()) }, want: "does not belong"},
-		"fail/garbage-key":      {prep: func(t *testing.T, ca *CA) { write(t, ca.KeyPath(), "not a key", 0o600) }, want: "no PEM block"},
-		"fail/leaf-as-ca-cert":  {prep: func(t *testing.T, ca *CA) { write(t, ca.CertPath(), string(issue(t, ca, RoleHolder, "a").CertPEM), 0o644) }, want: "not a CA"},
-		"fail/encrypted-ca-key": {prep: func(t *testing.T, ca *CA) { write(t, ca.KeyPath(), "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAA==\n-----END ENCRYPTED PRIVATE KEY-----\n", 0o600) }, want: "is encrypted"},
+		"ok/as-made":           {prep: func(*testing.T, *CA) {}},
+		"ok/same-trust-domain": {prep: func(*testing.T, *CA) {}, td: td},
+		"fail/key-group-read":  {prep: func(t *testing.T, ca *CA) { chmod(t, ca.KeyPath(), 0o640) }, want: "chmod 600"},
+		"fail/missing-cert":    {prep: func(t *testing.T, ca *CA) { rm(t, ca.CertPath()) }, want: "tls ca create"},
+		"fail/missing-key":     {prep: func(t *testing.T, ca *CA) { rm(t, ca.KeyPath()) }, want: CAKeyFile},
+		"fail/other-trust":     {prep: func(*testing.T, *CA) {}, td: "other.test", want: "outside the CA's name constraints"},
+		"fail/key-of-other-ca": {prep: func(t *testing.T, ca *CA) { copyFile(t, newCA(t, "").KeyPath(), ca.KeyPath()) }, want: "does not belong"},
+		"fail/garbage-key":     {prep: func(t *testing.T, ca *CA) { write(t, ca.KeyPath(), "not a key", 0o600) }, want: "no PEM block"},
+		"fail/leaf-as-ca-cert": {prep: func(t *testing.T, ca *CA) {
+			write(t, ca.CertPath(), string(issue(t, ca, RoleHolder, "a").CertPEM), 0o644)
+		}, want: "not a CA"},
+		"fail/encrypted-ca-key": {prep: func(t *testing.T, ca *CA) {
+			write(t, ca.KeyPath(), "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAA==\n-----END ENCRYPTED PRIVATE KEY-----\n", 0o600)
+		}, want: "is encrypted"},
 	} {
 		t.Run(name, func(t *testing.T) { run(t, c) })
 	}

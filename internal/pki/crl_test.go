@@ -124,7 +124,7 @@ func TestCRLRefuses(t *testing.T) {
 			do: func() error { _, err := ca.Revoke(issue(t, ca, RoleHolder, "a").Cert, CRLOptions{}); return err }, want: "not signed by the CA"},
 		"fail/garbage-crl": {prep: func(t *testing.T) { write(t, ca.CRLPath(), "garbage", 0o644) },
 			do: func() error { _, err := ca.UpdateCRL(CRLOptions{}); return err }, want: "failed to parse CRL"},
-		"fail/zero-serial": {do: func() error { _, err := ca.RevokeSerial(big.NewInt(0), CRLOptions{}); return err }, want: "must be positive"},
+		"fail/zero-serial":   {do: func() error { _, err := ca.RevokeSerial(big.NewInt(0), CRLOptions{}); return err }, want: "must be positive"},
 		"fail/negative-days": {do: func() error { _, err := ca.UpdateCRL(CRLOptions{Days: -1}); return err }, want: "not positive"},
 	} {
 		t.Run(name, func(t *testing.T) { run(t, c) })
