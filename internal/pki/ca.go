@@ -174,9 +174,10 @@ func LoadCA(dir, trustDomain string) (*CA, error) {
 	if !publicKeysEqual(ca.Key.Public(), ca.Cert.PublicKey) {
 		return nil, fmt.Errorf("key %s does not belong to CA certificate %s", ca.KeyPath(), ca.CertPath())
 	}
-	if ca.TrustDomain, err = caTrustDomain(ca.Cert, trustDomain); err != nil {
+	if ca.TrustDomain, err = caTrustDomain(ca.Cert, trustDomain); err != nil && !errors.Is(err, errNoTrustDomain) {
 		return nil, fmt.Errorf("CA %s: %w", ca.CertPath(), err)
 	}
+	// A CA that names no trust domain can still revoke; Issue asks for one.
 	return ca, nil
 }
 
@@ -201,8 +202,11 @@ func caTrustDomain(cert *x509.Certificate, override string) (spiffeid.TrustDomai
 	if len(cert.PermittedURIDomains) == 1 {
 		return spiffeid.TrustDomainFromString(cert.PermittedURIDomains[0])
 	}
-	return spiffeid.TrustDomain{}, errors.New("the CA names no trust domain (no spiffe:// URI SAN, no single URI name constraint); pass --trust-domain")
+	return spiffeid.TrustDomain{}, errNoTrustDomain
 }
+
+// errNoTrustDomain is returned by caTrustDomain for a CA that names none.
+var errNoTrustDomain = errors.New("the CA names no trust domain (no spiffe:// URI SAN, no single URI name constraint); pass --trust-domain")
 
 // matchesURIDomain mirrors crypto/x509's URI constraint check for a host:
 // equal to a constraint, or below one that starts with a dot.

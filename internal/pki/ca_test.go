@@ -2,13 +2,20 @@ package pki
 
 import (
 	"bytes"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const td = "keyshare.test"
@@ -205,5 +212,50 @@ func assertNoTempFiles(t *testing.T, dir string) {
 		if strings.Contains(e.Name(), ".tmp-") {
 			t.Fatalf("temporary file %s left in %s", e.Name(), dir)
 		}
+	}
+}
+
+// TestForeignCA: a CA made elsewhere (SEC 1 EC key, no trust domain in the
+// certificate) can revoke at once, and issue once given a trust domain.
+func TestForeignCA(t *testing.T) {
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "corp CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(5, 0, 0), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec1, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, CACertFile), string(pemCert(der)), 0o644)
+	write(t, filepath.Join(dir, CAKeyFile), string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1})), 0o600)
+
+	ca, err := LoadCA(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.Issue(LeafOptions{Role: RoleOperator, Name: "x"}); err == nil || !strings.Contains(err.Error(), "pass --trust-domain") {
+		t.Fatalf("Issue without a trust domain: %v; want it to ask for --trust-domain", err)
+	}
+	if _, err := ca.UpdateCRL(CRLOptions{}); err != nil {
+		t.Fatalf("UpdateCRL on a foreign CA: %v", err)
+	}
+	ca, err = LoadCA(dir, td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := ca.Issue(LeafOptions{Role: RoleOperator, Name: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := ca.Revoke(l.Cert, CRLOptions{}); err != nil || info.Number.Int64() != 2 {
+		t.Fatalf("Revoke: %+v, %v; want CRL number 2", info, err)
 	}
 }

@@ -178,6 +178,9 @@ func (o *LeafOptions) validate(ca *CA) (spiffeid.ID, error) {
 	if o.Role.Usage().Server && len(o.IPs) == 0 && len(o.DNSNames) == 0 {
 		return spiffeid.ID{}, invalidf("a %s certificate serves TLS: give the addresses it serves on with --ip (or --dns)", o.Role)
 	}
+	if ca.TrustDomain.IsZero() {
+		return spiffeid.ID{}, invalidf("CA %s: %w", ca.CertPath(), errNoTrustDomain)
+	}
 	id, err := spiffeid.FromSegments(ca.TrustDomain, string(o.Role), o.Name)
 	if err != nil {
 		return spiffeid.ID{}, invalidf("failed to build the SPIFFE ID for %s/%s: %w", o.Role, o.Name, err)
