@@ -1,10 +1,14 @@
 package main
 
 import (
+	"crypto/tls"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyshare/keyshare/internal/pki"
 	"github.com/keyshare/keyshare/internal/proctest"
@@ -74,13 +78,84 @@ func TestTLSCommands(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "holder-b.key")); err == nil {
 		t.Fatal("a refused request wrote holder-b.key")
 	}
-	// What the commands made is what the daemons load.
-	src, err := identity.New(identity.Options{CAFile: filepath.Join(ca, pki.CACertFile), CertFile: filepath.Join(dir, "unsealer-u1.crt"),
-		KeyFile: filepath.Join(dir, "unsealer-u1.key"), CRLFile: filepath.Join(ca, pki.CRLFile)})
+	// What the commands made is what the daemons load: a holder certificate
+	// is authorized as a holder by an unsealer, until it is revoked and the
+	// unsealer reloads the CRL.
+	load := func(base string) *identity.Source {
+		src, err := identity.New(identity.Options{CAFile: filepath.Join(ca, pki.CACertFile), CertFile: filepath.Join(dir, base+".crt"),
+			KeyFile: filepath.Join(dir, base+".key"), CRLFile: filepath.Join(ca, pki.CRLFile), TrustDomain: "keyshare.test"})
+		if err != nil {
+			t.Fatalf("identity refuses %s or the CRL made by the commands: %v", base, err)
+		}
+		if want := "spiffe://keyshare.test/" + strings.Replace(base, "-", "/", 1); src.ID().String() != want {
+			t.Fatalf("%s: identity reads %s; want %s", base, src.ID(), want)
+		}
+		return src
+	}
+	if _, _, code := proctest.Run(t, "", nil, unsealerBin, cert("--role", "holder", "--name", "h2", "--ip", "127.0.0.1")...); code != 0 {
+		t.Fatal("issue holder h2")
+	}
+	holder, unsealer := load("holder-h2"), load("unsealer-u1")
+	if err := identity.AllowRoles(identity.RoleHolder).Authorize(holder.ID()); err != nil {
+		t.Fatalf("holder h2 is not authorized as a holder: %v", err)
+	}
+	srv := holder.ServerConfig(identity.AllowRoles(identity.RoleUnsealer))
+	cli := unsealer.ClientConfig(identity.AllowRoles(identity.RoleHolder))
+	if err := tlsHandshake(t, srv, cli); err != nil {
+		t.Fatalf("unsealer -> holder h2: %v", err)
+	}
+	if out, errOut, code := proctest.Run(t, "", nil, unsealerBin, "tls", "cert", "revoke", "--ca-dir", ca, "--cert", filepath.Join(dir, "holder-h2.crt")); code != 0 {
+		t.Fatalf("revoke holder h2: %s%s", out, errOut)
+	}
+	if err := tlsHandshake(t, srv, cli); err != nil {
+		t.Fatalf("before the unsealer reloads, the old CRL holds: %v", err)
+	}
+	if err := unsealer.Reload(); err != nil {
+		t.Fatalf("reload of the CRL written by revoke: %v", err)
+	}
+	if err := tlsHandshake(t, srv, cli); err == nil || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("unsealer -> revoked holder h2: %v; want refused as revoked", err)
+	}
+}
+
+// tlsHandshake runs one TLS handshake on loopback and returns the refusing
+// side's error, if any.
+func tlsHandshake(t *testing.T, server, client *tls.Config) error {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("identity refuses the unsealer certificate or the CRL: %v", err)
+		t.Fatal(err)
 	}
-	if src.ID().String() != "spiffe://keyshare.test/unsealer/u1" {
-		t.Fatalf("ID %s", src.ID())
+	defer lis.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	done := make(chan error, 1)
+	go func() {
+		c, err := lis.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(deadline)
+		s := tls.Server(c, server)
+		if err = s.Handshake(); err == nil {
+			_, err = s.Read(make([]byte, 1))
+		}
+		done <- err
+	}()
+	cc, err := net.DialTimeout("tcp", lis.Addr().String(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer cc.Close()
+	_ = cc.SetDeadline(deadline)
+	c := tls.Client(cc, client)
+	clientErr := c.Handshake()
+	if clientErr == nil {
+		_, clientErr = c.Write([]byte{1})
+	}
+	if serverErr := <-done; serverErr != nil {
+		return fmt.Errorf("server: %w (client: %v)", serverErr, clientErr)
+	}
+	return clientErr
 }
