@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -257,10 +258,13 @@ func LeafPaths(dir string, role Role, name string) (certPath, keyPath string) {
 }
 
 // WriteLeaf writes the key (0600) and then the certificate (0644) to
-// LeafPaths. It refuses to start if either file exists, and never leaves a
+// LeafPaths, creating dir (0755) if needed. It refuses to start if either file exists, and never leaves a
 // certificate without its key.
 func WriteLeaf(dir string, role Role, name string, l *Leaf) (certPath, keyPath string, err error) {
 	certPath, keyPath = LeafPaths(dir, role, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", fmt.Errorf("failed to create folder %s for the certificate: %w", dir, err)
+	}
 	if err := refuseExisting(keyPath, certPath); err != nil {
 		return "", "", err
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -175,7 +176,7 @@ func TestNameConstraint(t *testing.T) {
 
 func TestWriteLeaf(t *testing.T) {
 	ca := newCA(t, "")
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "new", "folder") // made on demand
 	l := issue(t, ca, RoleHolder, "a")
 	certPath, keyPath, err := WriteLeaf(dir, RoleHolder, "a", l)
 	if err != nil {
