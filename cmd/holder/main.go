@@ -19,6 +19,7 @@ import (
 	"github.com/keyshare/keyshare/internal/confload"
 	"github.com/keyshare/keyshare/internal/holder"
 	"github.com/keyshare/keyshare/internal/logging"
+	"github.com/keyshare/keyshare/internal/version"
 	"github.com/keyshare/keyshare/pkg/shares"
 )
 
@@ -45,7 +46,9 @@ Configuration is read from --config, then KEYSHARE_* environment variables
 Exit codes: 0 ok, 1 runtime error, 2 bad configuration or usage.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.Get().String("holder"),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	var cfgPath string
 	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", "/etc/keyshare/holder.yaml", "config file")
 	load := func(cmd *cobra.Command) (holder.Config, error) { return holder.Load(cfgPath, cmd.Flags()) }

@@ -19,6 +19,8 @@ import (
 	"github.com/keyshare/keyshare/internal/logging"
 	"github.com/keyshare/keyshare/internal/unsealer"
 	"github.com/keyshare/keyshare/pkg/shares"
+
+	"github.com/keyshare/keyshare/internal/version"
 )
 
 // exitDegraded is `status`'s exit code when something stands between the
@@ -50,7 +52,9 @@ Exit codes: 0 ok, 1 runtime error, 2 bad configuration or usage,
 3 (status) something prevents an unseal.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.Get().String("unsealer"),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	var cfgPath string
 	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", "/etc/keyshare/unsealer.yaml", "config file")
 	load := func(cmd *cobra.Command) (unsealer.Config, error) { return unsealer.Load(cfgPath, cmd.Flags()) }
@@ -126,6 +130,7 @@ Exit codes: 0 ok, 1 runtime error, 2 bad configuration or usage,
 
 	root.AddCommand(runCmd, statusCmd)
 	root.AddCommand(lifecycleCommands(load)...)
+	root.AddCommand(tlsCommand())
 
 	err := root.Execute()
 	if errors.Is(err, errDegraded) {

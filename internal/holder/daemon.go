@@ -16,6 +16,7 @@ import (
 	"github.com/keyshare/keyshare/internal/confload"
 	"github.com/keyshare/keyshare/internal/metricsrv"
 	"github.com/keyshare/keyshare/internal/vaultnode"
+	"github.com/keyshare/keyshare/internal/version"
 	"github.com/keyshare/keyshare/pkg/policy"
 	"github.com/keyshare/keyshare/pkg/shares"
 	"github.com/keyshare/keyshare/pkg/transport/gossip"
@@ -24,7 +25,7 @@ import (
 )
 
 // Version is the holder's software version, gossiped in its metadata.
-var Version = "dev"
+var Version = version.Get().Version
 
 // ShutdownTimeout bounds the graceful stop: in-flight releases finish, the
 // gossip leave spreads.

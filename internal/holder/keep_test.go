@@ -1,6 +1,7 @@
 package holder_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"log/slog"
@@ -115,7 +116,7 @@ func newWorld(t *testing.T, ip string) *world {
 		if err != nil {
 			t.Fatal(err)
 		}
-		alog, err := audit.Open(filepath.Join(dir, "audit.log"))
+		alog, err := audit.Open(filepath.Join(dir, "audit.log"), bytes.Repeat([]byte{7}, audit.KeyLen))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,8 @@ package holder
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/keyshare/keyshare/internal/version"
 )
 
 // Metrics are the holder's Prometheus metrics, on a private registry.
@@ -52,6 +54,6 @@ func NewMetrics() *Metrics {
 		}),
 	}
 	r.MustRegister(m.releases, m.members, m.generation, m.storeShares, m.storeOK, m.certExpiry, m.hold,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), version.Collector())
 	return m
 }

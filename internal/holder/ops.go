@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/keyshare/keyshare/internal/audit"
 	"github.com/keyshare/keyshare/pkg/shares"
 )
 
@@ -223,11 +225,15 @@ func ConfirmGeneration(c Config, gen uint64, confirm bool) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if a, err := audit.Open(c.Audit.File); err == nil {
-		_ = a.Append(audit.Entry{Event: "prove", Peer: "operator (holder confirm-generation)", Generation: gen, Decision: "ok", Reason: "operator confirmed"})
-		a.Close()
+	msg := fmt.Sprintf("holder %s: generation %d confirmed; holds current %d, staged %d, kept %v", c.ID, gen, st.Current, st.Staged, st.Kept)
+	a, err := OpenAudit(c, key, slog.Default())
+	if err == nil {
+		err = errors.Join(a.Append(audit.Entry{Event: "prove", Peer: "operator (holder confirm-generation)", Generation: gen, Decision: "ok", Reason: "operator confirmed"}), a.Close())
 	}
-	return fmt.Sprintf("holder %s: generation %d confirmed; holds current %d, staged %d, kept %v", c.ID, gen, st.Current, st.Staged, st.Kept), nil
+	if err != nil {
+		return msg, fmt.Errorf("%s, but the audit log %s did not record it: %w", msg, c.Audit.File, err)
+	}
+	return msg, nil
 }
 
 // ImportInput is what `holder import` reads: a manifest file (JSON, from

@@ -16,12 +16,14 @@ import (
 	"github.com/keyshare/keyshare/internal/metricsrv"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 	"github.com/keyshare/keyshare/pkg/shares"
+
+	"github.com/keyshare/keyshare/internal/version"
 	"github.com/keyshare/keyshare/pkg/transport/gossip"
 	"github.com/keyshare/keyshare/pkg/transport/identity"
 )
 
 // Version is gossiped in the unsealer's metadata.
-var Version = "dev"
+var Version = version.Get().Version
 
 // Identity loads the unsealer's TLS identity and checks it matches the ID.
 func Identity(c Config, log *slog.Logger) (*identity.Source, error) {
@@ -90,7 +92,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signa
 	if err := m.Register(reg); err != nil {
 		return err
 	}
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), version.Collector())
 	var notifier coordinator.Notifier
 	if c.WebhookURL != "" {
 		notifier = coordinator.NewWebhook(ctx, c.WebhookURL, log)

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/keyshare/keyshare/internal/vaultnode"
+	"github.com/keyshare/keyshare/internal/version"
 	"github.com/keyshare/keyshare/pkg/shares"
 )
 
@@ -43,6 +44,8 @@ type HolderReport struct {
 
 // Report is the whole `unsealer status`.
 type Report struct {
+	// Version is the build of the unsealer that made the report.
+	Version    version.Info   `json:"version"`
 	Nodes      []NodeReport   `json:"nodes"`
 	Holders    []HolderReport `json:"holders"`
 	Generation uint64         `json:"generation"`
@@ -62,7 +65,7 @@ type Report struct {
 
 // Status asks every node and holder, in parallel, and sums it up.
 func Status(ctx context.Context, nodes []*vaultnode.Node, hs *HolderSet) Report {
-	var r Report
+	r := Report{Version: version.Get()}
 	r.Nodes = make([]NodeReport, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
