@@ -40,15 +40,19 @@ func junkGeneration(t *testing.T, gen uint64, nonce string) sharerpc.StageReques
 	return req
 }
 
-func cancelFakeRekey(t *testing.T, s *holderSetup) {
+// cancelFakeRekey cancels the rekey with nonce, as Vault requires.
+func cancelFakeRekey(t *testing.T, s *holderSetup, nonce string) {
 	t.Helper()
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.w.vca.Pool()}}, Timeout: 5 * time.Second}
-	req, _ := http.NewRequest(http.MethodDelete, s.fake.URL()+"/v1/sys/rekey/init", nil)
+	req, _ := http.NewRequest(http.MethodDelete, s.fake.URL()+"/v1/sys/rekey/init", strings.NewReader(`{"nonce":"`+nonce+`"}`))
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("cancel of the fake's rekey answered %s", resp.Status)
+	}
 }
 
 // TestHolderRefusesJunkGeneration is Hardening finding 2: the coordinator's
@@ -68,7 +72,7 @@ func TestHolderRefusesJunkGeneration(t *testing.T) {
 	if out, code := runCLI(t, fmt.Sprintf("1 %s\n2 %s\n", s.all[0].Hex(), s.all[1].Hex()), "import", "-c", s.cfg, "--manifest", s.w.path("manifest.json")); code != 0 {
 		t.Fatalf("import: %d %s", code, out)
 	}
-	startHolder(t, "run", "-c", s.cfg)
+	s.boundAddrs(t, startHolder(t, "run", "-c", s.cfg), "")
 	coord := s.client(t, "unsealer/u1", "127.0.0.20")
 	ctx := context.Background()
 	waitFor(t, 30*time.Second, "the holder's health service", func() bool { return coord.Health(ctx) == nil })
@@ -106,7 +110,7 @@ func TestHolderRefusesJunkGeneration(t *testing.T) {
 	// The rekey ends (here: cancelled, which the holder cannot tell from
 	// verified). Its staged generation may be what Vault uses now, so it
 	// is never dropped; it may be committed, and generation 1 stays.
-	cancelFakeRekey(t, s)
+	cancelFakeRekey(t, s, nonce)
 	err = coord.Abort(ctx, 2)
 	wantDenial(t, err, policy.ReasonWriteRefused, codes.FailedPrecondition)
 	// Issue 17's key loss: a second rekey must not replace (or drop) the
@@ -116,7 +120,7 @@ func TestHolderRefusesJunkGeneration(t *testing.T) {
 	wantDenial(t, err, policy.ReasonWriteRefused, codes.FailedPrecondition)
 	err = coord.Abort(ctx, 2)
 	wantDenial(t, err, policy.ReasonWriteRefused, codes.FailedPrecondition)
-	cancelFakeRekey(t, s)
+	cancelFakeRekey(t, s, nonce2)
 	if err := coord.Commit(ctx, 2); err != nil {
 		t.Fatalf("commit after the rekey ended: %v", err)
 	}
