@@ -186,8 +186,10 @@ func (o *Options) onAll(ctx context.Context, what string, hs []HolderRef, call f
 }
 
 // stageAll deals the new generation: each holder gets its plan indices and
-// the whole manifest.
-func (o *Options) stageAll(ctx context.Context, hs []HolderRef, plan shares.Plan, all []shares.Share, m shares.Manifest) error {
+// the whole manifest. nonce is the nonce of Vault's rekey that made the
+// generation ("" for init): a holder that holds a generation already
+// accepts the stage only while its own check of Vault sees that rekey.
+func (o *Options) stageAll(ctx context.Context, hs []HolderRef, plan shares.Plan, all []shares.Share, m shares.Manifest, nonce string) error {
 	idx := plan.Indices()
 	byIndex := map[uint8]shares.Share{}
 	for _, s := range all {
@@ -195,7 +197,7 @@ func (o *Options) stageAll(ctx context.Context, hs []HolderRef, plan shares.Plan
 	}
 	wm := sharerpc.ManifestFromShares(m)
 	_, err := o.onAll(ctx, fmt.Sprintf("stage of generation %d", m.Generation), hs, func(ctx context.Context, h HolderRef) error {
-		req := sharerpc.StageRequest{Generation: m.Generation, Manifest: wm}
+		req := sharerpc.StageRequest{Generation: m.Generation, Manifest: wm, RekeyNonce: nonce}
 		for _, i := range idx[h.ID] {
 			// A copy per call: the transport may zero what it sent.
 			req.Shares = append(req.Shares, sharerpc.Share{Index: i, Value: append([]byte(nil), byIndex[i].Value...)})

@@ -116,7 +116,7 @@ func Init(ctx context.Context, c InitConfig) (InitResult, error) {
 	// Phase one: stage everywhere, then read it back through the release
 	// path (the node is initialized and sealed, so the holders' policy
 	// allows it), which also proves each holder can release it.
-	if err := c.stageAll(ctx, c.Holders, c.Plan, all, res.Manifest); err != nil {
+	if err := c.stageAll(ctx, c.Holders, c.Plan, all, res.Manifest, ""); err != nil {
 		_ = c.abortAll(context.WithoutCancel(ctx), c.Holders, res.Generation)
 		return lost(err)
 	}

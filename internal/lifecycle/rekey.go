@@ -143,7 +143,7 @@ func Rekey(ctx context.Context, c RekeyConfig) (RekeyResult, error) {
 	// st.Nonce is the rekey these shares belong to: the holders will
 	// accept a Stage only while Vault shows it.
 	staged = true
-	if err := c.stageAll(ctx, c.Holders, c.Plan, newShares, res.Manifest); err != nil {
+	if err := c.stageAll(ctx, c.Holders, c.Plan, newShares, res.Manifest, st.Nonce); err != nil {
 		return cancel(err)
 	}
 	c.printf("staged generation %d on %d holders", res.To, len(c.Holders))
