@@ -160,7 +160,7 @@ func (n *Node) call(ctx context.Context, method, path string, body []byte, out a
 		req.Header.Set("X-Vault-Token", tok)
 	}
 	what := strings.TrimPrefix(path, "/v1/")
-	resp, err := n.http.Do(req)
+	resp, err := n.lifecycle.Do(req)
 	if err != nil {
 		return fmt.Errorf("vault node %s (%s): %s: %w", n.Name, n.Addr, what, err)
 	}

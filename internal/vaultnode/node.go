@@ -30,6 +30,11 @@ import (
 // DefaultTimeout bounds one request to a Vault node.
 const DefaultTimeout = 3 * time.Second
 
+// LifecycleTimeout bounds one init or rekey call. Vault's sys/init sets up
+// its storage and barrier and can take several seconds on a busy host; a
+// cut-off init leaves Vault initialized with keys no one received.
+const LifecycleTimeout = time.Minute
+
 // Status is a node's answer to sys/seal-status.
 type Status struct {
 	Initialized bool   `json:"initialized"`
@@ -50,6 +55,7 @@ type Node struct {
 	// of the node's configuration is mutable.
 	api       *credentials
 	http      *http.Client
+	lifecycle *http.Client // init and rekey calls: same transport, LifecycleTimeout
 	tlsConfig *tls.Config
 	poll      pollConn // seal-status, see pollconn.go
 }
@@ -118,7 +124,8 @@ func New(name, addr string, o Options) (*Node, error) {
 		IdleConnTimeout:     idleConnTimeout,
 	}
 	hc := &http.Client{Transport: tr, Timeout: o.Timeout, CheckRedirect: sameHostRedirect(name)}
-	return &Node{Name: name, Addr: strings.TrimRight(addr, "/"), api: &credentials{}, http: hc, tlsConfig: tlsConfig}, nil
+	lc := &http.Client{Transport: tr, Timeout: max(o.Timeout, LifecycleTimeout), CheckRedirect: sameHostRedirect(name)}
+	return &Node{Name: name, Addr: strings.TrimRight(addr, "/"), api: &credentials{}, http: hc, lifecycle: lc, tlsConfig: tlsConfig}, nil
 }
 
 // idleConnTimeout bounds how long the pooled client (health, lifecycle
