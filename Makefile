@@ -21,13 +21,17 @@ COSTS_WINDOW  ?= 30s
 COSTS_TIMEOUT ?= 10m
 BENCH_VAULT_TIMEOUT ?= 15m
 SOAK_TIME     ?= 5m
+# Stamped into every binary: `holder --version`, status --json, metrics.
+VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT        ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS       := -X github.com/keyshare/keyshare/internal/version.Version=$(VERSION) -X github.com/keyshare/keyshare/internal/version.Commit=$(COMMIT)
 
 .PHONY: all build test unit e2e lint fmt vet staticcheck generate generate-check fuzz bench demo vault clean bench-vault soak
 
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 test: lint unit e2e
 
