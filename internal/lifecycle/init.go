@@ -206,8 +206,18 @@ func (c InitConfig) verifyInit(ctx context.Context, m shares.Manifest) error {
 	}
 	c.printf("every holder reports the same manifest (generation %d)", m.Generation)
 	n, err := c.Options.UnsealFromHolders(ctx, []Node{c.Node}, c.Holders)
-	if err != nil || n == 0 {
+	if err != nil {
 		return fmt.Errorf("the shares are dealt, but unsealing %s through the holders failed: %w: check the holders' policy for this unsealer", c.Node.Name, err)
+	}
+	if n == 0 {
+		// Nothing was submitted because the node was unsealed already: a
+		// coordinator running beside init got there first. Say so only
+		// if Vault agrees.
+		st, err := c.Node.Vault.SealStatus(ctx)
+		if err != nil || st.Sealed {
+			return fmt.Errorf("the shares are dealt, but %s is still sealed and nothing was submitted to it (%v): run 'unsealer status'", c.Node.Name, err)
+		}
+		c.printf("%s: unsealed already (a running coordinator unsealed it from the holders)", c.Node.Name)
 	}
 	return nil
 }
