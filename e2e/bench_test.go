@@ -27,14 +27,16 @@ import (
 // them again, and time process start to sys/health 200 (polled every 5 ms).
 //
 //   - single: one raft node, 3 holders, mTLS, the real `unsealer run`
-//     (built without -race), KEYSHARE_BENCH_ROUNDS rounds (default 10);
-//     then, in the same run and on the same node, the floor: the
+//     (built without -race), KEYSHARE_BENCH_ROUNDS rounds (default 10),
+//     each followed by a round of the floor on the same node: the
 //     coordinator stopped, a loop in this process that already holds 3
 //     keys polls seal-status every 20 ms and submits them as soon as the
-//     node reports sealed.
+//     node reports sealed. Alternating keeps a shared machine's load
+//     changes out of the ratio.
 //   - cluster3: three raft nodes all killed and started at once, timed
 //     until every node is unsealed and one is active,
-//     KEYSHARE_BENCH_ROUNDS3 rounds (default 3), keyshare then floor.
+//     KEYSHARE_BENCH_ROUNDS3 rounds (default 3), keyshare and floor
+//     alternating.
 //
 // It ignores b.N (one op is the whole series); run it with -benchtime 1x.
 // `make bench-vault` does, and prints the table.
@@ -65,7 +67,7 @@ func BenchmarkRestartToActive(b *testing.B) {
 }
 
 // benchSeries runs one topology with Vault on ips (nil: three nodes):
-// rounds with keyshare, then rounds with the floor. parts breaks the
+// keyshare and floor rounds, alternating. parts breaks the
 // keyshare rounds down from the coordinator's log (single node only).
 func benchSeries(b *testing.B, vault string, bins topology.Binaries, ips []string, rounds int) (ks, fl []time.Duration, parts []string) {
 	topo, err := topology.New(topology.Options{
@@ -104,7 +106,13 @@ func benchSeries(b *testing.B, vault string, bins topology.Binaries, ips []strin
 	}
 	keys := exportKeys(b, ctx, topo)
 
+	// Keyshare and floor rounds alternate, so that both see the same load
+	// on a shared machine: a keyshare round with the coordinator running
+	// and holding its connections, then a floor round with it stopped.
 	for i := range rounds {
+		if err := waitHeld(ctx, topo, nodes); err != nil {
+			b.Fatalf("keyshare round %d: %v", i+1, err)
+		}
 		off := topology.LogOffset(topo.Coordinator)
 		start, d, err := probe.restartRound(ctx, nodes)
 		if err != nil {
@@ -121,27 +129,53 @@ func benchSeries(b *testing.B, vault string, bins topology.Binaries, ips []strin
 		} else {
 			b.Logf("keyshare round %d: %s", i+1, d.Round(time.Millisecond))
 		}
-	}
 
-	if err := topo.Coordinator.Stop(); err != nil {
-		b.Fatal(err)
-	}
-	fctx, stopFloor := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	for _, n := range nodes {
-		wg.Go(func() { probe.floor(fctx, n, keys) })
-	}
-	for i := range rounds {
-		_, d, err := probe.restartRound(ctx, nodes)
+		if err := topo.Coordinator.Stop(); err != nil {
+			b.Fatal(err)
+		}
+		fctx, stopFloor := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		for _, n := range nodes {
+			wg.Go(func() { probe.floor(fctx, n, keys) })
+		}
+		_, d, err = probe.restartRound(ctx, nodes)
+		stopFloor()
+		wg.Wait()
 		if err != nil {
 			b.Fatalf("floor round %d: %v", i+1, err)
 		}
 		fl = append(fl, d)
 		b.Logf("floor round %d: %s", i+1, d.Round(time.Millisecond))
+		if err := topo.StartCoordinator(); err != nil {
+			b.Fatal(err)
+		}
 	}
-	stopFloor()
-	wg.Wait()
 	return ks, fl, summarizeParts(parts)
+}
+
+// waitHeld waits until the coordinator holds its connection to every node
+// (keyshare_unsealer_watch_mode{mode="held"}), its steady state, in which
+// each keyshare round starts.
+func waitHeld(ctx context.Context, topo *topology.Topology, nodes []*harness.VaultNode) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for {
+		held := 0
+		for _, n := range nodes {
+			v, err := topo.CoordinatorMetric(ctx, fmt.Sprintf(`keyshare_unsealer_watch_mode{mode="held",node=%q}`, n.Name))
+			if err == nil && v == 1 {
+				held++
+			}
+		}
+		if held == len(nodes) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the coordinator holds %d of %d node connections: %w", held, len(nodes), ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // probe is a tight HTTPS client for sys/health and the floor's loop.
