@@ -445,38 +445,57 @@ func (s *kmsStory) sealed(t *testing.T) {
 func (s *kmsStory) oneNodeDown(t *testing.T) {
 	s.need(t)
 	ctx := scenarioCtx(t, 3*time.Minute)
-	leader := s.waitAllUnsealed(t, ctx)
 	seed := []byte("one-node-down-seed-0123456789abc")
-	load := func(n int) (fails int) {
+	load := func(n int) (fails int, first error) {
 		for range n {
 			enc, err := s.ka.Encrypt(ctx, "e2e-down", seed)
+			if err == nil {
+				var got []byte
+				got, err = s.ka.Decrypt(ctx, "e2e-down", &kmsservice.DecryptRequest{Ciphertext: enc.Ciphertext, KeyID: enc.KeyID})
+				if err == nil && !bytes.Equal(got, seed) {
+					err = errors.New("decrypt returned another seed")
+				}
+			}
 			if err != nil {
 				fails++
-				continue
-			}
-			got, err := s.ka.Decrypt(ctx, "e2e-down", &kmsservice.DecryptRequest{Ciphertext: enc.Ciphertext, KeyID: enc.KeyID})
-			if err != nil || !bytes.Equal(got, seed) {
-				fails++
+				if first == nil {
+					first = err
+				}
 			}
 		}
-		return fails
+		return fails, first
 	}
+	standbys := 0
 	for _, n := range s.topo.Vault.Nodes() {
-		if n == leader {
+		// A healthy cluster first: every node a voter that has applied the
+		// latest write, so that the leader is settled (step 6 restarted
+		// them all).
+		s.waitAllUnsealed(t, ctx)
+		if _, err := s.topo.Vault.WaitRaftHealthy(ctx, s.topo.RootToken()); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.topo.Vault.WaitReplicated(ctx, s.topo.RootToken()); err != nil {
+			t.Fatal(err)
+		}
+		if leader, err := s.topo.Vault.WaitActive(ctx); err != nil || leader == n {
 			continue
 		}
+		standbys++
 		if err := n.Stop(); err != nil {
 			t.Fatal(err)
 		}
-		if f := load(50); f != 0 {
-			t.Fatalf("%d of 50 round trips failed with standby %s down", f, n.Name)
+		if f, err := load(50); f != 0 {
+			t.Fatalf("%d of 50 round trips failed with standby %s down; first: %v", f, n.Name, err)
 		}
 		waitKMS(t, ctx, s.ka, "ok with "+n.Name+" down", kmsOK)
 		if err := n.Start(); err != nil {
 			t.Fatal(err)
 		}
-		s.waitAllUnsealed(t, ctx)
 	}
+	if standbys != 2 {
+		t.Fatalf("stopped %d standbys, want 2", standbys)
+	}
+	s.waitAllUnsealed(t, ctx)
 	waitKMS(t, ctx, s.ka, "ok with every node back", kmsOK)
 }
 
