@@ -467,16 +467,8 @@ func (s *kmsStory) oneNodeDown(t *testing.T) {
 	}
 	standbys := 0
 	for _, n := range s.topo.Vault.Nodes() {
-		// A healthy cluster first: every node a voter that has applied the
-		// latest write, so that the leader is settled (step 6 restarted
-		// them all).
-		s.waitAllUnsealed(t, ctx)
-		if _, err := s.topo.Vault.WaitRaftHealthy(ctx, s.topo.RootToken()); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.topo.Vault.WaitReplicated(ctx, s.topo.RootToken()); err != nil {
-			t.Fatal(err)
-		}
+		// A settled cluster first (step 6 restarted every node).
+		s.settle(t, ctx)
 		if leader, err := s.topo.Vault.WaitActive(ctx); err != nil || leader == n {
 			continue
 		}
@@ -495,7 +487,22 @@ func (s *kmsStory) oneNodeDown(t *testing.T) {
 	if standbys != 2 {
 		t.Fatalf("stopped %d standbys, want 2", standbys)
 	}
+	// A node that rejoins can start a raft election; the next step starts
+	// from a settled cluster again.
+	s.settle(t, ctx)
+}
+
+// settle waits until every node is unsealed, a healthy raft voter, and has
+// applied the latest write: the leader is settled.
+func (s *kmsStory) settle(t *testing.T, ctx context.Context) {
+	t.Helper()
 	s.waitAllUnsealed(t, ctx)
+	if _, err := s.topo.Vault.WaitRaftHealthy(ctx, s.topo.RootToken()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.topo.Vault.WaitReplicated(ctx, s.topo.RootToken()); err != nil {
+		t.Fatal(err)
+	}
 	waitKMS(t, ctx, s.ka, "ok with every node back", kmsOK)
 }
 
