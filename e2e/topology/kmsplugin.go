@@ -22,9 +22,13 @@ import (
 
 // KMS plugin hosts.
 const (
-	// KMSHostA and KMSHostB are two apiserver nodes.
+	// KMSHostA and KMSHostB are two apiserver nodes; KMSHostC logs in
+	// with its certificate instead of a token file.
 	KMSHostA = "127.0.0.41"
 	KMSHostB = "127.0.0.42"
+	KMSHostC = "127.0.0.43"
+	// KMSHostD presents host C's certificate from another address.
+	KMSHostD = "127.0.0.44"
 )
 
 // BuildKMSPlugin builds cmd/kmsplugin into dir (with -race if race) and
@@ -68,6 +72,9 @@ type KMSPluginOptions struct {
 	StatusInterval, StatusRetry, TokenCheck time.Duration
 	// LogLevel defaults to debug: the most text for the leak check.
 	LogLevel string
+	// CertFile, KeyFile and CertRole, if set, make the plugin log in with
+	// Vault's cert auth method (vault.auth: cert) instead of a token file.
+	CertFile, KeyFile, CertRole string
 }
 
 // NewKMSPlugin lays out plugin name on host ip: its folder (outside LogDir:
@@ -113,6 +120,10 @@ status:
 metrics_listen: %[2]s:0
 log_level: %[10]s
 `, name, ip, p.Socket, t.Vault.CAPath, t.vaultNodesYAML(), p.TokenFile, o.TokenCheck, o.StatusInterval, o.StatusRetry, o.LogLevel)
+	if o.CertRole != "" {
+		cfg = strings.Replace(cfg, "  mount: transit\n", fmt.Sprintf("  auth: cert\n  cert_file: %s\n  key_file: %s\n  cert_role: %s\n  mount: transit\n",
+			o.CertFile, o.KeyFile, o.CertRole), 1)
+	}
 	if err := writeConfig(p.Config, cfg); err != nil {
 		return nil, err
 	}

@@ -175,7 +175,6 @@ func Load(path string, flags *pflag.FlagSet) (Config, error) {
 	return c, nil
 }
 
-
 // File is the config file it was loaded from.
 func (c Config) File() string { return c.file }
 
