@@ -17,14 +17,16 @@ import (
 	"github.com/keyshare/keyshare/internal/cliexit"
 	"github.com/keyshare/keyshare/internal/kmsplugin"
 	"github.com/keyshare/keyshare/internal/logging"
+	"github.com/keyshare/keyshare/internal/version"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 func run(args []string, stdout, stderr io.Writer) int {
 	root := &cobra.Command{
-		Use:   "kmsplugin",
-		Short: "Kubernetes KMS v2 plugin: Secrets in etcd encrypted by Vault transit",
+		Version: version.Get().String("kmsplugin"),
+		Use:     "kmsplugin",
+		Short:   "Kubernetes KMS v2 plugin: Secrets in etcd encrypted by Vault transit",
 		Long: `kmsplugin runs on every kube-apiserver node. The apiserver talks to it over a
 unix socket with the KMS v2 API; it wraps the apiserver's data-encryption seeds
 with a Vault transit key that never leaves Vault. Vault is reached over TLS
@@ -56,6 +58,7 @@ Exit codes: 0 ok, 1 runtime error, 2 bad configuration or usage.`,
 	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", "/etc/keyshare/kmsplugin.yaml", "config file")
 	load := func(cmd *cobra.Command) (kmsplugin.Config, error) { return kmsplugin.Load(cfgPath, cmd.Flags()) }
 
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.AddCommand(serveCommand(load))
 	root.AddCommand(adminCommands(load)...)
 	root.SetArgs(args)

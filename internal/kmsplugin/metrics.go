@@ -54,6 +54,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "keyshare_kms_token_renewals_total", Help: "Vault token renewals by result.",
 		}, []string{"result"}),
 	}
-	reg.MustRegister(m.Requests, m.Latency, m.VaultErrors, m.TokenTTL, m.KeyVersion, m.Healthy, m.TokenReloads, m.Renewals)
+	reg.MustRegister(version.Collector(), m.Requests, m.Latency, m.VaultErrors, m.TokenTTL, m.KeyVersion, m.Healthy, m.TokenReloads, m.Renewals)
 	return m
 }
