@@ -76,21 +76,39 @@ func (s *Service) allowWrite(ctx context.Context, p sharerpc.Peer, op string, ge
 	if _, err := s.engine.Load().Authorize(p.ID.String(), sourceAddr(p.Addr)); err != nil {
 		return s.deny(*entry, err)
 	}
-	if op != policy.OpStage {
-		// A release whose node has unsealed since is a proof that
-		// the decision must know of.
-		s.settleProofs(ctx)
+	decide := func() (string, error) {
+		st, err := s.store.State()
+		if err != nil {
+			return "", err
+		}
+		req := policy.WriteRequest{Op: op, PeerID: p.ID.String(), Generation: gen, RekeyNonce: nonce,
+			Held: policy.HeldState{Current: st.Current, Staged: st.Staged, StagedNonce: st.StagedNonce, LastProof: st.LastProof}}
+		if policy.NeedsNodes(req) {
+			req.Nodes = s.viewNodes(ctx)
+		}
+		return policy.DecideWrite(req)
 	}
+	// A release whose node has unsealed since is a proof the decision may
+	// need. Writes that delete (an abort; a stage that replaces a staged
+	// generation) settle the proofs first, so that they never go by an
+	// older proof than the holder could know. A commit deletes nothing:
+	// it settles them only if it is refused without.
 	st, err := s.store.State()
 	if err != nil {
 		return s.finish(*entry, err)
 	}
-	req := policy.WriteRequest{Op: op, PeerID: p.ID.String(), Generation: gen, RekeyNonce: nonce,
-		Held: policy.HeldState{Current: st.Current, Staged: st.Staged, StagedNonce: st.StagedNonce, LastProof: st.LastProof}}
-	if policy.NeedsNodes(req) {
-		req.Nodes = s.viewNodes(ctx)
+	eager := op == policy.OpAbort || (op == policy.OpStage && st.Staged != 0)
+	if eager {
+		s.settleProofs(ctx)
 	}
-	rule, err := policy.DecideWrite(req)
+	rule, err := decide()
+	if err != nil && !eager && op == policy.OpCommit && s.hasPending() {
+		s.settleProofs(ctx)
+		rule, err = decide()
+	}
+	if _, denied := policy.AsDenial(err); err != nil && !denied {
+		return s.finish(*entry, err)
+	}
 	if err != nil {
 		return s.deny(*entry, err)
 	}

@@ -245,6 +245,19 @@ func TestRekeyKilledBeforeCommitSettles(t *testing.T) {
 	if n := w.fake.Stats().Wasted; n != 1 {
 		t.Fatalf("%d attempts wasted, want exactly 1", n)
 	}
+	// Each holder's proof lands within its next look at the node.
+	waitFor(t, 20*time.Second, "every holder to record generation 2 as proven", func() bool {
+		for i, st := range w.store {
+			s, err := st.State()
+			if err != nil || s.Proven != 2 {
+				return false
+			}
+			if m, err := w.svcs[i].Manifest(context.Background(), unsealerPeer); err != nil || m.Proven != 2 {
+				return false
+			}
+		}
+		return true
+	})
 	proven2 := 0
 	for i, st := range w.store {
 		s, err := st.State()

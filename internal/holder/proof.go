@@ -104,8 +104,15 @@ func (s *Service) watchProof(node string) {
 	}
 }
 
-// settleProofs checks every node with a pending release once, now: Commit
-// and Abort call it so that their decision does not wait for the poll.
+// hasPending reports whether a release waits for its proof.
+func (s *Service) hasPending() bool {
+	s.proofs.mu.Lock()
+	defer s.proofs.mu.Unlock()
+	return len(s.proofs.pending) > 0
+}
+
+// settleProofs checks every node with a pending release once, now: the
+// store writes call it so that their decision does not wait for the poll.
 func (s *Service) settleProofs(ctx context.Context) {
 	s.proofs.mu.Lock()
 	var nodes []string
