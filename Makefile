@@ -9,6 +9,7 @@
 #   make fuzz     every fuzz target for FUZZTIME each
 #   make bench    benchmarks, printed as a table
 #   make bench-vault  restart to active against the floor, real Vault
+#   make bench-kms    KMS plugin Encrypt/Decrypt through its socket against the floor, real Vault
 #   make soak     random restarts for SOAK_TIME, 200 rekey-chaos rounds (not part of make test)
 
 GO            ?= go
@@ -26,7 +27,7 @@ VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || ech
 COMMIT        ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS       := -X github.com/keyshare/keyshare/internal/version.Version=$(VERSION) -X github.com/keyshare/keyshare/internal/version.Commit=$(COMMIT)
 
-.PHONY: all build test unit e2e lint fmt vet staticcheck generate generate-check fuzz bench demo vault clean bench-vault soak
+.PHONY: all build test unit e2e lint fmt vet staticcheck generate generate-check fuzz bench demo vault clean bench-vault bench-kms soak
 
 all: build
 
@@ -93,6 +94,15 @@ bench-vault: vault
 		-bench '^BenchmarkRestartToActive$$' -benchtime 1x -timeout $(BENCH_VAULT_TIMEOUT) ./e2e/ > $(BIN)/bench-vault.log 2>&1; \
 	rc=$$?; grep -E '^\||^(Benchmark|ok|FAIL)' $(BIN)/bench-vault.log; \
 	if [ $$rc -ne 0 ]; then echo "bench-vault failed; see $(BIN)/bench-vault.log"; fi; exit $$rc
+
+# KMS plugin Encrypt and Decrypt through its unix socket against the same
+# transit call made directly over kept-alive HTTPS (e2e/kms_bench_test.go).
+bench-kms: vault
+	@mkdir -p $(BIN)
+	@KEYSHARE_VAULT_BIN=$$(e2e/tools/vault/build.sh) $(GO) test -tags e2e -count=1 -run '^$$' \
+		-bench '^BenchmarkKMSPlugin$$' -benchtime 1x -timeout $(BENCH_VAULT_TIMEOUT) ./e2e/ > $(BIN)/bench-kms.log 2>&1; \
+	rc=$$?; grep -E '^\||^(Benchmark|ok|FAIL)' $(BIN)/bench-kms.log; \
+	if [ $$rc -ne 0 ]; then echo "bench-kms failed; see $(BIN)/bench-kms.log"; fi; exit $$rc
 
 # Random restarts of Vault nodes and holders for SOAK_TIME
 # (e2e/soak_test.go, build tags e2e and soak), and the rekey and init

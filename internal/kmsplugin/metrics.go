@@ -2,6 +2,8 @@ package kmsplugin
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyshare/keyshare/internal/version"
 )
 
 // Metrics are the plugin's Prometheus series.
