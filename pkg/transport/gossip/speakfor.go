@@ -103,7 +103,7 @@ func (t *Transport) judgeAlive(peer, node string, inc uint32, addr []byte, port 
 	if node != t.said.self && t.cfg.OnHint != nil {
 		t.cfg.OnHint(node, nodeAddr(&memberlist.Node{Addr: addr, Port: port}), t.said.fresh(node, inc))
 	}
-	t.log.Debug("gossip: dropped an alive message about another member", "peer", peer, "about", node)
+	// Not logged: every push/pull carries the others' entries.
 	return drop
 }
 
