@@ -20,8 +20,9 @@ import (
 //   - suspect and dead about X are accepted from anyone (liveness is
 //     everyone's business), but only with an incarnation no higher than
 //     the one X itself announced, so X's refutation, one higher, always
-//     wins. About this node the bound is what it last sent, plus
-//     selfSlack for an update not gossiped yet.
+//     wins. About this node the bound is selfCap (2^31), so that a node
+//     that restarted (at incarnation 1) hears of its former life and
+//     refutes it, while no accusation can push it near 2^32.
 //   - a graceful leave of X (dead with From == X) only from X itself; a
 //     push/pull entry saying X left, from anyone else, counts as "dead".
 //
@@ -36,6 +37,16 @@ import (
 // suspicion of it may name: memberlist may have moved its incarnation by
 // an update or refutation that is queued but not yet sent.
 const selfSlack = 2
+
+// selfCap is the highest incarnation an accusation of this node may name
+// even above what it sent: a node that restarts starts again at 1, while
+// the others still hold the incarnation of its former life, and it must
+// hear of it to refute it (memberlist refutes with one more). Honest
+// incarnations grow by one per update or refutation and never come near
+// it; a forged one is held below half the range, so this node's
+// refutation always has room to win (a further accusation at or below the
+// cap moves it by one, as any suspicion does).
+const selfCap = 1 << 31
 
 // maxAnnounced bounds the members remembered; beyond it the table is
 // cleared, which at worst drops suspicions until members speak again.
@@ -72,7 +83,7 @@ func (a *announcements) bound(node string) (uint32, bool) {
 	inc, ok := a.inc[node]
 	if node == a.self {
 		// This node is known to itself even before it has sent anything.
-		return inc + selfSlack, true
+		return max(inc+selfSlack, selfCap), true
 	}
 	return inc, ok
 }
@@ -103,7 +114,7 @@ func (t *Transport) judgeAlive(peer, node string, inc uint32, addr []byte, port 
 	if node != t.said.self && t.cfg.OnHint != nil {
 		t.cfg.OnHint(node, nodeAddr(&memberlist.Node{Addr: addr, Port: port}), t.said.fresh(node, inc))
 	}
-	t.log.Debug("gossip: dropped an alive message about another member", "peer", peer, "about", node)
+	// Not logged: every push/pull carries the others' entries.
 	return drop
 }
 
