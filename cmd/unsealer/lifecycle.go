@@ -101,8 +101,10 @@ through the holders. Shares never touch disk or the terminal. The root token
 is printed once, or encrypted with --root-token-age-recipient or
 --root-token-pgp-key.
 
---abort drops a staged generation left by an interrupted init;
---commit GEN finishes an init whose commit failed on some holders.`,
+--abort drops a staged generation left by an interrupted init, only while
+Vault is not initialized (once it is, that generation may be its only key:
+'unsealer rekey --recover' tests it and commits it); --commit GEN finishes
+an init whose commit failed on some holders.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ageRecipient != "" && pgpFile != "" {
 				return usage(fmt.Errorf("give --root-token-age-recipient or --root-token-pgp-key, not both"))
@@ -164,7 +166,7 @@ is printed once, or encrypted with --root-token-age-recipient or
 	f.StringVar(&node, "node", "", "Vault node to initialize (default: the first in vault.nodes)")
 	f.StringVar(&ageRecipient, "root-token-age-recipient", "", "encrypt the root token to this age public key (age1...)")
 	f.StringVar(&pgpFile, "root-token-pgp-key", "", "PGP public key file: Vault encrypts the root token to it")
-	f.BoolVar(&abort, "abort", false, "drop the generation an interrupted init left staged on the holders")
+	f.BoolVar(&abort, "abort", false, "drop the generation an interrupted init left staged on the holders (only while vault is not initialized)")
 	f.Uint64Var(&gen, "generation", 0, "with --abort: the staged generation (default: newest held + 1)")
 	f.Uint64Var(&commit, "commit", 0, "finish an init by committing this generation on every holder")
 	f.DurationVar(&retryFor, "retry-for", lifecycle.DefaultRetryFor, "how long to retry a holder that fails to stage or commit")

@@ -234,7 +234,7 @@ func (c RekeyConfig) rejected(ctx context.Context, vr Rekeyer, nonce string, res
 	if cerr := vr.RekeyCancel(context.WithoutCancel(ctx), nonce); cerr != nil {
 		c.printf("cancelling rekey %s failed: %v", nonce, cerr)
 	}
-	proof := fmt.Sprintf("vault node %s rejected a threshold of generation %d's shares (%v), so it does not use generation %d", c.Node.Name, res.From, err, res.From)
+	proof := fmt.Errorf("vault node %s rejected a threshold of generation %d's shares (%w), so it does not use generation %d", c.Node.Name, res.From, err, res.From)
 	var mu sync.Mutex
 	var done, failed []string
 	forEach(c.Holders, func(h HolderRef) {
@@ -251,11 +251,11 @@ func (c RekeyConfig) rejected(ctx context.Context, vr Rekeyer, nonce string, res
 	sort.Strings(failed)
 	switch {
 	case len(done) == len(c.Holders):
-		return fmt.Errorf("%s: committed staged generation %d on every holder; nothing was rekeyed: rerun 'unsealer rekey' to rotate the shares", proof, res.To)
+		return fmt.Errorf("%w: committed staged generation %d on every holder; nothing was rekeyed: rerun 'unsealer rekey' to rotate the shares", proof, res.To)
 	case len(done) > 0:
-		return fmt.Errorf("%s: committed staged generation %d on %v; the others did not commit it (%s): run 'unsealer rekey --recover' when they are up", proof, res.To, done, strings.Join(failed, "; "))
+		return fmt.Errorf("%w: committed staged generation %d on %v; the others did not commit it (%s): run 'unsealer rekey --recover' when they are up", proof, res.To, done, strings.Join(failed, "; "))
 	}
-	return fmt.Errorf("%s, and no holder has generation %d staged: nothing was changed; run 'unsealer rekey --status' and check where the holders' shares came from", proof, res.To)
+	return fmt.Errorf("%w, and no holder has generation %d staged: nothing was changed; run 'unsealer rekey --status' and check where the holders' shares came from", proof, res.To)
 }
 
 // Outcomes of submitOld.
