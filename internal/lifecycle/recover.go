@@ -113,14 +113,16 @@ func provesOld(h Holdings, rk vaultnode.RekeyStatus, next uint64) bool {
 	return rk.VerificationNonce != ""
 }
 
-// dropStaged cancels the rekey in progress with its nonce and, once that
-// succeeded, drops the staged generation: provesOld held.
+// dropStaged drops the staged generation and then cancels the rekey in
+// progress with its nonce: provesOld held. The drop comes first because a
+// holder allows it only while its own look at Vault still shows the rekey
+// the generation was staged under; once cancelled, that proof is gone.
 func (c RecoverConfig) dropStaged(ctx context.Context, vr Rekeyer, rk vaultnode.RekeyStatus, staged []string, cur uint64) (string, error) {
-	if err := vr.RekeyCancel(ctx, rk.Nonce); err != nil {
-		return "", fmt.Errorf("%w: vault node %s still uses generation %d and waits for the verification of rekey %s; the staged generation %d was kept: rerun 'unsealer rekey --recover'", err, c.Node.Name, cur, rk.Nonce, cur+1)
-	}
 	if err := c.abortAll(ctx, c.Holders, cur+1); err != nil {
-		return "", fmt.Errorf("%w: the rekey is cancelled and vault uses generation %d; rerun 'unsealer rekey --recover' when the holders are up", err, cur)
+		return "", fmt.Errorf("%w: vault node %s still uses generation %d and waits for the verification of rekey %s; rerun 'unsealer rekey --recover' when the holders are up", err, c.Node.Name, cur, rk.Nonce)
+	}
+	if err := vr.RekeyCancel(ctx, rk.Nonce); err != nil {
+		return "", fmt.Errorf("%w: staged generation %d was dropped, but vault node %s still has rekey %s in progress (it uses generation %d): run 'unsealer rekey --abort'", err, cur+1, c.Node.Name, rk.Nonce, cur)
 	}
 	return fmt.Sprintf("vault node %s still waited for the verification of rekey %s, so it uses generation %d: cancelled that rekey and dropped staged generation %d (from %v); generation %d stays in force", c.Node.Name, rk.Nonce, cur, cur+1, staged, cur), nil
 }
@@ -180,7 +182,11 @@ func (c RecoverConfig) probe(ctx context.Context, vr Rekeyer, h Holdings, staged
 			return "", fmt.Errorf("vault node %s accepted generation %d, so it uses it, but %w: rerun 'unsealer rekey --recover'", c.Node.Name, m.Generation, err)
 		}
 		if err := c.abortAll(ctx, c.Holders, next); err != nil {
-			return "", fmt.Errorf("%w: vault uses generation %d; rerun 'unsealer rekey --recover' when the holders are up", err, m.Generation)
+			// The holders drop a staged generation only on a proof they
+			// see themselves (its rekey in progress, or another
+			// generation unsealing a node); a test rekey is not one.
+			return "", fmt.Errorf("vault node %s accepted generation %d's shares in a test rekey (cancelled), so it uses generation %d, but the holders keep staged generation %d until they see generation %d unseal a node (%w): restart one vault node (it comes back sealed; the coordinator unseals it with generation %d) and rerun 'unsealer rekey --recover'",
+				c.Node.Name, m.Generation, m.Generation, next, m.Generation, err, m.Generation)
 		}
 		return fmt.Sprintf("vault node %s accepted generation %d's shares in a test rekey (cancelled), so it uses generation %d: dropped staged generation %d (from %v)", c.Node.Name, m.Generation, m.Generation, next, staged), nil
 	case oldRejected:

@@ -190,22 +190,20 @@ func Rekey(ctx context.Context, c RekeyConfig) (RekeyResult, error) {
 }
 
 // cancelRekey ends a rekey that failed before any verify share was sent:
-// Vault uses generation res.From whatever the cancel does. It cancels the
-// rekey with its nonce and, if it staged res.To, drops it, but only once
-// the cancel succeeded (else the rekey still waits for verification, and
-// --recover drops it on that proof).
+// Vault uses generation res.From whatever happens here. If it staged
+// res.To it drops it first, while the rekey is still in progress (the
+// holders allow the drop only while their own look at Vault shows the rekey
+// the generation was staged under), then cancels the rekey with its nonce.
+// A drop that fails leaves res.To staged under a rekey still waiting for
+// verification, which --recover drops on that proof.
 func (c RekeyConfig) cancelRekey(ctx context.Context, vr Rekeyer, nonce string, res RekeyResult, staged bool, err error) error {
-	if cerr := vr.RekeyCancel(ctx, nonce); cerr != nil {
-		left := ""
-		if staged {
-			left = fmt.Sprintf("; generation %d stays staged on the holders", res.To)
-		}
-		return fmt.Errorf("%w; cancelling rekey %s failed (%w)%s: vault still uses generation %d; run 'unsealer rekey --recover'", err, nonce, cerr, left, res.From)
-	}
 	if staged {
 		if aerr := c.abortAll(ctx, c.Holders, res.To); aerr != nil {
-			return fmt.Errorf("%w; rekey cancelled and vault uses generation %d, but %w: run 'unsealer rekey --recover'", err, res.From, aerr)
+			return fmt.Errorf("%w; dropping staged generation %d failed (%w), so rekey %s was left in progress: vault still uses generation %d; run 'unsealer rekey --recover'", err, res.To, aerr, nonce, res.From)
 		}
+	}
+	if cerr := vr.RekeyCancel(ctx, nonce); cerr != nil {
+		return fmt.Errorf("%w; cancelling rekey %s failed (%w): vault still uses generation %d; run 'unsealer rekey --abort'", err, nonce, cerr, res.From)
 	}
 	return fmt.Errorf("%w: rekey cancelled; generation %d stays in force", err, res.From)
 }
