@@ -140,3 +140,36 @@ func TestInitKilled(t *testing.T) {
 		t.Run("ok/"+string(c.step), func(t *testing.T) { run(t, c) })
 	}
 }
+
+// TestInitNodeUnsealedFirst: a coordinator running beside init may unseal
+// the node from the holders between their commit and init's own unseal.
+// That is success, said in words, not "failed: <nil>"; a node still sealed
+// with nothing submitted is not.
+func TestInitNodeUnsealedFirst(t *testing.T) {
+	run := func(t *testing.T, unseal bool) (string, error) {
+		w := newWorld(t, false)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var out bytes.Buffer
+		_, err := lifecycle.Init(ctx, lifecycle.InitConfig{Node: w.node, Holders: w.holders, Plan: w.plan, Options: lifecycle.Options{Out: &out,
+			AfterStep: func(s lifecycle.Step) error {
+				if s == lifecycle.StepInitCmt && unseal {
+					w.fake.Unseal() // the coordinator got there first
+				}
+				return nil
+			}}})
+		return out.String(), err
+	}
+	t.Run("ok/unsealed-by-coordinator", func(t *testing.T) {
+		out, err := run(t, true)
+		if err != nil || !strings.Contains(out, "unsealed already") {
+			t.Fatalf("init: %v\n%s", err, out)
+		}
+	})
+	t.Run("ok/unsealed-by-init", func(t *testing.T) {
+		out, err := run(t, false)
+		if err != nil || strings.Contains(out, "unsealed already") {
+			t.Fatalf("init: %v\n%s", err, out)
+		}
+	})
+}
