@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/keyshare/keyshare/internal/coordinator"
-	"github.com/keyshare/keyshare/internal/devpki"
-	"github.com/keyshare/keyshare/internal/vaultfake"
+	"github.com/keyshare/keyshare/internal/testkit/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 )
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyshare/keyshare/internal/rig"
+	"github.com/keyshare/keyshare/internal/testkit/rig"
 	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
 )
 

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/keyshare/keyshare/e2e/harness"
-	"github.com/keyshare/keyshare/internal/vaultcontract"
+	"github.com/keyshare/keyshare/internal/testkit/vaultcontract"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 )
 
@@ -18,7 +18,7 @@ import (
 const contractIP = "127.0.0.121"
 
 // TestVaultContract runs the assertions the fake Vault passes in its unit
-// test (internal/vaultfake TestContract) against the real Vault v1.21.0:
+// test (internal/testkit/vaultfake TestContract) against the real Vault v1.21.0:
 // one fresh raft node, initialized, unsealed, rekeyed, cancelled and
 // restarted by the suite itself.
 func TestVaultContract(t *testing.T) {

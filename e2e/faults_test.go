@@ -22,7 +22,7 @@ import (
 
 	"github.com/keyshare/keyshare/e2e/harness"
 	"github.com/keyshare/keyshare/e2e/topology"
-	"github.com/keyshare/keyshare/internal/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/devpki"
 	"github.com/keyshare/keyshare/pkg/shares"
 )
 

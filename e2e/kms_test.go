@@ -21,7 +21,7 @@ import (
 	kmsservice "k8s.io/kms/pkg/service"
 
 	"github.com/keyshare/keyshare/e2e/topology"
-	"github.com/keyshare/keyshare/internal/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/devpki"
 )
 
 // kmsStory is the KMS plugin's life against the real Vault cluster that

@@ -38,7 +38,7 @@ var pkiHolders = []struct {
 
 // TestPKI makes every certificate of a deployment from nothing, once with
 // `unsealer tls` and once with the openssl recipe of the README, and checks
-// that keyshare accepts them: no test CA code (internal/devpki) is used.
+// that keyshare accepts them: no test CA code (internal/testkit/devpki) is used.
 func TestPKI(t *testing.T) {
 	bins := requireBinaries(t)
 	t.Run("commands_from_nothing_unseal_a_real_vault_and_revoke", func(t *testing.T) { pkiFromCommands(t, bins) })

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyshare/keyshare/internal/devpki"
-	"github.com/keyshare/keyshare/internal/proctest"
+	"github.com/keyshare/keyshare/internal/testkit/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 )
 
 var holderBin string

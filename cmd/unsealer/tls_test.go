@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/keyshare/keyshare/internal/pki"
-	"github.com/keyshare/keyshare/internal/proctest"
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 	"github.com/keyshare/keyshare/pkg/transport/identity"
 )
 

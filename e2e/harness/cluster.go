@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyshare/keyshare/internal/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/devpki"
 )
 
 // VaultClusterOptions configures a VaultCluster. Binary and BaseDir are

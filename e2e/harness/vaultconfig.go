@@ -10,7 +10,7 @@ import (
 	"sync"
 
 	"github.com/hashicorp/vault/api"
-	"github.com/keyshare/keyshare/internal/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/devpki"
 )
 
 // VaultNode is one Vault server of a VaultCluster: its addresses, files and

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/keyshare/keyshare/e2e/harness"
-	"github.com/keyshare/keyshare/internal/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/devpki"
 )
 
 // The simulated hosts' addresses.

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyshare/keyshare/internal/devpki"
-	"github.com/keyshare/keyshare/internal/vaultfake"
+	"github.com/keyshare/keyshare/internal/testkit/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 	"github.com/keyshare/keyshare/pkg/shares"
 	"github.com/keyshare/keyshare/pkg/transport/sharerpc"

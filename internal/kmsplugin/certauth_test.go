@@ -10,7 +10,7 @@ import (
 
 	kmsservice "k8s.io/kms/pkg/service"
 
-	"github.com/keyshare/keyshare/internal/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/devpki"
 )
 
 // certAuthRig sets the rig's plugin up to log in with a host certificate

@@ -20,8 +20,8 @@ import (
 	kmsservice "k8s.io/kms/pkg/service"
 
 	"github.com/keyshare/keyshare/internal/confload"
-	"github.com/keyshare/keyshare/internal/devpki"
-	"github.com/keyshare/keyshare/internal/vaultfake"
+	"github.com/keyshare/keyshare/internal/testkit/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
 )
 
 // Loopback addresses of the simulated hosts in these tests.

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/keyshare/keyshare/internal/lifecycle"
-	"github.com/keyshare/keyshare/internal/vaultfake"
+	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 )
 

@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/keyshare/keyshare/internal/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/devpki"
 )
 
 func testCA(t *testing.T) []byte {

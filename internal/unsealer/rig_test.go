@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyshare/keyshare/internal/rig"
+	"github.com/keyshare/keyshare/internal/testkit/rig"
 )
 
 // addrs: the fake Vault on .85, holders on .86-.88, the coordinator on .80.

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyshare/keyshare/internal/rig"
+	"github.com/keyshare/keyshare/internal/testkit/rig"
 	"github.com/keyshare/keyshare/internal/unsealer"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 	"github.com/keyshare/keyshare/internal/version"

@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/keyshare/keyshare/internal/coordinator"
-	"github.com/keyshare/keyshare/internal/rig"
+	"github.com/keyshare/keyshare/internal/testkit/rig"
 	"github.com/keyshare/keyshare/internal/unsealer"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 )

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyshare/keyshare/internal/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/devpki"
 )
 
 // recorder is a TLS server on ip:0 that records every request it gets.

@@ -12,7 +12,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/keyshare/keyshare/internal/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/devpki"
 )
 
 // Members of the forgery tests on 127.0.0.221-223, the forger (a valid

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
-	"github.com/keyshare/keyshare/internal/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/devpki"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyshare/keyshare/internal/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/devpki"
 )
 
 // rawClient is a TLS client config that presents leaf (if any) and does not

@@ -1,7 +1,7 @@
 // Package rig is an in-process keyshare deployment for tests and
 // benchmarks: three holders with real sealed stores, release policy and
 // fsynced audit logs, each serving the share service over mutual TLS on its
-// own loopback address, a fake Vault (internal/vaultfake) they check and
+// own loopback address, a fake Vault (internal/testkit/vaultfake) they check and
 // the coordinator unseals, and the unsealer's holder set dialing from the
 // coordinator's address. The e2e suite runs the real processes instead.
 package rig
@@ -17,10 +17,10 @@ import (
 
 	"github.com/keyshare/keyshare/internal/audit"
 	"github.com/keyshare/keyshare/internal/coordinator"
-	"github.com/keyshare/keyshare/internal/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/devpki"
 	"github.com/keyshare/keyshare/internal/holder"
 	"github.com/keyshare/keyshare/internal/unsealer"
-	"github.com/keyshare/keyshare/internal/vaultfake"
+	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 	"github.com/keyshare/keyshare/pkg/policy"
 	"github.com/keyshare/keyshare/pkg/shares"

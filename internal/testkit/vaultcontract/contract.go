@@ -2,7 +2,7 @@
 // API that keyshare calls: seal-status, unseal (with reset), init, the
 // rekey with verification (init, update, verify, cancel with and without a
 // nonce) and health. The same Run is called against the fake Vault
-// (internal/vaultfake, a unit test) and against the real Vault v1.21.0
+// (internal/testkit/vaultfake, a unit test) and against the real Vault v1.21.0
 // (e2e/contract_test.go), so the fake cannot drift from the real one
 // without a test failing: where they differ, the fake is fixed.
 //

@@ -1,0 +1,10 @@
+// Package testkit holds nothing itself: its sub-packages are the test
+// support shared by unit and e2e tests, kept apart so that no production
+// package imports them by accident.
+//
+//	vaultfake      an in-process fake Vault (seal, init, rekey, transit)
+//	vaultcontract  the assertions run against both the fake and the real Vault
+//	devpki         throwaway CAs and SPIFFE leaf certificates
+//	rig            holders and a coordinator wired in one process
+//	proctest       child processes: free ports, log attributes
+package testkit
