@@ -236,5 +236,5 @@ the holder stopped, or send the holder SIGHUP after.`,
 	auditCmd.AddCommand(auditVerify)
 	root.AddCommand(runCmd, statusCmd, verifyCmd, keygenCmd, importCmd, exportCmd, confirmCmd, auditCmd)
 
-	return cliexit.Code(os.Stderr, "holder", root.Execute())
+	return cliexit.Execute(os.Stderr, "holder", root)
 }

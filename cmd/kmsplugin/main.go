@@ -64,7 +64,7 @@ Exit codes: 0 ok, 1 runtime error, 2 bad configuration or usage.`,
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	return cliexit.Code(stderr, "kmsplugin", root.Execute())
+	return cliexit.Execute(stderr, "kmsplugin", root)
 }
 
 func serveCommand(load func(*cobra.Command) (kmsplugin.Config, error)) *cobra.Command {

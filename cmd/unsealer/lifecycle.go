@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/keyshare/keyshare/internal/confload"
+	"github.com/keyshare/keyshare/internal/cliexit"
 	"github.com/keyshare/keyshare/internal/lifecycle"
 	"github.com/keyshare/keyshare/internal/logging"
 	"github.com/keyshare/keyshare/internal/unsealer"
@@ -337,4 +337,4 @@ and the holders audit every release.`,
 }
 
 // usage marks err as a usage error (exit code 2).
-func usage(err error) error { return &confload.Error{Err: err} }
+func usage(err error) error { return &cliexit.UsageError{Err: err} }

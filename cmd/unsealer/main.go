@@ -132,7 +132,7 @@ Exit codes: 0 ok, 1 runtime error, 2 bad configuration or usage,
 	root.AddCommand(lifecycleCommands(load)...)
 	root.AddCommand(tlsCommand())
 
-	err := root.Execute()
+	err := cliexit.Run(root)
 	if errors.Is(err, errDegraded) {
 		return exitDegraded
 	}
