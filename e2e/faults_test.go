@@ -84,28 +84,10 @@ func newFaults(t *testing.T) *faults {
 // 3 s); the cleanup dumps the logs if the test failed and kills it all.
 func newFaultTopology(t *testing.T, bins topology.Binaries, level string) *topology.Topology {
 	t.Helper()
-	topo, err := topology.New(topology.Options{
-		Dir: t.TempDir(), VaultBinary: harness.RequireVaultBinary(t), Binaries: bins,
-		RaftPerformanceMultiplier: 1, LogLevel: level, Logf: t.Logf,
+	return startTopology(t, topology.Options{
+		Binaries: bins, RaftPerformanceMultiplier: 1, LogLevel: level,
 		StaleProgressAfter: staleAfter,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			topo.DumpLogs(t.Logf, 40)
-		}
-		if err := topo.Close(); err != nil {
-			t.Errorf("failed to stop the topology: %v", err)
-		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := topo.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return topo
 }
 
 // initAndExport starts the coordinator, runs `unsealer init`, waits for

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyshare/keyshare/e2e/harness"
 	"github.com/keyshare/keyshare/e2e/topology"
 )
 
@@ -48,4 +49,42 @@ func requireBinaries(tb testing.TB) topology.Binaries {
 		tb.Fatalf("no keyshare binaries: %v", binsErr)
 	}
 	return bins
+}
+
+// startTopology makes and starts a topology from opts, filling in what
+// every test gives the same way (a temporary folder, the Vault and keyshare
+// binaries, the test's log). The cleanup dumps every log tail if the test
+// failed and stops every process.
+func startTopology(t *testing.T, opts topology.Options) *topology.Topology {
+	t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	if opts.VaultBinary == "" {
+		opts.VaultBinary = harness.RequireVaultBinary(t)
+	}
+	if opts.Binaries == (topology.Binaries{}) {
+		opts.Binaries = requireBinaries(t)
+	}
+	if opts.Logf == nil {
+		opts.Logf = t.Logf
+	}
+	topo, err := topology.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			topo.DumpLogs(t.Logf, 40)
+		}
+		if err := topo.Close(); err != nil {
+			t.Errorf("failed to stop the topology: %v", err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := topo.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return topo
 }

@@ -28,28 +28,10 @@ const pauseAtEnv = "KEYSHARE_TEST_PAUSE_AT"
 // initialized and no coordinator runs: the rounds unseal through the CLI.
 func newSingleNode(t *testing.T, ip string) *topology.Topology {
 	t.Helper()
-	topo, err := topology.New(topology.Options{
-		Dir: t.TempDir(), VaultBinary: harness.RequireVaultBinary(t), Binaries: requireBinaries(t),
-		VaultIPs: []string{ip}, LogLevel: "info", Logf: t.Logf,
+	return startTopology(t, topology.Options{
+		VaultIPs: []string{ip}, LogLevel: "info",
 		OperatorRatePerMinute: 6000, OperatorBurst: 1000,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			topo.DumpLogs(t.Logf, 40)
-		}
-		if err := topo.Close(); err != nil {
-			t.Errorf("failed to stop the topology: %v", err)
-		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := topo.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return topo
 }
 
 // cli runs one unsealer command as the operator (operator config,

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyshare/keyshare/e2e/harness"
 	"github.com/keyshare/keyshare/e2e/topology"
 )
 
@@ -65,24 +64,7 @@ func TestInitRootTokenPGP(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	topo, err := topology.New(topology.Options{
-		Dir: t.TempDir(), VaultBinary: harness.RequireVaultBinary(t), Binaries: requireBinaries(t),
-		VaultIPs: []string{"127.0.0.121"}, Logf: t.Logf,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			topo.DumpLogs(t.Logf, 40)
-		}
-		if err := topo.Close(); err != nil {
-			t.Errorf("failed to stop the topology: %v", err)
-		}
-	})
-	if err := topo.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	topo := startTopology(t, topology.Options{VaultIPs: []string{"127.0.0.121"}})
 	res, err := topo.Run(ctx, topology.CLI{AllowFail: true}, topo.Bins.Unsealer, "init", "-c", topo.UnsealerConfig, "--root-token-pgp-key", keyFile)
 	if err != nil || res.Code != 0 {
 		t.Fatalf("unsealer init: exit %d, %v\n%s", res.Code, err, res.Combined())

@@ -37,36 +37,18 @@ type story struct {
 // dumps every log tail if the test failed, and kills every process.
 func newStory(t *testing.T) *story {
 	t.Helper()
-	b := requireBinaries(t)
-	vault := harness.RequireVaultBinary(t)
-	topo, err := topology.New(topology.Options{
-		Dir: t.TempDir(), VaultBinary: vault, Binaries: b,
+	topo := startTopology(t, topology.Options{
 		// Restarting the leader or all nodes fails over in seconds, not 20.
 		RaftPerformanceMultiplier: 1,
 		// Debug logs give the leak check the most text to look through.
 		LogLevel: "debug",
-		Logf:     t.Logf,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := &story{topo: topo, secrets: t.TempDir()}
 	t.Cleanup(func() {
-		if t.Failed() {
-			topo.DumpLogs(t.Logf, 40)
-		}
-		if err := topo.Close(); err != nil {
-			t.Errorf("failed to stop the topology: %v", err)
-		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		t.Logf("timings:\n  %s", strings.Join(s.timings, "\n  "))
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := topo.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	return s
 }
 
