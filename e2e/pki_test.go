@@ -4,12 +4,9 @@ package e2e
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +17,7 @@ import (
 
 	"github.com/keyshare/keyshare/e2e/harness"
 	"github.com/keyshare/keyshare/e2e/topology"
+	"github.com/keyshare/keyshare/internal/testkit/tlstest"
 	"github.com/keyshare/keyshare/pkg/transport/identity"
 )
 
@@ -252,10 +250,10 @@ func pkiFromOpenSSL(t *testing.T, bins topology.Binaries) {
 		t.Fatalf("the openssl holder certificate is not authorized as a holder: %v", err)
 	}
 	srv := holder.ServerConfig(identity.AllowRoles(identity.RoleUnsealer, identity.RoleOperator))
-	if err := pkiHandshake(t, srv, unsealer.ClientConfig(identity.AllowRoles(identity.RoleHolder))); err != nil {
+	if err := tlstest.Refusal(t, srv, unsealer.ClientConfig(identity.AllowRoles(identity.RoleHolder))); err != nil {
 		t.Fatalf("unsealer -> holder with openssl certificates: %v", err)
 	}
-	if err := pkiHandshake(t, srv, operator.ClientConfig(identity.AllowRoles(identity.RoleHolder))); err != nil {
+	if err := tlstest.Refusal(t, srv, operator.ClientConfig(identity.AllowRoles(identity.RoleHolder))); err != nil {
 		t.Fatalf("operator -> holder with openssl certificates: %v", err)
 	}
 	if out, err := exec.Command(bins.Unsealer, "tls", "cert", "revoke", "--ca-dir", dir, "--cert", filepath.Join(dir, "operator-oncall.crt")).CombinedOutput(); err != nil {
@@ -264,7 +262,7 @@ func pkiFromOpenSSL(t *testing.T, bins topology.Binaries) {
 	if err := holder.Reload(); err != nil {
 		t.Fatalf("holder reload of the new CRL: %v", err)
 	}
-	if err := pkiHandshake(t, srv, operator.ClientConfig(identity.AllowRoles(identity.RoleHolder))); err == nil || !strings.Contains(err.Error(), "revoked") {
+	if err := tlstest.Refusal(t, srv, operator.ClientConfig(identity.AllowRoles(identity.RoleHolder))); err == nil || !strings.Contains(err.Error(), "revoked") {
 		t.Fatalf("revoked operator -> holder: %v; want refused as revoked", err)
 	}
 }
@@ -278,47 +276,4 @@ func readmeRecipe(t *testing.T, readme []byte, name string) string {
 		t.Fatalf("README.md has no ```sh block after <!-- recipe: %s -->", name)
 	}
 	return string(m[1])
-}
-
-// pkiHandshake runs one TLS handshake on loopback and returns the refusing
-// side's error, if any.
-func pkiHandshake(t *testing.T, server, client *tls.Config) error {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	done := make(chan error, 1)
-	go func() {
-		c, err := lis.Accept()
-		if err != nil {
-			done <- err
-			return
-		}
-		defer c.Close()
-		_ = c.SetDeadline(deadline)
-		s := tls.Server(c, server)
-		if err = s.Handshake(); err == nil {
-			_, err = s.Read(make([]byte, 1))
-		}
-		done <- err
-	}()
-	cc, err := net.DialTimeout("tcp", lis.Addr().String(), 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	_ = cc.SetDeadline(deadline)
-	c := tls.Client(cc, client)
-	clientErr := c.Handshake()
-	if clientErr == nil {
-		_, clientErr = c.Write([]byte{1})
-	}
-	serverErr := <-done
-	if serverErr != nil {
-		return fmt.Errorf("server: %w (client: %v)", serverErr, clientErr)
-	}
-	return clientErr
 }

@@ -1,17 +1,14 @@
 package main
 
 import (
-	"crypto/tls"
-	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/keyshare/keyshare/internal/pki"
 	"github.com/keyshare/keyshare/internal/testkit/proctest"
+	"github.com/keyshare/keyshare/internal/testkit/tlstest"
 	"github.com/keyshare/keyshare/pkg/transport/identity"
 )
 
@@ -101,61 +98,19 @@ func TestTLSCommands(t *testing.T) {
 	}
 	srv := holder.ServerConfig(identity.AllowRoles(identity.RoleUnsealer))
 	cli := unsealer.ClientConfig(identity.AllowRoles(identity.RoleHolder))
-	if err := tlsHandshake(t, srv, cli); err != nil {
+	if err := tlstest.Refusal(t, srv, cli); err != nil {
 		t.Fatalf("unsealer -> holder h2: %v", err)
 	}
 	if out, errOut, code := proctest.Run(t, "", nil, unsealerBin, "tls", "cert", "revoke", "--ca-dir", ca, "--cert", filepath.Join(dir, "holder-h2.crt")); code != 0 {
 		t.Fatalf("revoke holder h2: %s%s", out, errOut)
 	}
-	if err := tlsHandshake(t, srv, cli); err != nil {
+	if err := tlstest.Refusal(t, srv, cli); err != nil {
 		t.Fatalf("before the unsealer reloads, the old CRL holds: %v", err)
 	}
 	if err := unsealer.Reload(); err != nil {
 		t.Fatalf("reload of the CRL written by revoke: %v", err)
 	}
-	if err := tlsHandshake(t, srv, cli); err == nil || !strings.Contains(err.Error(), "revoked") {
+	if err := tlstest.Refusal(t, srv, cli); err == nil || !strings.Contains(err.Error(), "revoked") {
 		t.Fatalf("unsealer -> revoked holder h2: %v; want refused as revoked", err)
 	}
-}
-
-// tlsHandshake runs one TLS handshake on loopback and returns the refusing
-// side's error, if any.
-func tlsHandshake(t *testing.T, server, client *tls.Config) error {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	done := make(chan error, 1)
-	go func() {
-		c, err := lis.Accept()
-		if err != nil {
-			done <- err
-			return
-		}
-		defer c.Close()
-		_ = c.SetDeadline(deadline)
-		s := tls.Server(c, server)
-		if err = s.Handshake(); err == nil {
-			_, err = s.Read(make([]byte, 1))
-		}
-		done <- err
-	}()
-	cc, err := net.DialTimeout("tcp", lis.Addr().String(), 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	_ = cc.SetDeadline(deadline)
-	c := tls.Client(cc, client)
-	clientErr := c.Handshake()
-	if clientErr == nil {
-		_, clientErr = c.Write([]byte{1})
-	}
-	if serverErr := <-done; serverErr != nil {
-		return fmt.Errorf("server: %w (client: %v)", serverErr, clientErr)
-	}
-	return clientErr
 }
