@@ -3,20 +3,19 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/keyshare/keyshare/e2e/harness"
 	"github.com/keyshare/keyshare/e2e/topology"
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 )
 
 // pauseAtEnv makes `unsealer init` and `unsealer rekey` stop after the
@@ -52,25 +51,8 @@ type bgCmd struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error
-	out  syncBuffer
+	out  proctest.Buffer
 	path string
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startCLI starts `unsealer args... -c <cfg>` with env added. Its output is

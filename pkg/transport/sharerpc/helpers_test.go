@@ -14,11 +14,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyshare/keyshare/internal/testkit/devpki"
-	"github.com/keyshare/keyshare/pkg/transport/identity"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
+
+	"github.com/keyshare/keyshare/internal/testkit/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
+	"github.com/keyshare/keyshare/pkg/transport/identity"
 )
 
 const (
@@ -136,7 +138,7 @@ type fixture struct {
 	unsealer *identity.Source
 	h        *fakeHandler
 	addr     string
-	log      *syncBuffer
+	log      *proctest.Buffer
 }
 
 // newFixture serves a holder h1 that allows unsealers and the operator
@@ -147,7 +149,7 @@ func newFixture(t testing.TB, tune ...func(*ServerOptions)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{ca: ca, dir: t.TempDir(), h: &fakeHandler{}, log: &syncBuffer{}}
+	f := &fixture{ca: ca, dir: t.TempDir(), h: &fakeHandler{}, log: &proctest.Buffer{}}
 	f.holder = f.sourceFor(t, f.leaf(t, "holder", "h1"), "holder-h1", slog.New(slog.NewTextHandler(f.log, nil)))
 	f.unsealer = f.source(t, "unsealer", "u1")
 	authz := identity.AllowRoles(identity.RoleUnsealer).Or(identity.AllowIDs(f.id("operator", "alice")))
@@ -237,23 +239,6 @@ func (f *fixture) dial(t testing.TB, cfg *tls.Config, opts ClientOptions) *Clien
 func (f *fixture) unsealerClient(t testing.TB) *Client {
 	t.Helper()
 	return f.dial(t, f.unsealer.ClientConfig(identity.AllowRoles(identity.RoleHolder)), ClientOptions{})
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func errContains(err error, sub string) bool {
