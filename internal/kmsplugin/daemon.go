@@ -111,9 +111,28 @@ func Build(c Config, log *slog.Logger) (*Daemon, error) {
 		return nil, err
 	}
 	d.Socket = sock
-	d.grpc = grpc.NewServer(grpc.ConnectionTimeout(DefaultGRPCTimeout), grpc.MaxRecvMsgSize(4<<20))
+	d.grpc = grpc.NewServer(ServerOptions()...)
 	kmsapi.RegisterKeyManagementServiceServer(d.grpc, kmsservice.NewGRPCService(c.Socket.Path, DefaultGRPCTimeout, d.Service))
 	return d, nil
+}
+
+// grpcWindow is the fixed HTTP/2 flow-control window of the KMS socket, per
+// stream and per connection: far above any KMS message (key_id and
+// ciphertext are at most 1 KiB, a seed 32 bytes).
+const grpcWindow = 1 << 20
+
+// ServerOptions are the gRPC server options of the KMS socket. The windows
+// are fixed: with gRPC's default dynamic window, the server answers every
+// request's data with a BDP ping to the apiserver, which the apiserver's
+// transport must read and acknowledge: two more wake-ups of each side per
+// call, for a window that KMS messages never come near.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ConnectionTimeout(DefaultGRPCTimeout),
+		grpc.MaxRecvMsgSize(4 << 20),
+		grpc.InitialWindowSize(grpcWindow),
+		grpc.InitialConnWindowSize(grpcWindow),
+	}
 }
 
 // httpHandler serves /metrics, /healthz (the KMS health: 503 and the
