@@ -98,19 +98,13 @@ func BenchmarkKMSPlugin(b *testing.B) {
 	if _, err := admin.CreateToken(ctx, netip.MustParseAddr(topology.KMSHostA), cfg.Vault.TokenFile, time.Hour); err != nil {
 		b.Fatal(err)
 	}
-	logf, err := os.Create(filepath.Join(dir, "kmsplugin.log"))
-	if err != nil {
-		b.Fatal(err)
+	if os.Getenv("KEYSHARE_KMS_BENCH_PLUGIN") == "process" {
+		stop := startPluginProcess(b, ctx, dir, cfg)
+		defer stop()
+	} else {
+		stop := startPluginInProcess(b, ctx, dir, cfg)
+		defer stop()
 	}
-	defer logf.Close()
-	d, err := kmsplugin.Build(cfg, slog.New(slog.NewJSONHandler(logf, nil)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	pctx, pcancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- d.Run(pctx) }()
-	defer func() { pcancel(); <-done }()
 	client, err := kmsv2.NewGRPCService(ctx, "unix://"+cfg.Socket.Path, "keyshare", 3*time.Second)
 	if err != nil {
 		b.Fatal(err)
@@ -225,6 +219,59 @@ func BenchmarkKMSPlugin(b *testing.B) {
 	row("Decrypt", pd, fd)
 	row("client Encrypt", ce, fe2)
 	row("client Decrypt", cd, fd2)
+}
+
+// startPluginInProcess runs the plugin's daemon in this process.
+func startPluginInProcess(b *testing.B, ctx context.Context, dir string, cfg kmsplugin.Config) (stop func()) {
+	logf, err := os.Create(filepath.Join(dir, "kmsplugin.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	d, err := kmsplugin.Build(cfg, slog.New(slog.NewJSONHandler(logf, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	pctx, pcancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- d.Run(pctx) }()
+	return func() { pcancel(); <-done; logf.Close() }
+}
+
+// startPluginProcess runs `kmsplugin serve` (built without -race) as its
+// own process, as on an apiserver node, with the configuration of cfg.
+// KEYSHARE_KMS_BENCH_PLUGIN_GOMAXPROCS, if set, is its GOMAXPROCS.
+func startPluginProcess(b *testing.B, ctx context.Context, dir string, cfg kmsplugin.Config) (stop func()) {
+	bin, err := topology.BuildKMSPlugin(ctx, dir, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := cfg.Vault.Nodes[0]
+	conf := fmt.Sprintf(`provider_name: keyshare
+socket:
+  path: %s
+vault:
+  ca_file: %s
+  nodes:
+    - {name: %s, address: "%s"}
+  source_addr: %s
+  token_file: %s
+metrics_listen: %s
+log_level: info
+`, cfg.Socket.Path, cfg.Vault.CAFile, n.Name, n.Address, cfg.Vault.SourceAddr, cfg.Vault.TokenFile, cfg.MetricsListen)
+	confPath := filepath.Join(dir, "kmsplugin.yaml")
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	env := []string{"PATH=" + os.Getenv("PATH")}
+	if v := os.Getenv("KEYSHARE_KMS_BENCH_PLUGIN_GOMAXPROCS"); v != "" {
+		env = append(env, "GOMAXPROCS="+v)
+	}
+	p := &harness.Process{Name: "kmsplugin", Path: bin, Args: []string{"serve", "-c", confPath}, Env: env,
+		LogPath: filepath.Join(dir, "kmsplugin.log")}
+	if err := p.Start(); err != nil {
+		b.Fatal(err)
+	}
+	return func() { _ = p.Stop() }
 }
 
 // loadAvg is the machine's 1-minute load average, for the report.
