@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -113,4 +115,53 @@ func (c *teeConn) Write(b []byte) (int, error) {
 func (c *teeConn) Close() error {
 	c.once.Do(func() { _ = c.w.Close() })
 	return c.Conn.Close()
+}
+
+// TestCallsRunOnWorkers: sequential calls are served by the few worker
+// goroutines of ServerOptions, not by a new goroutine each.
+func TestCallsRunOnWorkers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.sock")
+	sock, err := ListenSocket(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := &goroutineService{ids: map[string]int{}}
+	gs := grpc.NewServer(ServerOptions()...)
+	kmsapi.RegisterKeyManagementServiceServer(gs, kmsservice.NewGRPCService(path, time.Second, svc))
+	go func() { _ = gs.Serve(sock) }()
+	defer gs.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, err := kmsv2.NewGRPCService(ctx, "unix://"+path, "test", 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const calls = 20
+	for range calls {
+		if _, err := c.Encrypt(ctx, "u", make([]byte, 32)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	if len(svc.ids) > grpcWorkers {
+		t.Fatalf("%d calls ran on %d goroutines, want at most %d workers", calls, len(svc.ids), grpcWorkers)
+	}
+}
+
+// goroutineService records which goroutine ran each Encrypt.
+type goroutineService struct {
+	echoService
+	mu  sync.Mutex
+	ids map[string]int
+}
+
+func (s *goroutineService) Encrypt(ctx context.Context, uid string, data []byte) (*kmsservice.EncryptResponse, error) {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	id, _, _ := strings.Cut(strings.TrimPrefix(string(buf), "goroutine "), " ")
+	s.mu.Lock()
+	s.ids[id]++
+	s.mu.Unlock()
+	return s.echoService.Encrypt(ctx, uid, data)
 }
