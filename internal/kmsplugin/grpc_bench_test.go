@@ -34,7 +34,7 @@ func BenchmarkSocketOnly(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(ServerOptions()...)
 	kmsapi.RegisterKeyManagementServiceServer(gs, kmsservice.NewGRPCService(path, time.Second, echoService{}))
 	go func() { _ = gs.Serve(sock) }()
 	defer gs.Stop()
