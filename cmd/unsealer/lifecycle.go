@@ -68,17 +68,17 @@ func setup(cmd *cobra.Command, load func(*cobra.Command) (unsealer.Config, error
 	return c, e, nil
 }
 
-// node picks --node, or the first configured node.
-func (e *env) node(name string) (lifecycle.Node, error) {
+// vault picks --node, or the first configured node.
+func (e *env) vault(name string) (*vaultnode.Node, error) {
 	if name == "" {
-		return e.nodes[0], nil
+		return e.vaults[0], nil
 	}
-	for _, n := range e.nodes {
-		if n.Name == name {
-			return n, nil
+	for _, v := range e.vaults {
+		if v.Name == name {
+			return v, nil
 		}
 	}
-	return lifecycle.Node{}, usage(fmt.Errorf("--node %s: not in vault.nodes of the config", name))
+	return nil, usage(fmt.Errorf("--node %s: not in vault.nodes of the config", name))
 }
 
 // lifecycleCommands are init, unseal and rekey (see internal/lifecycle).
@@ -135,11 +135,11 @@ an init whose commit failed on some holders.`,
 						gen = max(gen, g+1)
 					}
 				}
-				n, err := e.node(node)
+				v, err := e.vault(node)
 				if err != nil {
 					return err
 				}
-				return lifecycle.AbortInit(ctx, n, e.holders, gen, e.opts)
+				return lifecycle.AbortInit(ctx, lifecycle.Node{Name: v.Name, Vault: v}, e.holders, gen, e.opts)
 			case commit != 0:
 				if err := lifecycle.CommitInit(ctx, e.holders, commit, e.opts); err != nil {
 					return err
@@ -147,10 +147,11 @@ an init whose commit failed on some holders.`,
 				fmt.Fprintf(cmd.ErrOrStderr(), "committed generation %d on every holder\n", commit)
 				return nil
 			}
-			n, err := e.node(node)
+			v, err := e.vault(node)
 			if err != nil {
 				return err
 			}
+			n := lifecycle.InitNode{Name: v.Name, Vault: v}
 			res, err := lifecycle.Init(ctx, lifecycle.InitConfig{Node: n, Holders: e.holders, Plan: c.SharePlan(), RootTokenPGPKey: pgp, Options: e.opts})
 			if werr := lifecycle.WriteRootToken(cmd.OutOrStdout(), res.RootToken, res.PGPEncrypted, ageRecipient); werr != nil && err == nil {
 				err = werr
@@ -205,10 +206,11 @@ A listener with the unauthenticated rekey endpoints disabled needs VAULT_TOKEN.`
 			}
 			defer e.close()
 			ctx := cmd.Context()
-			n, err := e.node(node)
+			v, err := e.vault(node)
 			if err != nil {
 				return err
 			}
+			n := lifecycle.RekeyNode{Name: v.Name, Vault: v}
 			rc := lifecycle.RecoverConfig{Node: n, Holders: e.holders, Nodes: e.nodes, Options: e.opts}
 			// The current shares, for a rekey and for --recover's test on an
 			// unsealed node: from the holders (operator identities only) or
@@ -307,11 +309,11 @@ and the holders audit every release.`,
 			ctx := cmd.Context()
 			nodes := e.nodes
 			if node != "" {
-				n, err := e.node(node)
+				v, err := e.vault(node)
 				if err != nil {
 					return err
 				}
-				nodes = []lifecycle.Node{n}
+				nodes = []lifecycle.Node{{Name: v.Name, Vault: v}}
 			}
 			var done int
 			if fromHolders {
