@@ -227,12 +227,18 @@ func CommitInit(ctx context.Context, hs []HolderRef, gen uint64, o Options) erro
 // AbortInit drops a staged generation on every holder, after an init that
 // was killed before its commit, but only while node is not initialized:
 // once Vault is, the staged generation may be its only key, and
-// 'unsealer rekey --recover' tests it and commits it instead.
+// 'unsealer rekey --recover' tests it and commits it instead. gen 0 means
+// the one init stages: the newest generation the holders hold, plus one.
 func AbortInit(ctx context.Context, node Node, hs []HolderRef, gen uint64, o Options) error {
 	o.defaults()
 	st, err := node.Vault.SealStatus(ctx)
 	if err != nil {
 		return fmt.Errorf("vault node %s: %w: cannot confirm that it is not initialized; nothing was dropped: start it and rerun", node.Name, err)
+	}
+	if gen == 0 {
+		for _, g := range Agree(ctx, hs).Current {
+			gen = max(gen, g+1)
+		}
 	}
 	if st.Initialized {
 		return fmt.Errorf("vault node %s is initialized, so staged generation %d may be its only key: nothing was dropped; run 'unsealer rekey --recover', which tests it and commits it", node.Name, gen)

@@ -68,9 +68,11 @@ func (h *stubHolder) asked() []time.Time {
 
 var errNotHere = errors.New("not served in this test")
 
-func (*stubHolder) Stage(context.Context, sharerpc.Peer, sharerpc.StageRequest) error { return errNotHere }
-func (*stubHolder) Commit(context.Context, sharerpc.Peer, uint64) error              { return errNotHere }
-func (*stubHolder) Abort(context.Context, sharerpc.Peer, uint64) error               { return errNotHere }
+func (*stubHolder) Stage(context.Context, sharerpc.Peer, sharerpc.StageRequest) error {
+	return errNotHere
+}
+func (*stubHolder) Commit(context.Context, sharerpc.Peer, uint64) error { return errNotHere }
+func (*stubHolder) Abort(context.Context, sharerpc.Peer, uint64) error  { return errNotHere }
 
 // mtlsRig is a fake Vault and three stub holders a, b, c (2/2/1 shares)
 // behind sharerpc servers with devpki certificates, each on its own

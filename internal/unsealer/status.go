@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"sort"
 	"strings"
@@ -229,4 +230,29 @@ func (r Report) Print(w io.Writer) {
 	} else {
 		fmt.Fprintln(w, "ok: the live holders can unseal every node")
 	}
+}
+
+// StatusFromConfig builds the identity, the Vault clients and the holder
+// set from c, and reports (`unsealer status`). With metrics_listen set, it
+// also asks the running coordinator how it watches each node.
+func StatusFromConfig(ctx context.Context, c Config, log *slog.Logger) (Report, error) {
+	src, err := Identity(c, log)
+	if err != nil {
+		return Report{}, err
+	}
+	nodes, err := VaultNodes(c)
+	if err != nil {
+		return Report{}, err
+	}
+	hs := NewHolderSet(src, c, nil)
+	defer hs.Close()
+	r := Status(ctx, nodes, hs)
+	if c.MetricsListen != "" {
+		// How the running coordinator watches each node, if one runs with
+		// this config; "-" otherwise.
+		if modes, err := WatchModes(ctx, c.MetricsListen); err == nil {
+			r.SetWatchModes(modes)
+		}
+	}
+	return r, nil
 }
