@@ -170,7 +170,7 @@ func TestCollect(t *testing.T) {
 	}
 	for name, c := range map[string]tc{
 		"ok/all-up": {reached: 3},
-		"ok/every": {opts: Options{Every: true}, reached: 5},
+		"ok/every":  {opts: Options{Every: true}, reached: 5},
 		"ok/a-stalls-release": {tune: func(hs []*fakeHolder, refs []HolderRef) []HolderRef {
 			hs[0].stall, hs[2].late = true, 100*time.Millisecond
 			return refs
