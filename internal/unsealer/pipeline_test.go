@@ -170,7 +170,7 @@ func (r *mtlsRig) coordinator(t *testing.T, members unsealer.Membership) *coordi
 //
 //	go test -race -count=20 -run TestStallingHolderCostsOneTimeoutAtMost ./internal/unsealer/
 func TestStallingHolderCostsOneTimeoutAtMost(t *testing.T) {
-	r := newMTLSRig(t, [5]string{"127.0.0.101", "127.0.0.102", "127.0.0.103", "127.0.0.104", "127.0.0.105"}, func(name string, h *stubHolder) {
+	r := newMTLSRig(t, [5]string{"127.0.0.241", "127.0.0.242", "127.0.0.243", "127.0.0.244", "127.0.0.245"}, func(name string, h *stubHolder) {
 		switch name {
 		case "a":
 			h.stall = true
@@ -222,7 +222,7 @@ func (g gossipView) Members() []gossip.Member { return g }
 //
 //	go test -race -count=20 -run TestGossipCannotSteerHolders ./internal/unsealer/
 func TestGossipCannotSteerHolders(t *testing.T) {
-	ips := [5]string{"127.0.0.111", "127.0.0.112", "127.0.0.113", "127.0.0.114", "127.0.0.115"}
+	ips := [5]string{"127.0.0.246", "127.0.0.247", "127.0.0.248", "127.0.0.249", "127.0.0.250"}
 	for _, tc := range []struct {
 		name   string
 		states [2]gossip.State // of a and b
@@ -237,7 +237,7 @@ func TestGossipCannotSteerHolders(t *testing.T) {
 				}
 			})
 			// A forged address: accepts connections and never answers.
-			sink, err := net.Listen("tcp", "127.0.0.116:0")
+			sink, err := net.Listen("tcp", "127.0.0.251:0")
 			if err != nil {
 				t.Fatal(err)
 			}
