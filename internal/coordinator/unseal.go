@@ -87,7 +87,11 @@ func (c *Coordinator) collect(ctx context.Context, node string, w unseal.Which, 
 		Timeout: c.o.HolderTimeout, Which: w, Every: every, Logger: c.o.Logger,
 		BadShare: func(id string) { c.o.Metrics.badShares.WithLabelValues(id).Inc() },
 	})
-	c.o.Metrics.holdersAlive.Set(float64(set.Answered))
+	if w == unseal.Current {
+		// Holders that answered with the committed generation before the
+		// collection ended.
+		c.o.Metrics.holdersAlive.Set(float64(set.Answered))
+	}
 	c.o.Metrics.sharesReachable.Set(float64(set.Reachable))
 	if set.Manifest.Threshold > 0 {
 		c.o.Metrics.threshold.Set(float64(set.Manifest.Threshold))
