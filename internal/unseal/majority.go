@@ -40,9 +40,6 @@ func (t *Tally) Add(id string, m shares.Manifest) (counted bool) {
 	return true
 }
 
-// Counted is how many holders have a counted manifest.
-func (t *Tally) Counted() int { return len(t.seen) }
-
 // Majority returns the manifest a majority holds and the IDs of the
 // holders that hold it, in the order they were counted; ok is false while
 // there is none.
