@@ -28,7 +28,7 @@ type env struct {
 	opts    lifecycle.Options
 }
 
-func setup(cmd *cobra.Command, load func(*cobra.Command) (unsealer.Config, error), retryFor time.Duration) (unsealer.Config, *env, error) {
+func setup(cmd *cobra.Command, load loader, retryFor time.Duration) (unsealer.Config, *env, error) {
 	c, err := load(cmd)
 	if err != nil {
 		return c, nil, err
@@ -68,29 +68,34 @@ func setup(cmd *cobra.Command, load func(*cobra.Command) (unsealer.Config, error
 	return c, e, nil
 }
 
-// node picks --node, or the first configured node.
-func (e *env) node(name string) (lifecycle.Node, error) {
+// vault picks --node, or the first configured node.
+func (e *env) vault(name string) (*vaultnode.Node, error) {
 	if name == "" {
-		return e.nodes[0], nil
+		return e.vaults[0], nil
 	}
-	for _, n := range e.nodes {
-		if n.Name == name {
-			return n, nil
+	for _, v := range e.vaults {
+		if v.Name == name {
+			return v, nil
 		}
 	}
-	return lifecycle.Node{}, usage(fmt.Errorf("--node %s: not in vault.nodes of the config", name))
+	return nil, usage(fmt.Errorf("--node %s: not in vault.nodes of the config", name))
 }
 
 // lifecycleCommands are init, unseal and rekey (see internal/lifecycle).
-func lifecycleCommands(load func(*cobra.Command) (unsealer.Config, error)) []*cobra.Command {
+func lifecycleCommands(load loader) []*cobra.Command {
 	return []*cobra.Command{initCommand(load), unsealCommand(load), rekeyCommand(load)}
 }
 
-func initCommand(load func(*cobra.Command) (unsealer.Config, error)) *cobra.Command {
-	var node, ageRecipient, pgpFile string
-	var abort bool
-	var commit, gen uint64
-	var retryFor time.Duration
+// initFlags are init's flags.
+type initFlags struct {
+	node, ageRecipient, pgpFile string
+	abort                       bool
+	commit, gen                 uint64
+	retryFor                    time.Duration
+}
+
+func initCommand(load loader) *cobra.Command {
+	var fl initFlags
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Initialize Vault and deal its unseal key's shares to the holders (two-phase)",
@@ -105,80 +110,87 @@ is printed once, or encrypted with --root-token-age-recipient or
 Vault is not initialized (once it is, that generation may be its only key:
 'unsealer rekey --recover' tests it and commits it); --commit GEN finishes
 an init whose commit failed on some holders.`,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if ageRecipient != "" && pgpFile != "" {
-				return usage(fmt.Errorf("give --root-token-age-recipient or --root-token-pgp-key, not both"))
-			}
-			if ageRecipient != "" {
-				if err := lifecycle.CheckAgeRecipient(ageRecipient); err != nil {
-					return usage(err)
-				}
-			}
-			var pgp string
-			if pgpFile != "" {
-				var err error
-				if pgp, err = lifecycle.ReadPGPKey(pgpFile); err != nil {
-					return usage(err)
-				}
-			}
-			c, e, err := setup(cmd, load, retryFor)
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			ctx := cmd.Context()
-			switch {
-			case abort:
-				if gen == 0 {
-					a := lifecycle.Agree(ctx, e.holders)
-					for _, g := range a.Current {
-						gen = max(gen, g+1)
-					}
-				}
-				n, err := e.node(node)
-				if err != nil {
-					return err
-				}
-				return lifecycle.AbortInit(ctx, n, e.holders, gen, e.opts)
-			case commit != 0:
-				if err := lifecycle.CommitInit(ctx, e.holders, commit, e.opts); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "committed generation %d on every holder\n", commit)
-				return nil
-			}
-			n, err := e.node(node)
-			if err != nil {
-				return err
-			}
-			res, err := lifecycle.Init(ctx, lifecycle.InitConfig{Node: n, Holders: e.holders, Plan: c.SharePlan(), RootTokenPGPKey: pgp, Options: e.opts})
-			if werr := lifecycle.WriteRootToken(cmd.OutOrStdout(), res.RootToken, res.PGPEncrypted, ageRecipient); werr != nil && err == nil {
-				err = werr
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "init done: generation %d dealt to %d holders, %s unsealed from them\n", res.Generation, len(e.holders), n.Name)
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return fl.run(cmd, load) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&node, "node", "", "Vault node to initialize (default: the first in vault.nodes)")
-	f.StringVar(&ageRecipient, "root-token-age-recipient", "", "encrypt the root token to this age public key (age1...)")
-	f.StringVar(&pgpFile, "root-token-pgp-key", "", "PGP public key file: Vault encrypts the root token to it")
-	f.BoolVar(&abort, "abort", false, "drop the generation an interrupted init left staged on the holders (only while vault is not initialized)")
-	f.Uint64Var(&gen, "generation", 0, "with --abort: the staged generation (default: newest held + 1)")
-	f.Uint64Var(&commit, "commit", 0, "finish an init by committing this generation on every holder")
-	f.DurationVar(&retryFor, "retry-for", lifecycle.DefaultRetryFor, "how long to retry a holder that fails to stage or commit")
+	f.StringVar(&fl.node, "node", "", "Vault node to initialize (default: the first in vault.nodes)")
+	f.StringVar(&fl.ageRecipient, "root-token-age-recipient", "", "encrypt the root token to this age public key (age1...)")
+	f.StringVar(&fl.pgpFile, "root-token-pgp-key", "", "PGP public key file: Vault encrypts the root token to it")
+	f.BoolVar(&fl.abort, "abort", false, "drop the generation an interrupted init left staged on the holders (only while vault is not initialized)")
+	f.Uint64Var(&fl.gen, "generation", 0, "with --abort: the staged generation (default: newest held + 1)")
+	f.Uint64Var(&fl.commit, "commit", 0, "finish an init by committing this generation on every holder")
+	f.DurationVar(&fl.retryFor, "retry-for", lifecycle.DefaultRetryFor, "how long to retry a holder that fails to stage or commit")
 	f.String("source-addr", "", "local address to connect to holders from")
 	return cmd
 }
 
-func rekeyCommand(load func(*cobra.Command) (unsealer.Config, error)) *cobra.Command {
-	var node string
-	var status, abort, recover, prompt, asJSON bool
-	var files []string
-	var retryFor time.Duration
+// rootTokenKey checks the root-token flags and reads the PGP key, if any.
+func (fl *initFlags) rootTokenKey() (string, error) {
+	if fl.ageRecipient != "" && fl.pgpFile != "" {
+		return "", usage(fmt.Errorf("give --root-token-age-recipient or --root-token-pgp-key, not both"))
+	}
+	if fl.ageRecipient != "" {
+		if err := lifecycle.CheckAgeRecipient(fl.ageRecipient); err != nil {
+			return "", usage(err)
+		}
+	}
+	if fl.pgpFile == "" {
+		return "", nil
+	}
+	pgp, err := lifecycle.ReadPGPKey(fl.pgpFile)
+	if err != nil {
+		return "", usage(err)
+	}
+	return pgp, nil
+}
+
+func (fl *initFlags) run(cmd *cobra.Command, load loader) error {
+	pgp, err := fl.rootTokenKey()
+	if err != nil {
+		return err
+	}
+	c, e, err := setup(cmd, load, fl.retryFor)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	ctx := cmd.Context()
+	v, err := e.vault(fl.node)
+	if err != nil {
+		return err
+	}
+	switch {
+	case fl.abort:
+		return lifecycle.AbortInit(ctx, lifecycle.Node{Name: v.Name, Vault: v}, e.holders, fl.gen, e.opts)
+	case fl.commit != 0:
+		if err := lifecycle.CommitInit(ctx, e.holders, fl.commit, e.opts); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "committed generation %d on every holder\n", fl.commit)
+		return nil
+	}
+	n := lifecycle.InitNode{Name: v.Name, Vault: v}
+	res, err := lifecycle.Init(ctx, lifecycle.InitConfig{Node: n, Holders: e.holders, Plan: c.SharePlan(), RootTokenPGPKey: pgp, Options: e.opts})
+	if werr := lifecycle.WriteRootToken(cmd.OutOrStdout(), res.RootToken, res.PGPEncrypted, fl.ageRecipient); werr != nil && err == nil {
+		err = werr
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "init done: generation %d dealt to %d holders, %s unsealed from them\n", res.Generation, len(e.holders), n.Name)
+	return nil
+}
+
+// rekeyFlags are rekey's flags.
+type rekeyFlags struct {
+	node                                   string
+	status, abort, recover, prompt, asJSON bool
+	files                                  []string
+	retryFor                               time.Duration
+}
+
+func rekeyCommand(load loader) *cobra.Command {
+	var fl rekeyFlags
 	cmd := &cobra.Command{
 		Use:   "rekey",
 		Short: "Rotate the unseal key's shares: Vault rekey with verification, two-phase on the holders",
@@ -198,89 +210,82 @@ progress, with its nonce. A rekey refuses to start while any holder has a
 generation staged.
 
 A listener with the unauthenticated rekey endpoints disabled needs VAULT_TOKEN.`,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, e, err := setup(cmd, load, retryFor)
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			ctx := cmd.Context()
-			n, err := e.node(node)
-			if err != nil {
-				return err
-			}
-			rc := lifecycle.RecoverConfig{Node: n, Holders: e.holders, Nodes: e.nodes, Options: e.opts}
-			// The current shares, for a rekey and for --recover's test on an
-			// unsealed node: from the holders (operator identities only) or
-			// typed.
-			oldShares := func() (lifecycle.OldShares, func(), error) {
-				if !prompt && len(files) == 0 {
-					return lifecycle.FromHolders(e.holders), func() {}, nil
-				}
-				col, err := lifecycle.Gather(ctx, e.holders, e.nodes, lifecycle.Input{Files: files, Stdin: cmd.InOrStdin(), Prompt: prompt, Out: cmd.ErrOrStderr()})
-				if err != nil {
-					return nil, nil, err
-				}
-				return lifecycle.FromCollector(col), col.Zero, nil
-			}
-			var msg string
-			switch {
-			case status:
-				st := lifecycle.ReadRekeyState(ctx, rc)
-				if asJSON {
-					enc := json.NewEncoder(cmd.OutOrStdout())
-					enc.SetIndent("", "  ")
-					return enc.Encode(st)
-				}
-				st.Print(cmd.OutOrStdout())
-				return nil
-			case abort:
-				msg, err = lifecycle.AbortRekey(ctx, rc)
-			case recover:
-				old, zero, err := oldShares()
-				if err != nil {
-					return err
-				}
-				defer zero()
-				rc.Old = old
-				msg, err = lifecycle.RecoverRekey(ctx, rc)
-				if err != nil {
-					return err
-				}
-			default:
-				old, zero, err := oldShares()
-				if err != nil {
-					return err
-				}
-				defer zero()
-				var res lifecycle.RekeyResult
-				res, err = lifecycle.Rekey(ctx, lifecycle.RekeyConfig{Node: n, Holders: e.holders, Plan: c.SharePlan(), Old: old, Options: e.opts})
-				if err != nil {
-					return err
-				}
-				msg = fmt.Sprintf("rekey done: generation %d replaced %d on every holder and in Vault", res.To, res.From)
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), msg)
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return fl.run(cmd, load) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&node, "node", "", "the active Vault node to rekey through (default: the first in vault.nodes)")
-	f.BoolVar(&status, "status", false, "show Vault's rekey progress and the holders' generations")
-	f.BoolVar(&asJSON, "json", false, "with --status: print JSON")
-	f.BoolVar(&abort, "abort", false, "cancel a rekey still in progress and drop its staged generation")
-	f.BoolVar(&recover, "recover", false, "settle an interrupted rekey or init: commit or drop the staged generation, on proof")
-	f.StringArrayVar(&files, "old-shares-file", nil, "file with current shares, one per line ('-' for stdin); repeatable (rekey and --recover)")
-	f.BoolVar(&prompt, "old-shares-prompt", false, "type the current shares without echo")
-	f.DurationVar(&retryFor, "retry-for", lifecycle.DefaultRetryFor, "how long to retry a holder that fails to stage or commit")
+	f.StringVar(&fl.node, "node", "", "the active Vault node to rekey through (default: the first in vault.nodes)")
+	f.BoolVar(&fl.status, "status", false, "show Vault's rekey progress and the holders' generations")
+	f.BoolVar(&fl.asJSON, "json", false, "with --status: print JSON")
+	f.BoolVar(&fl.abort, "abort", false, "cancel a rekey still in progress and drop its staged generation")
+	f.BoolVar(&fl.recover, "recover", false, "settle an interrupted rekey or init: commit or drop the staged generation, on proof")
+	f.StringArrayVar(&fl.files, "old-shares-file", nil, "file with current shares, one per line ('-' for stdin); repeatable (rekey and --recover)")
+	f.BoolVar(&fl.prompt, "old-shares-prompt", false, "type the current shares without echo")
+	f.DurationVar(&fl.retryFor, "retry-for", lifecycle.DefaultRetryFor, "how long to retry a holder that fails to stage or commit")
 	f.String("source-addr", "", "local address to connect to holders from")
 	return cmd
 }
 
-func unsealCommand(load func(*cobra.Command) (unsealer.Config, error)) *cobra.Command {
+func (fl *rekeyFlags) run(cmd *cobra.Command, load loader) error {
+	c, e, err := setup(cmd, load, fl.retryFor)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	ctx := cmd.Context()
+	v, err := e.vault(fl.node)
+	if err != nil {
+		return err
+	}
+	n := lifecycle.RekeyNode{Name: v.Name, Vault: v}
+	rc := lifecycle.RecoverConfig{Node: n, Holders: e.holders, Nodes: e.nodes, Options: e.opts}
+	if fl.status {
+		st := lifecycle.ReadRekeyState(ctx, rc)
+		if fl.asJSON {
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			return enc.Encode(st)
+		}
+		st.Print(cmd.OutOrStdout())
+		return nil
+	}
+	var msg string
+	if fl.abort {
+		msg, err = lifecycle.AbortRekey(ctx, rc)
+	} else {
+		msg, err = fl.rekeyOrRecover(cmd, e, c, rc)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), msg)
+	return nil
+}
+
+// rekeyOrRecover runs a rekey, or --recover, with the current shares from
+// the holders (operator identities only) or typed.
+func (fl *rekeyFlags) rekeyOrRecover(cmd *cobra.Command, e *env, c unsealer.Config, rc lifecycle.RecoverConfig) (string, error) {
+	ctx := cmd.Context()
+	old := lifecycle.FromHolders(e.holders)
+	if fl.prompt || len(fl.files) > 0 {
+		col, err := lifecycle.Gather(ctx, e.holders, e.nodes, lifecycle.Input{Files: fl.files, Stdin: cmd.InOrStdin(), Prompt: fl.prompt, Out: cmd.ErrOrStderr()})
+		if err != nil {
+			return "", err
+		}
+		defer col.Zero()
+		old = lifecycle.FromCollector(col)
+	}
+	if fl.recover {
+		rc.Old = old
+		return lifecycle.RecoverRekey(ctx, rc)
+	}
+	res, err := lifecycle.Rekey(ctx, lifecycle.RekeyConfig{Node: rc.Node, Holders: e.holders, Plan: c.SharePlan(), Old: old, Options: e.opts})
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("rekey done: generation %d replaced %d on every holder and in Vault", res.To, res.From), nil
+}
+
+func unsealCommand(load loader) *cobra.Command {
 	var node string
 	var files []string
 	var fromHolders bool
@@ -307,11 +312,11 @@ and the holders audit every release.`,
 			ctx := cmd.Context()
 			nodes := e.nodes
 			if node != "" {
-				n, err := e.node(node)
+				v, err := e.vault(node)
 				if err != nil {
 					return err
 				}
-				nodes = []lifecycle.Node{n}
+				nodes = []lifecycle.Node{{Name: v.Name, Vault: v}}
 			}
 			var done int
 			if fromHolders {

@@ -59,7 +59,22 @@ Exit codes: 0 ok, 1 runtime error, 2 bad configuration or usage,
 	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", "/etc/keyshare/unsealer.yaml", "config file")
 	load := func(cmd *cobra.Command) (unsealer.Config, error) { return unsealer.Load(cfgPath, cmd.Flags()) }
 
-	runCmd := &cobra.Command{
+	root.AddCommand(runCommand(load), statusCommand(load))
+	root.AddCommand(lifecycleCommands(load)...)
+	root.AddCommand(tlsCommand())
+
+	err := cliexit.Run(root)
+	if errors.Is(err, errDegraded) {
+		return exitDegraded
+	}
+	return cliexit.Code(os.Stderr, "unsealer", err)
+}
+
+// loader reads the config for a command (flags included).
+type loader = func(*cobra.Command) (unsealer.Config, error)
+
+func runCommand(load loader) *cobra.Command {
+	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Watch every Vault node and unseal it; SIGHUP reloads certificates",
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -76,12 +91,15 @@ Exit codes: 0 ok, 1 runtime error, 2 bad configuration or usage,
 			return unsealer.Run(ctx, c, log, hup)
 		},
 	}
-	runCmd.Flags().String("log-level", "", "debug, info, warn or error")
-	runCmd.Flags().String("metrics-listen", "", "Prometheus metrics address (host:port)")
-	runCmd.Flags().String("source-addr", "", "local address to connect to holders from")
+	cmd.Flags().String("log-level", "", "debug, info, warn or error")
+	cmd.Flags().String("metrics-listen", "", "Prometheus metrics address (host:port)")
+	cmd.Flags().String("source-addr", "", "local address to connect to holders from")
+	return cmd
+}
 
+func statusCommand(load loader) *cobra.Command {
 	var asJSON bool
-	statusCmd := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show every Vault node and holder, and what is missing to reach the threshold",
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -89,26 +107,11 @@ Exit codes: 0 ok, 1 runtime error, 2 bad configuration or usage,
 			if err != nil {
 				return err
 			}
-			log := logging.New(os.Stderr, 8, "unsealer") // errors only
-			src, err := unsealer.Identity(c, log)
-			if err != nil {
-				return err
-			}
-			nodes, err := unsealer.VaultNodes(c)
-			if err != nil {
-				return err
-			}
-			hs := unsealer.NewHolderSet(src, c, nil)
-			defer hs.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			r := unsealer.Status(ctx, nodes, hs)
-			if c.MetricsListen != "" {
-				// How the running coordinator watches each node, if one
-				// runs with this config; "-" otherwise.
-				if modes, err := unsealer.WatchModes(ctx, c.MetricsListen); err == nil {
-					r.SetWatchModes(modes)
-				}
+			r, err := unsealer.StatusFromConfig(ctx, c, logging.New(os.Stderr, 8, "unsealer")) // errors only
+			if err != nil {
+				return err
 			}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -125,16 +128,7 @@ Exit codes: 0 ok, 1 runtime error, 2 bad configuration or usage,
 			return nil
 		},
 	}
-	statusCmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	statusCmd.Flags().String("source-addr", "", "local address to connect to holders from")
-
-	root.AddCommand(runCmd, statusCmd)
-	root.AddCommand(lifecycleCommands(load)...)
-	root.AddCommand(tlsCommand())
-
-	err := cliexit.Run(root)
-	if errors.Is(err, errDegraded) {
-		return exitDegraded
-	}
-	return cliexit.Code(os.Stderr, "unsealer", err)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().String("source-addr", "", "local address to connect to holders from")
+	return cmd
 }

@@ -1,9 +1,10 @@
 // Package coordinator is the unsealer's core: one watcher per Vault node
 // polls its seal status, and when a node is initialized and sealed the
-// coordinator collects shares from live holders, checks every one against
+// coordinator collects shares from the holders, checks every one against
 // the manifest that a majority of holders agree on, and submits exactly a
 // threshold of verified shares, one by one, until the node reports itself
-// unsealed.
+// unsealed. Collecting and submitting are internal/unseal's pipeline; this
+// package decides when to run it, and what to do when Vault refuses.
 //
 // It never submits a share it has not verified, and never starts submitting
 // without a full threshold in hand, so it never wastes an unseal attempt.
@@ -20,8 +21,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyshare/keyshare/internal/unseal"
 	"github.com/keyshare/keyshare/internal/vaultnode"
-	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
 )
 
 // Defaults for Options. A restart is noticed by the end of the connection
@@ -54,8 +55,9 @@ const (
 	DefaultDownInterval = 50 * time.Millisecond
 	// DefaultMaxBackoff bounds the back-off after other errors.
 	DefaultMaxBackoff = 10 * time.Second
-	// DefaultHolderTimeout bounds one call to a holder.
-	DefaultHolderTimeout = 3 * time.Second
+	// DefaultHolderTimeout bounds one call to a holder: a holder that
+	// stalls costs at most this, while the others are asked at once.
+	DefaultHolderTimeout = unseal.DefaultTimeout
 	// DefaultStaleProgressAfter is how long foreign unseal progress is left
 	// alone before the coordinator resets it.
 	DefaultStaleProgressAfter = 15 * time.Second
@@ -63,36 +65,22 @@ const (
 	DefaultRetryAfter = 500 * time.Millisecond
 )
 
-// VaultNode is what the coordinator needs of a Vault server.
-type VaultNode interface {
-	SealStatus(ctx context.Context) (vaultnode.Status, error)
-	Unseal(ctx context.Context, share []byte) (vaultnode.Status, error)
-	ResetUnseal(ctx context.Context) (vaultnode.Status, error)
-}
-
-// Holder is what the coordinator needs of a holder.
-type Holder interface {
-	Manifest(ctx context.Context) (sharerpc.Manifest, error)
-	Release(ctx context.Context, vaultNode string, generation uint64) ([]sharerpc.Share, error)
-}
-
-// HolderRef is a holder the coordinator may ask, named by its SPIFFE ID.
-type HolderRef struct {
-	ID     string
-	Holder Holder
-}
-
-// Holders lists the holders to ask now (live members first). Total is how
-// many holders the deployment has, for the majority rule.
+// Holders are the holders the coordinator asks: every configured holder
+// at its configured address, plus any extra address gossip reported for
+// one (a second ref with the same ID). Gossip never removes a holder or
+// replaces its address. Total is how many holders are configured, for the
+// majority rule. Commit commits a staged generation on one holder, at its
+// configured address, for the fallback's settling.
 type Holders interface {
-	Live() []HolderRef
+	Refs() []unseal.HolderRef
 	Total() int
+	Commit(ctx context.Context, id string, generation uint64) error
 }
 
 // Node is a watched Vault node.
 type Node struct {
 	Name  string
-	Vault VaultNode
+	Vault unseal.VaultNode
 }
 
 // Options tune a Coordinator. Zero values pick the defaults.

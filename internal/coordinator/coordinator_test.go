@@ -13,6 +13,7 @@ import (
 
 	"github.com/keyshare/keyshare/internal/testkit/devpki"
 	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
+	"github.com/keyshare/keyshare/internal/unseal"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 	"github.com/keyshare/keyshare/pkg/shares"
 	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
@@ -63,10 +64,26 @@ func (h *fakeHolder) Release(ctx context.Context, _ string, gen uint64) ([]share
 
 func (h *fakeHolder) set(f func(*fakeHolder)) { h.mu.Lock(); f(h); h.mu.Unlock() }
 
-type holderList struct{ refs []HolderRef }
+type holderList struct{ refs []unseal.HolderRef }
 
-func (l holderList) Live() []HolderRef { return l.refs }
-func (l holderList) Total() int        { return len(l.refs) }
+func (l holderList) Refs() []unseal.HolderRef { return l.refs }
+func (l holderList) Total() int               { return len(l.refs) }
+
+// Commit commits on the first ref of holder id, if its fake can commit.
+func (l holderList) Commit(ctx context.Context, id string, gen uint64) error {
+	for _, ref := range l.refs {
+		if ref.ID != id {
+			continue
+		}
+		if cm, ok := ref.Holder.(interface {
+			Commit(context.Context, uint64) error
+		}); ok {
+			return cm.Commit(ctx, gen)
+		}
+		return errors.New("this fake cannot commit")
+	}
+	return errors.New("holder " + id + " is not configured")
+}
 
 type rig struct {
 	fake    *vaultfake.Vault
@@ -110,7 +127,7 @@ func newRig(t *testing.T, ip string) *rig {
 		r.holders[name] = h
 	}
 	for _, name := range []string{"a", "b", "c"} {
-		r.list.refs = append(r.list.refs, HolderRef{ID: "spiffe://ks/holder/" + name, Holder: r.holders[name]})
+		r.list.refs = append(r.list.refs, unseal.HolderRef{ID: "spiffe://ks/holder/" + name, Holder: r.holders[name]})
 	}
 	return r
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyshare/keyshare/internal/unseal"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 )
 
@@ -37,24 +38,18 @@ import (
 // If the other generation is refused too, the node waits, as before, with
 // the doubling back-off of a refused attempt.
 
-// committer is the optional ability of a Holder to commit a staged
-// generation; *sharerpc.Client has it.
-type committer interface {
-	Commit(ctx context.Context, generation uint64) error
-}
-
 // fallback tries once, on node n that refused generation rejected, another
 // generation the holders hold. ok is false when there is none to try.
 func (c *Coordinator) fallback(ctx context.Context, n Node, st vaultnode.Status, seen time.Time, rejected uint64) (outcome, bool) {
-	for _, w := range []which{whichStaged, whichPrevious} {
+	for _, w := range []unseal.Which{unseal.Staged, unseal.Previous} {
 		set, err := c.collect(ctx, n.Name, w, true)
 		if err != nil {
-			set.zero()
+			set.Zero()
 			continue
 		}
-		gen := set.manifest.Generation
+		gen := set.Manifest.Generation
 		if gen == rejected {
-			set.zero()
+			set.Zero()
 			continue
 		}
 		c.o.Logger.Warn("vault refused the committed generation; trying the other generation the holders hold",
@@ -77,8 +72,8 @@ func (c *Coordinator) fallback(ctx context.Context, n Node, st vaultnode.Status,
 
 // settle makes the holders agree with what Vault took, where the
 // coordinator may, and says what the operator must run where it may not.
-func (c *Coordinator) settle(ctx context.Context, node string, w which, worked, refused uint64) {
-	if w != whichStaged {
+func (c *Coordinator) settle(ctx context.Context, node string, w unseal.Which, worked, refused uint64) {
+	if w != unseal.Staged {
 		c.o.Logger.Error("the holders' committed generation does not open vault; their previous one does",
 			"node", node, "committed", refused, "previous", worked,
 			"todo", fmt.Sprintf("generation %d was committed but vault never took it (a rekey cancelled after staging, or a forged commit); "+
@@ -90,16 +85,16 @@ func (c *Coordinator) settle(ctx context.Context, node string, w which, worked, 
 	var mu sync.Mutex
 	var failed []string
 	var wg sync.WaitGroup
-	for _, ref := range c.holders.Live() {
-		cm, ok := ref.Holder.(committer)
-		if !ok {
-			failed = append(failed, ref.ID+": this client cannot commit")
-			continue
+	seen := map[string]bool{}
+	for _, ref := range c.holders.Refs() {
+		if seen[ref.ID] {
+			continue // another address of a holder already asked
 		}
+		seen[ref.ID] = true
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := cm.Commit(ctx, worked); err != nil {
+			if err := c.holders.Commit(ctx, ref.ID, worked); err != nil {
 				mu.Lock()
 				failed = append(failed, fmt.Sprintf("%s: %v", ref.ID, err))
 				mu.Unlock()

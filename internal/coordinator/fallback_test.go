@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/vault/shamir"
 
+	"github.com/keyshare/keyshare/internal/unseal"
 	"github.com/keyshare/keyshare/pkg/shares"
 	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
 )
@@ -147,7 +148,7 @@ func rekeyFake(t *testing.T, r *rig) [][]byte {
 func (r *rig) useGenHolders(hs []*genHolder) {
 	r.list.refs = nil
 	for i, name := range []string{"a", "b", "c"} {
-		r.list.refs = append(r.list.refs, HolderRef{ID: "spiffe://ks/holder/" + name, Holder: hs[i]})
+		r.list.refs = append(r.list.refs, unseal.HolderRef{ID: "spiffe://ks/holder/" + name, Holder: hs[i]})
 	}
 }
 

@@ -56,7 +56,7 @@ func NewMetrics() *Metrics {
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
 		holdersAlive: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "keyshare_unsealer_holders_alive", Help: "Holders considered live at the last attempt.",
+			Name: "keyshare_unsealer_holders_alive", Help: "Holders that answered with the committed generation at the last attempt.",
 		}),
 		sharesReachable: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "keyshare_unsealer_shares_reachable", Help: "Verified shares reachable at the last attempt.",

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/keyshare/keyshare/internal/unseal"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 	"github.com/keyshare/keyshare/pkg/shares"
 )
@@ -48,13 +49,13 @@ func (c *Coordinator) unseal(ctx context.Context, n Node, st vaultnode.Status, s
 			"age", time.Since(first).Round(time.Millisecond))
 	}
 
-	set, err := c.collect(ctx, n.Name, whichCurrent, false)
+	set, err := c.collect(ctx, n.Name, unseal.Current, false)
 	if err != nil {
-		why := fmt.Sprintf("cannot unseal: %d of %d shares reachable (%v)", set.reachable, max(set.manifest.Threshold, st.T), err)
+		why := fmt.Sprintf("cannot unseal: %d of %d shares reachable (%v)", set.Reachable, max(set.Manifest.Threshold, st.T), err)
 		c.setState(n.Name, func(s *NodeState) { s.CannotWhy = why })
 		c.o.Metrics.attempts.WithLabelValues(n.Name, "cannot").Inc()
-		c.o.Logger.Error("cannot unseal: nothing submitted", "node", n.Name, "shares_reachable", set.reachable,
-			"threshold", max(set.manifest.Threshold, st.T), "holders_answered", set.answered, "err", err)
+		c.o.Logger.Error("cannot unseal: nothing submitted", "node", n.Name, "shares_reachable", set.Reachable,
+			"threshold", max(set.Manifest.Threshold, st.T), "holders_answered", set.Answered, "err", err)
 		c.o.Notifier.Notify(Event{Kind: EventCannotUnseal, Node: n.Name, Detail: why})
 		return outcomeCannot
 	}
@@ -67,36 +68,63 @@ func (c *Coordinator) unseal(ctx context.Context, n Node, st vaultnode.Status, s
 	// Vault's verify and the holders' commit leaves the new one staged; a
 	// commit of a generation Vault never took leaves the old one kept),
 	// that one is tried: one more attempt at most (fallback.go).
-	if alt, ok := c.fallback(ctx, n, st, seen, set.manifest.Generation); ok {
+	if alt, ok := c.fallback(ctx, n, st, seen, set.Manifest.Generation); ok {
 		return alt
 	}
 	why := fmt.Sprintf("vault refused a full threshold of verified shares of generation %d, and the holders hold no other generation it takes: the holders' generation does not open this Vault (an unfinished rekey? run 'unsealer rekey --status', then 'unsealer rekey --recover')",
-		set.manifest.Generation)
-	c.o.Logger.Error("unseal rejected", "node", n.Name, "generation", set.manifest.Generation, "err", rerr)
+		set.Manifest.Generation)
+	c.o.Logger.Error("unseal rejected", "node", n.Name, "generation", set.Manifest.Generation, "err", rerr)
 	c.setState(n.Name, func(s *NodeState) { s.CannotWhy = why })
 	c.o.Notifier.Notify(Event{Kind: EventCannotUnseal, Node: n.Name, Detail: why})
 	return outcomeRejected
 }
 
+// collect runs the pipeline for w's generation on node n: every holder is
+// asked in parallel, each call within HolderTimeout on its own, and it
+// stops at a threshold of verified shares unless every is set.
+func (c *Coordinator) collect(ctx context.Context, node string, w unseal.Which, every bool) (*unseal.Result, error) {
+	set, err := unseal.Collect(ctx, c.holders.Refs(), c.holders.Total(), node, unseal.Options{
+		Timeout: c.o.HolderTimeout, Which: w, Every: every, Logger: c.o.Logger,
+		BadShare: func(id string) { c.o.Metrics.badShares.WithLabelValues(id).Inc() },
+	})
+	if w == unseal.Current {
+		// Holders that answered with the committed generation before the
+		// collection ended.
+		c.o.Metrics.holdersAlive.Set(float64(set.Answered))
+	}
+	c.o.Metrics.sharesReachable.Set(float64(set.Reachable))
+	if set.Manifest.Threshold > 0 {
+		c.o.Metrics.threshold.Set(float64(set.Manifest.Threshold))
+	}
+	return set, err
+}
+
 // attempt submits a threshold of the collected verified shares to n and
 // reports the outcome. On outcomeRejected it returns Vault's error, and the
 // caller decides what to tell.
-func (c *Coordinator) attempt(ctx context.Context, n Node, st vaultnode.Status, seen time.Time, set *collected) (outcome, error) {
-	defer set.zero()
-	if st.T != 0 && st.T != set.manifest.Threshold {
+func (c *Coordinator) attempt(ctx context.Context, n Node, st vaultnode.Status, seen time.Time, set *unseal.Result) (outcome, error) {
+	defer set.Zero()
+	if st.T != 0 && st.T != set.Manifest.Threshold {
 		c.o.Logger.Error("vault's threshold differs from the holders' manifest; not submitting", "node", n.Name,
-			"vault_threshold", st.T, "manifest_threshold", set.manifest.Threshold, "generation", set.manifest.Generation, "which", set.which.String())
+			"vault_threshold", st.T, "manifest_threshold", set.Manifest.Threshold, "generation", set.Manifest.Generation, "which", set.Which.String())
 		c.setState(n.Name, func(s *NodeState) { s.CannotWhy = "vault threshold differs from the manifest" })
 		return outcomeCannot, nil
 	}
 
-	final, err := c.submit(ctx, n, set.shares[:set.manifest.Threshold])
+	final, err := unseal.Submit(ctx, n.Vault, set.Threshold(), func(st vaultnode.Status) {
+		c.o.Metrics.submitted.WithLabelValues(n.Name).Inc()
+		if st.Sealed {
+			// An attempt holding one of our verified shares is ours to
+			// finish, even if another coordinator started it.
+			c.setState(n.Name, func(ns *NodeState) { ns.ourNonce = st.Nonce })
+		}
+	})
 	switch {
-	case errors.Is(err, errNonceChanged):
+	case errors.Is(err, unseal.ErrNonceChanged):
 		c.o.Logger.Warn("unseal progress changed under us; starting over", "node", n.Name)
 		c.o.Metrics.attempts.WithLabelValues(n.Name, "retry").Inc()
 		return outcomeRetry, nil
-	case errors.Is(err, errRejected) || (err == nil && final.Sealed):
+	case errors.Is(err, unseal.ErrRejected) || (err == nil && final.Sealed):
 		c.o.Metrics.attempts.WithLabelValues(n.Name, "rejected").Inc()
 		if err == nil {
 			err = errors.New("vault still sealed after a full threshold")
@@ -116,50 +144,10 @@ func (c *Coordinator) attempt(ctx context.Context, n Node, st vaultnode.Status, 
 		s.Unseals++
 		clear(s.foreignSeen)
 	})
-	c.o.Logger.Info("unsealed", "node", n.Name, "generation", set.manifest.Generation, "which", set.which.String(),
-		"indices", indices(set.shares[:set.manifest.Threshold]), "took", took.Round(time.Millisecond).String())
+	c.o.Logger.Info("unsealed", "node", n.Name, "generation", set.Manifest.Generation, "which", set.Which.String(),
+		"indices", indices(set.Threshold()), "took", took.Round(time.Millisecond).String())
 	c.o.Notifier.Notify(Event{Kind: EventUnsealed, Node: n.Name, Detail: took.Round(time.Millisecond).String()})
 	return outcomeUnsealed, nil
-}
-
-var (
-	errNonceChanged = errors.New("unseal nonce changed")
-	// errRejected: Vault answered the last share of a threshold with an
-	// error, which is how it reports that the combined key is wrong.
-	errRejected = errors.New("vault rejected the combined key")
-)
-
-// submit sends the shares one by one, and stops as soon as the node is
-// unsealed. If the attempt's nonce changes midway (a reset, a restart),
-// it stops: the next round starts afresh.
-func (c *Coordinator) submit(ctx context.Context, n Node, ss []shares.Share) (vaultnode.Status, error) {
-	var st vaultnode.Status
-	nonce := ""
-	for i, s := range ss {
-		var err error
-		st, err = n.Vault.Unseal(ctx, s.Value)
-		if err != nil {
-			if i == len(ss)-1 && !vaultnode.IsUnreachable(err) && ctx.Err() == nil {
-				return st, fmt.Errorf("%w: share %d of %d: %w", errRejected, i+1, len(ss), err)
-			}
-			return st, fmt.Errorf("share %d of %d: %w", i+1, len(ss), err)
-		}
-		c.o.Metrics.submitted.WithLabelValues(n.Name).Inc()
-		if !st.Sealed {
-			return st, nil
-		}
-		// An attempt holding one of our verified shares is ours to finish,
-		// even if another coordinator started it.
-		c.setState(n.Name, func(ns *NodeState) { ns.ourNonce = st.Nonce })
-		switch {
-		case nonce == "":
-			nonce = st.Nonce
-		case st.Nonce != nonce:
-			return st, errNonceChanged
-		}
-	}
-	// The last share unsealed it, or Vault says otherwise: confirm.
-	return n.Vault.SealStatus(ctx)
 }
 
 func (c *Coordinator) ours(node, nonce string) bool {

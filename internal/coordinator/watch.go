@@ -140,24 +140,8 @@ func (w *nodeWatch) lost(heldFor time.Duration) {
 // returns how long to wait before the next poll.
 func (w *nodeWatch) handle(ctx context.Context, st vaultnode.Status, err error, seen time.Time) time.Duration {
 	c, n := w.c, w.n
-	switch {
-	case err != nil && vaultnode.IsUnreachable(err):
-		if !w.wasDown {
-			c.o.Logger.Warn("vault node unreachable; polling fast until it is back", "node", n.Name, "every", c.o.DownInterval)
-			w.wasDown = true
-		}
-		w.checkLoss = false // a restart, not a closing proxy
-		c.setState(n.Name, func(s *NodeState) { s.Reachable, s.LastError = false, err.Error() })
-		w.reachable.Set(0)
-		w.backoff = 0
-		w.setMode(ModeFast)
-		return c.o.DownInterval
-	case err != nil:
-		w.backoff = min(max(2*w.backoff, c.o.PollInterval), c.o.MaxBackoff)
-		c.o.Logger.Warn("seal-status failed; backing off", "node", n.Name, "err", err, "retry_in", w.backoff)
-		c.setState(n.Name, func(s *NodeState) { s.Reachable, s.LastError = false, err.Error() })
-		w.setMode(ModePoll)
-		return w.backoff
+	if err != nil {
+		return w.failed(err)
 	}
 	w.backoff = 0
 	if w.wasDown {
@@ -176,33 +160,7 @@ func (w *nodeWatch) handle(ctx context.Context, st vaultnode.Status, err error, 
 		}
 		return w.idleWait()
 	case st.Sealed:
-		w.wasUninit = false
-		w.checkLoss = false // a restart (or a seal), not a closing proxy
-		w.setMode(ModeFast)
-		if !w.wasSealed {
-			c.o.Logger.Info("vault node is sealed; unsealing", "node", n.Name, "progress", st.Progress, "threshold", st.T)
-			c.o.Notifier.Notify(Event{Kind: EventSealed, Node: n.Name})
-			w.wasSealed = true
-		}
-		if d := time.Until(w.rejectedUntil); d > 0 {
-			return d
-		}
-		w.attempted = true
-		switch c.unseal(ctx, n, st, seen) {
-		case outcomeUnsealed:
-			w.wasSealed = false
-			w.rejected = 0
-			return w.idleWait()
-		case outcomeRejected:
-			wait := min(rejectedBackoff<<w.rejected, maxRejectedBackoff)
-			w.rejected = min(w.rejected+1, 8)
-			w.rejectedUntil = time.Now().Add(wait)
-			return wait
-		case outcomeRetry:
-			return c.o.RetryAfter
-		default: // outcomeWait, outcomeCannot
-			return min(c.o.PollInterval, c.o.RetryAfter*2)
-		}
+		return w.onSealed(ctx, st, seen)
 	}
 	w.wasUninit = false
 	w.wasSealed = false
@@ -222,6 +180,61 @@ func (w *nodeWatch) handle(ctx context.Context, st vaultnode.Status, err error, 
 		}
 	}
 	return w.idleWait()
+}
+
+// failed handles a seal-status error: an unreachable node is polled fast,
+// anything else backs off.
+func (w *nodeWatch) failed(err error) time.Duration {
+	c, n := w.c, w.n
+	c.setState(n.Name, func(s *NodeState) { s.Reachable, s.LastError = false, err.Error() })
+	if !vaultnode.IsUnreachable(err) {
+		w.backoff = min(max(2*w.backoff, c.o.PollInterval), c.o.MaxBackoff)
+		c.o.Logger.Warn("seal-status failed; backing off", "node", n.Name, "err", err, "retry_in", w.backoff)
+		w.setMode(ModePoll)
+		return w.backoff
+	}
+	if !w.wasDown {
+		c.o.Logger.Warn("vault node unreachable; polling fast until it is back", "node", n.Name, "every", c.o.DownInterval)
+		w.wasDown = true
+	}
+	w.checkLoss = false // a restart, not a closing proxy
+	w.reachable.Set(0)
+	w.backoff = 0
+	w.setMode(ModeFast)
+	return c.o.DownInterval
+}
+
+// onSealed starts an unseal of a sealed node, unless a refused attempt's
+// back-off runs, and returns the pause before the next poll.
+func (w *nodeWatch) onSealed(ctx context.Context, st vaultnode.Status, seen time.Time) time.Duration {
+	c, n := w.c, w.n
+	w.wasUninit = false
+	w.checkLoss = false // a restart (or a seal), not a closing proxy
+	w.setMode(ModeFast)
+	if !w.wasSealed {
+		c.o.Logger.Info("vault node is sealed; unsealing", "node", n.Name, "progress", st.Progress, "threshold", st.T)
+		c.o.Notifier.Notify(Event{Kind: EventSealed, Node: n.Name})
+		w.wasSealed = true
+	}
+	if d := time.Until(w.rejectedUntil); d > 0 {
+		return d
+	}
+	w.attempted = true
+	switch c.unseal(ctx, n, st, seen) {
+	case outcomeUnsealed:
+		w.wasSealed = false
+		w.rejected = 0
+		return w.idleWait()
+	case outcomeRejected:
+		wait := min(rejectedBackoff<<w.rejected, maxRejectedBackoff)
+		w.rejected = min(w.rejected+1, 8)
+		w.rejectedUntil = time.Now().Add(wait)
+		return wait
+	case outcomeRetry:
+		return c.o.RetryAfter
+	default: // outcomeWait, outcomeCannot
+		return min(c.o.PollInterval, c.o.RetryAfter*2)
+	}
 }
 
 // idleWait is the pause before the next poll of a node that answered and

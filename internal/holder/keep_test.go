@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -20,6 +21,7 @@ import (
 	"github.com/keyshare/keyshare/internal/holder"
 	"github.com/keyshare/keyshare/internal/testkit/devpki"
 	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
+	"github.com/keyshare/keyshare/internal/unseal"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 	"github.com/keyshare/keyshare/pkg/policy"
 	"github.com/keyshare/keyshare/pkg/shares"
@@ -49,10 +51,18 @@ func (a asPeer) Release(ctx context.Context, node string, gen uint64) ([]sharerp
 
 func (a asPeer) Commit(ctx context.Context, gen uint64) error { return a.svc.Commit(ctx, a.peer, gen) }
 
-type holderList []coordinator.HolderRef
+type holderList []unseal.HolderRef
 
-func (l holderList) Live() []coordinator.HolderRef { return l }
-func (l holderList) Total() int                    { return len(l) }
+func (l holderList) Refs() []unseal.HolderRef { return l }
+func (l holderList) Total() int               { return len(l) }
+func (l holderList) Commit(ctx context.Context, id string, gen uint64) error {
+	for _, r := range l {
+		if r.ID == id {
+			return r.Holder.(asPeer).Commit(ctx, gen)
+		}
+	}
+	return fmt.Errorf("holder %s is not configured", id)
+}
 
 type world struct {
 	fake  *vaultfake.Vault
@@ -128,7 +138,7 @@ func newWorld(t *testing.T, ip string) *world {
 		}
 		t.Cleanup(svc.Close)
 		w.svcs, w.store = append(w.svcs, svc), append(w.store, st)
-		w.refs = append(w.refs, coordinator.HolderRef{ID: id, Holder: asPeer{svc: svc, peer: unsealerPeer}})
+		w.refs = append(w.refs, unseal.HolderRef{ID: id, Holder: asPeer{svc: svc, peer: unsealerPeer}})
 	}
 	return w
 }

@@ -6,24 +6,20 @@ import (
 	"io"
 	"time"
 
+	"github.com/keyshare/keyshare/internal/unseal"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
 )
 
-// Sealer is what unsealing needs of a Vault node.
-type Sealer interface {
-	SealStatus(ctx context.Context) (vaultnode.Status, error)
-	Unseal(ctx context.Context, share []byte) (vaultnode.Status, error)
-	ResetUnseal(ctx context.Context) (vaultnode.Status, error)
-}
-
 // Initializer is what init needs of a Vault node besides unsealing it.
 type Initializer interface {
+	unseal.VaultNode
 	Init(ctx context.Context, req vaultnode.InitRequest) (vaultnode.InitResult, error)
 }
 
-// Rekeyer is what rekey needs of a Vault node besides its seal status.
+// Rekeyer is what rekey needs of a Vault node besides unsealing it.
 type Rekeyer interface {
+	unseal.VaultNode
 	RekeyStatus(ctx context.Context) (vaultnode.RekeyStatus, error)
 	RekeyInit(ctx context.Context, shares, threshold int) (vaultnode.RekeyStatus, error)
 	RekeyUpdate(ctx context.Context, nonce string, share []byte) (vaultnode.RekeyUpdate, error)
@@ -32,18 +28,22 @@ type Rekeyer interface {
 	RekeyCancel(ctx context.Context, nonce string) error
 }
 
-// Holder is what the lifecycle needs of one holder's share service;
-// *sharerpc.Client has it.
+// Holder is what the lifecycle needs of one holder's share service: the
+// pipeline's Holder, and the writes of init and rekey; *sharerpc.Client
+// has it.
 type Holder interface {
-	Manifest(ctx context.Context) (sharerpc.Manifest, error)
-	Release(ctx context.Context, vaultNode string, generation uint64) ([]sharerpc.Share, error)
+	unseal.Holder
 	ReleaseForRekey(ctx context.Context, vaultNode string, generation uint64, nonce string) ([]sharerpc.Share, error)
 	Stage(ctx context.Context, req sharerpc.StageRequest) error
 	Commit(ctx context.Context, generation uint64) error
 	Abort(ctx context.Context, generation uint64) error
 }
 
-var _ Holder = (*sharerpc.Client)(nil)
+var (
+	_ Holder      = (*sharerpc.Client)(nil)
+	_ Initializer = (*vaultnode.Node)(nil)
+	_ Rekeyer     = (*vaultnode.Node)(nil)
+)
 
 // HolderRef is one configured holder, named by its SPIFFE ID.
 type HolderRef struct {
@@ -51,12 +51,38 @@ type HolderRef struct {
 	Holder Holder
 }
 
-// Node is a named Vault node. Vault must be a Sealer; init needs an
-// Initializer and rekey a Rekeyer as well (*vaultnode.Node is all three).
+// refs are the holders as the pipeline sees them.
+func refs(hs []HolderRef) []unseal.HolderRef {
+	out := make([]unseal.HolderRef, len(hs))
+	for i, h := range hs {
+		out[i] = unseal.HolderRef{ID: h.ID, Holder: h.Holder}
+	}
+	return out
+}
+
+// Node is a named Vault node, to unseal.
 type Node struct {
 	Name  string
-	Vault Sealer
+	Vault unseal.VaultNode
 }
+
+// InitNode is a Vault node to initialize (*vaultnode.Node is one).
+type InitNode struct {
+	Name  string
+	Vault Initializer
+}
+
+// Node is n, to unseal.
+func (n InitNode) Node() Node { return Node{Name: n.Name, Vault: n.Vault} }
+
+// RekeyNode is a Vault node to rekey through (*vaultnode.Node is one).
+type RekeyNode struct {
+	Name  string
+	Vault Rekeyer
+}
+
+// Node is n, to unseal.
+func (n RekeyNode) Node() Node { return Node{Name: n.Name, Vault: n.Vault} }
 
 // Step names a point in init or rekey, for progress and for tests that
 // kill the process there (see Options.AfterStep).

@@ -1,9 +1,13 @@
 // Package lifecycle is the operator's side of keyshare: Init deals a new
 // Vault's unseal key to the holders, the break-glass helpers (Collector,
 // Submit, UnsealFromHolders) unseal by hand, and Rekey rotates the shares
-// with Vault's verified rekey. It depends on small interfaces (Sealer,
-// Initializer, Rekeyer, Holder) that *vaultnode.Node and *sharerpc.Client
-// satisfy, so tests drive it with fakes or real processes alike.
+// with Vault's verified rekey. The majority manifest, the collection of
+// verified shares and their submission are internal/unseal's pipeline, the
+// same one `unsealer run` uses. Init takes an InitNode (its Vault an
+// Initializer) and Rekey a RekeyNode (a Rekeyer): each gets the abilities
+// it needs at compile time. Those and Holder are small interfaces that
+// *vaultnode.Node and *sharerpc.Client satisfy, so tests drive it with fakes
+// or real processes alike.
 //
 // Shares live only in memory: they are never written, printed or logged,
 // and are zeroed after use. Every set submitted to Vault is a threshold of
@@ -85,10 +89,10 @@
 // command that makes one. AbortRekey cancels a rekey in progress with its
 // nonce, and drops a staged generation only on the proof above.
 //
-// The holders' manifest call serves the current generation only, so the
-// staged generation is found by a Release probe (ReadHoldings, the one
-// function to change when holders report it), and the staged N+1 is read
-// back after the commit. Rekey's old shares come from the holders
+// The holders' Manifest answer reports their staged generation beside the
+// current one (ReadHoldings reads it there; it does not carry the rekey
+// nonce, so provesOld relies on Vault's verification step), and the staged
+// N+1 is read back after the commit. Rekey's old shares come from the holders
 // (FromHolders), which release them for a rekey only to an operator
 // identity and only while their own check sees the node rekeying with that
 // nonce; or they are typed or read from files (FromCollector).

@@ -30,8 +30,9 @@ type memHolder struct {
 	mans        map[uint64]shares.Manifest
 	down        bool
 	failStage   bool
-	// hideStaged makes Release deny a staged generation as if it were not
-	// held: a holder whose staged generation a probe cannot see.
+	// hideStaged makes Manifest leave out, and Release deny, a staged
+	// generation as if it were not held: a holder whose staged generation
+	// a check cannot see.
 	hideStaged bool
 }
 
@@ -49,6 +50,12 @@ func (h *memHolder) Manifest(context.Context) (sharerpc.Manifest, error) {
 	}
 	m := sharerpc.ManifestFromShares(h.mans[h.cur])
 	m.HolderID = h.id
+	if h.staged != 0 && !h.hideStaged {
+		// As the holder's share service does: the staged generation's
+		// manifest beside the current one.
+		st := sharerpc.ManifestFromShares(h.mans[h.staged])
+		m.Staged = &st
+	}
 	return m, nil
 }
 
@@ -157,7 +164,10 @@ func (h *memHolder) state() (cur, staged uint64, idx []uint8) {
 // world is one fake Vault node and three in-memory holders dealt 2/2/1.
 type world struct {
 	fake    *vaultfake.Vault
-	node    lifecycle.Node
+	vault   *vaultnode.Node
+	node    lifecycle.Node      // to unseal
+	inode   lifecycle.InitNode  // to initialize
+	rnode   lifecycle.RekeyNode // to rekey through
 	mem     []*memHolder
 	holders []lifecycle.HolderRef
 	plan    shares.Plan
@@ -199,7 +209,10 @@ func newWorld(t *testing.T, initialized bool) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.vault = n
 	w.node = lifecycle.Node{Name: "vault-1", Vault: n}
+	w.inode = lifecycle.InitNode{Name: "vault-1", Vault: n}
+	w.rnode = lifecycle.RekeyNode{Name: "vault-1", Vault: n}
 	m := shares.NewManifest(1, 3, w.keys)
 	idx := w.plan.Indices()
 	for _, id := range ids {

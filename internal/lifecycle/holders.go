@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/keyshare/keyshare/internal/unseal"
 	"github.com/keyshare/keyshare/pkg/shares"
 	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
 )
@@ -20,7 +22,8 @@ const DefaultRetryFor = 30 * time.Second
 
 // Agreement is what the holders say about the current generation.
 type Agreement struct {
-	// Manifest is the one a majority of all holders hold; zero if none.
+	// Manifest is the one a majority of all holders hold (unseal.Tally);
+	// zero if none.
 	Manifest shares.Manifest
 	// Agreeing are the holders that hold it.
 	Agreeing []HolderRef
@@ -28,13 +31,17 @@ type Agreement struct {
 	Current map[string]uint64
 	// Manifests is each answering holder's manifest.
 	Manifests map[string]shares.Manifest
+	// Staged is each answering holder's staged generation's manifest, for
+	// the holders that have one.
+	Staged map[string]shares.Manifest
 	// Errs is why a holder did not answer.
 	Errs map[string]error
 }
 
-// Agree asks every holder for its manifest, in parallel.
+// Agree asks every holder for its manifest, in parallel, and waits for
+// them all.
 func Agree(ctx context.Context, hs []HolderRef) Agreement {
-	a := Agreement{Current: map[string]uint64{}, Manifests: map[string]shares.Manifest{}, Errs: map[string]error{}}
+	a := Agreement{Current: map[string]uint64{}, Manifests: map[string]shares.Manifest{}, Staged: map[string]shares.Manifest{}, Errs: map[string]error{}}
 	var mu sync.Mutex
 	forEach(hs, func(h HolderRef) {
 		w, err := h.Holder.Manifest(ctx)
@@ -44,22 +51,23 @@ func Agree(ctx context.Context, hs []HolderRef) Agreement {
 			a.Errs[h.ID] = err
 			return
 		}
-		m := w.Shares()
+		m := unseal.Current.Pick(w)
 		a.Current[h.ID], a.Manifests[h.ID] = m.Generation, m
+		if st := unseal.Staged.Pick(w); st.Generation != 0 {
+			a.Staged[h.ID] = st
+		}
 	})
-	count := map[shares.Digest]int{}
+	t := unseal.NewTally(len(hs))
 	for _, h := range hs {
-		m, ok := a.Manifests[h.ID]
-		if !ok || m.Generation == 0 || m.Validate() != nil {
-			continue
-		}
-		count[m.Hash()]++
-		if count[m.Hash()] == len(hs)/2+1 {
-			a.Manifest = m
-		}
+		t.Add(h.ID, a.Manifests[h.ID])
 	}
+	m, ids, ok := t.Majority()
+	if !ok {
+		return a
+	}
+	a.Manifest = m
 	for _, h := range hs {
-		if m, ok := a.Manifests[h.ID]; ok && a.Manifest.Generation != 0 && m.Equal(a.Manifest) {
+		if slices.Contains(ids, h.ID) {
 			a.Agreeing = append(a.Agreeing, h)
 		}
 	}
@@ -77,54 +85,22 @@ func (a Agreement) Unreachable() string {
 }
 
 // Collect releases shares of m's generation for node from the holders that
-// hold m, verifies each against m, and returns exactly a threshold of them,
-// sorted by index. The caller zeroes them.
+// hold m (in parallel, each call within unseal.DefaultTimeout), verifies
+// each against m, and returns exactly a threshold of them, sorted by
+// index. The caller zeroes them.
 func Collect(ctx context.Context, holders []HolderRef, m shares.Manifest, node string) ([]shares.Share, error) {
-	return collectWith(holders, m, node, func(h Holder) ([]sharerpc.Share, error) {
-		return h.Release(ctx, node, m.Generation)
-	})
+	return release(ctx, holders, m, node, nil)
 }
 
-// collectWith asks every holder in parallel with release, keeps the shares
-// that verify against m, and returns a threshold of them. what names the
-// purpose in errors.
-func collectWith(holders []HolderRef, m shares.Manifest, what string, release func(Holder) ([]sharerpc.Share, error)) ([]shares.Share, error) {
-	var mu sync.Mutex
-	var got []shares.Share
-	have := map[uint8]bool{}
-	var why []string
-	forEach(holders, func(h HolderRef) {
-		ws, err := release(h.Holder)
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil {
-			why = append(why, err.Error())
-			return
-		}
-		for _, w := range ws {
-			s := shares.Share{Index: w.Index, Value: w.Value}
-			if err := m.Verify(s); err != nil {
-				why = append(why, fmt.Sprintf("holder %s: %v: not used", h.ID, err))
-				shares.Zero(s.Value)
-				continue
-			}
-			if have[s.Index] {
-				shares.Zero(s.Value)
-				continue
-			}
-			have[s.Index] = true
-			got = append(got, s)
-		}
-	})
-	sort.Slice(got, func(i, j int) bool { return got[i].Index < got[j].Index })
-	if len(got) < m.Threshold {
-		shares.ZeroShares(got)
-		sort.Strings(why)
-		return nil, fmt.Errorf("%d of %d verified shares of generation %d released for %s: %s",
-			len(got), m.Threshold, m.Generation, what, strings.Join(why, "; "))
+// release runs the pipeline's release step (unseal.Release) with rel, or
+// Holder.Release if rel is nil, and keeps exactly a threshold.
+func release(ctx context.Context, holders []HolderRef, m shares.Manifest, node string, rel unseal.ReleaseFunc) ([]shares.Share, error) {
+	res, err := unseal.Release(ctx, refs(holders), m, node, unseal.Options{Release: rel})
+	if err != nil {
+		return nil, err
 	}
-	shares.ZeroShares(got[m.Threshold:])
-	return got[:m.Threshold], nil
+	shares.ZeroShares(res.Shares[m.Threshold:])
+	return res.Threshold(), nil
 }
 
 // forEach runs fn for every holder in parallel and waits.

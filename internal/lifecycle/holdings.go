@@ -2,15 +2,9 @@ package lifecycle
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"slices"
 	"sort"
-	"strings"
-	"sync"
-
-	"github.com/keyshare/keyshare/pkg/policy"
-	"github.com/keyshare/keyshare/pkg/shares"
 )
 
 // Holdings is what the holders hold: each one's committed generation (its
@@ -19,65 +13,26 @@ import (
 // every decision to keep, commit or drop one starts here.
 type Holdings struct {
 	Agreement
-	// Staged is the staged generation of each holder that has one.
+	// Staged is the staged generation of each holder that has one, as its
+	// Manifest answer reports it.
 	Staged map[string]uint64
 	// StagedNonce is the Vault rekey nonce a holder's staged generation
-	// was staged under, for the holders that report it; none do yet (see
-	// ReadHoldings), and a missing entry means unknown.
+	// was staged under, for the holders that report it. The share
+	// service's Manifest answer does not carry it yet, so it stays empty
+	// and provesOld falls back on Vault's verification step; a missing
+	// entry means unknown.
 	StagedNonce map[string]string
-	// StagedUnknown says why a holder's staged generation could not be
-	// read.
-	StagedUnknown map[string]error
 }
 
-// ReadHoldings asks every holder for its manifest and whether it has the
-// next generation (its committed one + 1, the only one init and rekey
-// stage) staged. node is the Vault node the staged probe names.
-//
-// The share service's Manifest serves the committed generation only, so
-// the staged one is found by a Release probe (stagedProbe), which the
-// holders audit. This is the one place that knows how: once the holders
-// report their staged generation (and its rekey nonce) in Manifest, only
-// this function changes.
-func ReadHoldings(ctx context.Context, hs []HolderRef, node string) Holdings {
-	h := Holdings{Agreement: Agree(ctx, hs), Staged: map[string]uint64{}, StagedNonce: map[string]string{}, StagedUnknown: map[string]error{}}
-	var mu sync.Mutex
-	forEach(hs, func(ref HolderRef) {
-		cur, ok := h.Current[ref.ID]
-		if !ok {
-			return // unreachable: Errs says why
-		}
-		has, err := stagedProbe(ctx, ref.Holder, node, cur+1)
-		mu.Lock()
-		defer mu.Unlock()
-		switch {
-		case err != nil:
-			h.StagedUnknown[ref.ID] = err
-		case has:
-			h.Staged[ref.ID] = cur + 1
-		}
-	})
+// ReadHoldings asks every holder for its manifest: its committed
+// generation, and the generation it has staged, if any (both are in the
+// share service's Manifest answer).
+func ReadHoldings(ctx context.Context, hs []HolderRef) Holdings {
+	h := Holdings{Agreement: Agree(ctx, hs), Staged: map[string]uint64{}, StagedNonce: map[string]string{}}
+	for id, m := range h.Agreement.Staged {
+		h.Staged[id] = m.Generation
+	}
 	return h
-}
-
-// stagedProbe asks holder hd to release generation gen for node: a holder
-// that does not hold it denies with generation_mismatch (the policy checks
-// the generation before the target's state); one that does releases it
-// (the node is sealed) or denies with target_not_sealed. Anything else
-// leaves the question open.
-func stagedProbe(ctx context.Context, hd Holder, node string, gen uint64) (bool, error) {
-	ws, err := hd.Release(ctx, node, gen)
-	for _, w := range ws {
-		shares.Zero(w.Value)
-	}
-	d, isDenial := policy.AsDenial(err)
-	switch {
-	case err == nil || isDenial && d.Reason == policy.ReasonTargetNotSealed:
-		return true, nil
-	case isDenial && d.Reason == policy.ReasonGenerationMismatch:
-		return false, nil
-	}
-	return false, fmt.Errorf("cannot tell whether generation %d is staged: %w", gen, err)
 }
 
 // Range is the oldest and newest committed generation among the holders
@@ -110,16 +65,6 @@ func (h Holdings) StagedGens() []uint64 {
 	gens := slices.Collect(maps.Values(h.Staged))
 	slices.Sort(gens)
 	return slices.Compact(gens)
-}
-
-// Unknown names the holders whose staged generation could not be read.
-func (h Holdings) Unknown() string {
-	var parts []string
-	for id, err := range h.StagedUnknown {
-		parts = append(parts, fmt.Sprintf("%s: %v", id, err))
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, "; ")
 }
 
 // StagedUnder reports whether every holder with gen staged says it was

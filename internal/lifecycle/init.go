@@ -23,9 +23,8 @@ var ErrAlreadyInitialized = errors.New("vault is already initialized")
 
 // InitConfig is what Init needs.
 type InitConfig struct {
-	// Node is the Vault node to initialize; its Vault must also be an
-	// Initializer.
-	Node    Node
+	// Node is the Vault node to initialize.
+	Node    InitNode
 	Holders []HolderRef
 	// Plan is the split and who gets which shares (Plan.Indices).
 	Plan shares.Plan
@@ -48,102 +47,145 @@ type InitResult struct {
 
 // Init initializes Vault and deals the unseal key's shares to the holders
 // in two phases, then unseals the node through the holders to prove that
-// they can. See the package documentation for what a failure leaves.
+// they can. See the package documentation for what a failure leaves: the
+// steps below are its table's rows, in order.
 func Init(ctx context.Context, c InitConfig) (InitResult, error) {
 	c.defaults()
-	var res InitResult
-	vi, ok := c.Node.Vault.(Initializer)
-	if !ok {
-		return res, fmt.Errorf("vault node %s cannot be initialized through this client", c.Node.Name)
+	r := &initRun{InitConfig: c}
+	defer shares.ZeroShares(r.all)
+	if err := r.check(ctx); err != nil {
+		return r.res, err
 	}
-	if err := c.Plan.Validate(); err != nil {
-		return res, fmt.Errorf("plan: %w", err)
-	}
-	ids := make([]string, len(c.Holders))
-	for i, h := range c.Holders {
-		ids[i] = h.ID
-	}
-	for _, a := range c.Plan.Holders {
-		if !slices.Contains(ids, a.Holder) {
-			return res, fmt.Errorf("plan deals shares to %s, which is not among the holders", a.Holder)
+	for _, s := range []struct {
+		step Step
+		do   func(context.Context) error
+	}{
+		{StepInitVault, r.initVault},
+		{StepInitStage, r.stage},
+		{StepInitCheck, r.readBack},
+		{StepInitCmt, r.commit},
+	} {
+		if err := s.do(ctx); err != nil {
+			return r.res, err
+		}
+		// An error here stops init without clean-up, as a kill would.
+		if err := r.after(s.step); err != nil {
+			if !r.res.Committed {
+				return r.lost(err)
+			}
+			return r.res, err
 		}
 	}
-	st, err := c.Node.Vault.SealStatus(ctx)
+	return r.res, c.verifyInit(ctx, r.res.Manifest)
+}
+
+// initRun is one Init in progress.
+type initRun struct {
+	InitConfig
+	res InitResult
+	all []shares.Share // Vault's keys, as shares
+}
+
+// lost is the error once Vault is initialized and its keys are not
+// committed anywhere.
+func (r *initRun) lost(err error) (InitResult, error) {
+	return r.res, fmt.Errorf("%w: vault node %s is initialized but its unseal keys were not dealt and are gone; it holds no data yet: stop Vault, wipe its storage, then rerun 'unsealer init'", err, r.Node.Name)
+}
+
+// check is the start: the plan deals to the configured holders, the node
+// is not initialized, and every holder answers and accepts stage calls
+// (probed with an Abort of the new generation, which changes nothing)
+// before Vault makes keys that would exist nowhere else.
+func (r *initRun) check(ctx context.Context) error {
+	if err := r.Plan.Validate(); err != nil {
+		return fmt.Errorf("plan: %w", err)
+	}
+	ids := make([]string, len(r.Holders))
+	for i, h := range r.Holders {
+		ids[i] = h.ID
+	}
+	for _, a := range r.Plan.Holders {
+		if !slices.Contains(ids, a.Holder) {
+			return fmt.Errorf("plan deals shares to %s, which is not among the holders", a.Holder)
+		}
+	}
+	st, err := r.Node.Vault.SealStatus(ctx)
 	if err != nil {
-		return res, fmt.Errorf("vault node %s: %w: start it, then rerun", c.Node.Name, err)
+		return fmt.Errorf("vault node %s: %w: start it, then rerun", r.Node.Name, err)
 	}
 	if st.Initialized {
-		return res, fmt.Errorf("vault node %s: %w: init deals the keys only once; to replace the shares run 'unsealer rekey'", c.Node.Name, ErrAlreadyInitialized)
+		return fmt.Errorf("vault node %s: %w: init deals the keys only once; to replace the shares run 'unsealer rekey'", r.Node.Name, ErrAlreadyInitialized)
 	}
-	// Every holder must answer and accept stage calls before Vault makes
-	// keys that would exist nowhere else.
-	a := Agree(ctx, c.Holders)
+	a := Agree(ctx, r.Holders)
 	if len(a.Errs) > 0 {
-		return res, fmt.Errorf("every holder must be reachable to deal the shares: %s; nothing was changed, rerun when they are up", a.Unreachable())
+		return fmt.Errorf("every holder must be reachable to deal the shares: %s; nothing was changed, rerun when they are up", a.Unreachable())
 	}
 	for _, g := range a.Current {
-		res.Generation = max(res.Generation, g)
+		r.res.Generation = max(r.res.Generation, g)
 	}
-	res.Generation++
-	if _, err := c.onAll(ctx, "check of stage rights (abort of nothing)", c.Holders, func(ctx context.Context, h HolderRef) error {
-		return h.Holder.Abort(ctx, res.Generation)
+	r.res.Generation++
+	if _, err := r.onAll(ctx, "check of stage rights (abort of nothing)", r.Holders, func(ctx context.Context, h HolderRef) error {
+		return h.Holder.Abort(ctx, r.res.Generation)
 	}); err != nil {
-		return res, fmt.Errorf("%w; nothing was changed: fix the holders' policy or certificates and rerun", err)
+		return fmt.Errorf("%w; nothing was changed: fix the holders' policy or certificates and rerun", err)
 	}
+	return nil
+}
 
-	c.printf("initializing vault node %s: %d shares, threshold %d, generation %d", c.Node.Name, c.Plan.Shares, c.Plan.Threshold, res.Generation)
-	out, err := vi.Init(ctx, vaultnode.InitRequest{Shares: c.Plan.Shares, Threshold: c.Plan.Threshold, RootTokenPGPKey: c.RootTokenPGPKey})
+// initVault is init-vault: sys/init, and the keys checked.
+func (r *initRun) initVault(ctx context.Context) error {
+	r.printf("initializing vault node %s: %d shares, threshold %d, generation %d", r.Node.Name, r.Plan.Shares, r.Plan.Threshold, r.res.Generation)
+	out, err := r.Node.Vault.Init(ctx, vaultnode.InitRequest{Shares: r.Plan.Shares, Threshold: r.Plan.Threshold, RootTokenPGPKey: r.RootTokenPGPKey})
 	if err != nil {
-		return res, fmt.Errorf("%w: nothing was dealt; fix it and rerun 'unsealer init'", err)
+		return fmt.Errorf("%w: nothing was dealt; fix it and rerun 'unsealer init'", err)
 	}
-	res.RootToken, res.PGPEncrypted = out.RootToken, c.RootTokenPGPKey != ""
-	all := make([]shares.Share, len(out.Keys))
+	r.res.RootToken, r.res.PGPEncrypted = out.RootToken, r.RootTokenPGPKey != ""
+	r.all = make([]shares.Share, len(out.Keys))
 	for i, k := range out.Keys {
-		all[i] = shares.Share{Index: uint8(i + 1), Value: k}
+		r.all[i] = shares.Share{Index: uint8(i + 1), Value: k}
 	}
-	defer shares.ZeroShares(all)
-	lost := func(err error) (InitResult, error) {
-		return res, fmt.Errorf("%w: vault node %s is initialized but its unseal keys were not dealt and are gone; it holds no data yet: stop Vault, wipe its storage, then rerun 'unsealer init'", err, c.Node.Name)
+	if bad, err := shares.CheckConsistent(r.all, r.Plan.Threshold); err != nil {
+		_, err = r.lost(fmt.Errorf("vault's keys are inconsistent (indices %v): %w", bad, err))
+		return err
 	}
-	if err := c.after(StepInitVault); err != nil {
-		return lost(err)
-	}
-	if bad, err := shares.CheckConsistent(all, c.Plan.Threshold); err != nil {
-		return lost(fmt.Errorf("vault's keys are inconsistent (indices %v): %w", bad, err))
-	}
-	res.Manifest = shares.NewManifest(res.Generation, c.Plan.Threshold, all)
+	r.res.Manifest = shares.NewManifest(r.res.Generation, r.Plan.Threshold, r.all)
+	return nil
+}
 
-	// Phase one: stage everywhere, then read it back through the release
-	// path (the node is initialized and sealed, so the holders' policy
-	// allows it), which also proves each holder can release it.
-	if err := c.stageAll(ctx, c.Holders, c.Plan, all, res.Manifest, ""); err != nil {
-		_ = c.abortAll(context.WithoutCancel(ctx), c.Holders, res.Generation)
-		return lost(err)
+// stage is init-stage, phase one: the generation is staged everywhere.
+func (r *initRun) stage(ctx context.Context) error {
+	if err := r.stageAll(ctx, r.Holders, r.Plan, r.all, r.res.Manifest, ""); err != nil {
+		_ = r.abortAll(context.WithoutCancel(ctx), r.Holders, r.res.Generation)
+		_, err = r.lost(err)
+		return err
 	}
-	c.printf("staged generation %d on %d holders", res.Generation, len(c.Holders))
-	if err := c.after(StepInitStage); err != nil {
-		return lost(err)
-	}
-	if err := c.checkStaged(ctx, all, res.Generation); err != nil {
-		_ = c.abortAll(context.WithoutCancel(ctx), c.Holders, res.Generation)
-		return lost(err)
-	}
-	if err := c.after(StepInitCheck); err != nil {
-		return lost(err)
-	}
+	r.printf("staged generation %d on %d holders", r.res.Generation, len(r.Holders))
+	return nil
+}
 
-	// Phase two: commit. From here the holders hold the only copy.
-	if _, err := c.onAll(ctx, fmt.Sprintf("commit of generation %d", res.Generation), c.Holders, func(ctx context.Context, h HolderRef) error {
-		return h.Holder.Commit(ctx, res.Generation)
+// readBack is init-read-back: the staged generation is read back through
+// the release path (the node is initialized and sealed, so the holders'
+// policy allows it), which also proves each holder can release it.
+func (r *initRun) readBack(ctx context.Context) error {
+	if err := r.checkStaged(ctx, r.all, r.res.Generation); err != nil {
+		_ = r.abortAll(context.WithoutCancel(ctx), r.Holders, r.res.Generation)
+		_, err = r.lost(err)
+		return err
+	}
+	return nil
+}
+
+// commit is init-commit, phase two. From here the holders hold the only
+// copy.
+func (r *initRun) commit(ctx context.Context) error {
+	if _, err := r.onAll(ctx, fmt.Sprintf("commit of generation %d", r.res.Generation), r.Holders, func(ctx context.Context, h HolderRef) error {
+		return h.Holder.Commit(ctx, r.res.Generation)
 	}); err != nil {
-		return res, fmt.Errorf("%w: the holders that did not commit still have it staged and can release it; rerun 'unsealer init --commit %d' when they are up", err, res.Generation)
+		return fmt.Errorf("%w: the holders that did not commit still have it staged and can release it; rerun 'unsealer init --commit %d' when they are up", err, r.res.Generation)
 	}
-	res.Committed = true
-	c.printf("committed generation %d on every holder", res.Generation)
-	if err := c.after(StepInitCmt); err != nil {
-		return res, err
-	}
-	return res, c.verifyInit(ctx, res.Manifest)
+	r.res.Committed = true
+	r.printf("committed generation %d on every holder", r.res.Generation)
+	return nil
 }
 
 // checkStaged releases the staged generation from every holder and checks
@@ -185,12 +227,18 @@ func CommitInit(ctx context.Context, hs []HolderRef, gen uint64, o Options) erro
 // AbortInit drops a staged generation on every holder, after an init that
 // was killed before its commit, but only while node is not initialized:
 // once Vault is, the staged generation may be its only key, and
-// 'unsealer rekey --recover' tests it and commits it instead.
+// 'unsealer rekey --recover' tests it and commits it instead. gen 0 means
+// the one init stages: the newest generation the holders hold, plus one.
 func AbortInit(ctx context.Context, node Node, hs []HolderRef, gen uint64, o Options) error {
 	o.defaults()
 	st, err := node.Vault.SealStatus(ctx)
 	if err != nil {
 		return fmt.Errorf("vault node %s: %w: cannot confirm that it is not initialized; nothing was dropped: start it and rerun", node.Name, err)
+	}
+	if gen == 0 {
+		for _, g := range Agree(ctx, hs).Current {
+			gen = max(gen, g+1)
+		}
 	}
 	if st.Initialized {
 		return fmt.Errorf("vault node %s is initialized, so staged generation %d may be its only key: nothing was dropped; run 'unsealer rekey --recover', which tests it and commits it", node.Name, gen)
@@ -205,7 +253,7 @@ func (c InitConfig) verifyInit(ctx context.Context, m shares.Manifest) error {
 		return fmt.Errorf("%w: run 'unsealer status' and check the holders named", err)
 	}
 	c.printf("every holder reports the same manifest (generation %d)", m.Generation)
-	n, err := c.Options.UnsealFromHolders(ctx, []Node{c.Node}, c.Holders)
+	n, err := c.Options.UnsealFromHolders(ctx, []Node{c.Node.Node()}, c.Holders)
 	if err != nil {
 		return fmt.Errorf("the shares are dealt, but unsealing %s through the holders failed: %w: check the holders' policy for this unsealer", c.Node.Name, err)
 	}

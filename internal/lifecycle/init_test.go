@@ -17,7 +17,7 @@ func TestInit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out bytes.Buffer
-	res, err := lifecycle.Init(ctx, lifecycle.InitConfig{Node: w.node, Holders: w.holders, Plan: w.plan, Options: lifecycle.Options{Out: &out}})
+	res, err := lifecycle.Init(ctx, lifecycle.InitConfig{Node: w.inode, Holders: w.holders, Plan: w.plan, Options: lifecycle.Options{Out: &out}})
 	if err != nil {
 		t.Fatalf("init: %v\n%s", err, out.String())
 	}
@@ -66,7 +66,7 @@ func TestInitFailures(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_, err := lifecycle.Init(ctx, lifecycle.InitConfig{Node: w.node, Holders: w.holders, Plan: w.plan,
+		_, err := lifecycle.Init(ctx, lifecycle.InitConfig{Node: w.inode, Holders: w.holders, Plan: w.plan,
 			Options: lifecycle.Options{RetryFor: 300 * time.Millisecond}})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Fatalf("err = %v, want it to contain %q", err, c.want)
@@ -104,7 +104,7 @@ func TestInitKilled(t *testing.T) {
 		w := newWorld(t, false)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_, err := lifecycle.Init(ctx, lifecycle.InitConfig{Node: w.node, Holders: w.holders, Plan: w.plan, Options: lifecycle.Options{AfterStep: func(s lifecycle.Step) error {
+		_, err := lifecycle.Init(ctx, lifecycle.InitConfig{Node: w.inode, Holders: w.holders, Plan: w.plan, Options: lifecycle.Options{AfterStep: func(s lifecycle.Step) error {
 			if s == c.step {
 				return errKilled
 			}
@@ -151,7 +151,7 @@ func TestInitNodeUnsealedFirst(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		var out bytes.Buffer
-		_, err := lifecycle.Init(ctx, lifecycle.InitConfig{Node: w.node, Holders: w.holders, Plan: w.plan, Options: lifecycle.Options{Out: &out,
+		_, err := lifecycle.Init(ctx, lifecycle.InitConfig{Node: w.inode, Holders: w.holders, Plan: w.plan, Options: lifecycle.Options{Out: &out,
 			AfterStep: func(s lifecycle.Step) error {
 				if s == lifecycle.StepInitCmt && unseal {
 					w.fake.Unseal() // the coordinator got there first

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 
+	"github.com/keyshare/keyshare/internal/unseal"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 	"github.com/keyshare/keyshare/pkg/shares"
 )
@@ -16,8 +16,8 @@ var ErrUndecided = errors.New("cannot tell which generation vault uses")
 
 // RecoverConfig is what RecoverRekey and AbortRekey need.
 type RecoverConfig struct {
-	// Node is the node rekeys run through; its Vault must be a Rekeyer.
-	Node    Node
+	// Node is the node rekeys run through.
+	Node    RekeyNode
 	Holders []HolderRef
 	// Nodes are all the cluster's nodes: a sealed one can be used to test
 	// which generation Vault uses.
@@ -35,11 +35,8 @@ type RecoverConfig struct {
 // the one command that settles it.
 func RecoverRekey(ctx context.Context, c RecoverConfig) (string, error) {
 	c.defaults()
-	vr, ok := c.Node.Vault.(Rekeyer)
-	if !ok {
-		return "", fmt.Errorf("vault node %s cannot be rekeyed through this client", c.Node.Name)
-	}
-	h := ReadHoldings(ctx, c.Holders, c.Node.Name)
+	vr := c.Node.Vault
+	h := ReadHoldings(ctx, c.Holders)
 	lo, hi := h.Range()
 	if len(h.Current) == 0 {
 		return "", fmt.Errorf("no holder answered (%s): start the holders and rerun 'unsealer rekey --recover'", h.Unreachable())
@@ -55,9 +52,9 @@ func RecoverRekey(ctx context.Context, c RecoverConfig) (string, error) {
 		}
 		return fmt.Sprintf("vault uses generation %d (a holder had committed it, which happens only after vault verified it): committed it on every holder", hi), nil
 	}
-	if len(h.Errs) > 0 || len(h.StagedUnknown) > 0 {
-		return "", fmt.Errorf("%w: cannot read every holder (%s%s): start them, check that they reach vault node %s, and rerun 'unsealer rekey --recover'; nothing was changed",
-			ErrUndecided, h.Unreachable(), h.Unknown(), c.Node.Name)
+	if len(h.Errs) > 0 {
+		return "", fmt.Errorf("%w: cannot read every holder (%s): start them, check that they reach vault node %s, and rerun 'unsealer rekey --recover'; nothing was changed",
+			ErrUndecided, h.Unreachable(), c.Node.Name)
 	}
 	next := hi + 1
 	staged := h.StagedHolders(next)
@@ -226,41 +223,26 @@ func (c RecoverConfig) testOn(ctx context.Context, n Node, h Holdings, staged []
 		}
 		c.printf("%s rejected generation %d; trying staged generation %d", n.Name, cur.Generation, next)
 	}
-	if err := c.unsealStaged(ctx, n, next, cur.Threshold); err != nil {
+	if err := c.unsealStaged(ctx, n, next); err != nil {
 		return "", err
 	}
 	return c.commitStaged(ctx, next, staged, fmt.Sprintf("vault uses generation %d (it unsealed %s)", next, n.Name))
 }
 
 // unsealStaged unseals the sealed node n with generation gen, staged on
-// the holders. The staged manifest is not served, so the shares are
-// checked for consistency when more than a threshold are in hand, and by
-// Vault itself.
-func (c RecoverConfig) unsealStaged(ctx context.Context, n Node, gen uint64, t int) error {
-	var ss []shares.Share
-	for _, h := range c.Holders {
-		ws, err := h.Holder.Release(ctx, n.Name, gen)
-		if err != nil {
-			continue
-		}
-		for _, w := range ws {
-			ss = append(ss, shares.Share{Index: w.Index, Value: w.Value})
-		}
+// the holders, through the pipeline: the staged manifest a majority of
+// holders report (their Manifest answers carry it), and shares verified
+// against it.
+func (c RecoverConfig) unsealStaged(ctx context.Context, n Node, gen uint64) error {
+	set, err := unseal.Collect(ctx, refs(c.Holders), len(c.Holders), n.Name, unseal.Options{Which: unseal.Staged})
+	defer set.Zero()
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: staged generation %d for %s: %w: start the holders and rerun 'unsealer rekey --recover'", ErrUndecided, gen, n.Name, err)
+	case set.Manifest.Generation != gen:
+		return fmt.Errorf("%w: a majority of holders has generation %d staged, not %d: check them with 'unsealer rekey --status'", ErrUndecided, set.Manifest.Generation, gen)
 	}
-	defer shares.ZeroShares(ss)
-	sort.Slice(ss, func(i, j int) bool { return ss[i].Index < ss[j].Index })
-	if st, err := n.Vault.SealStatus(ctx); err == nil && st.T > 0 {
-		t = st.T
-	}
-	if t == 0 || len(ss) < t {
-		return fmt.Errorf("%w: only %d shares of staged generation %d could be released for %s (threshold %d): start the holders and rerun 'unsealer rekey --recover'", ErrUndecided, len(ss), gen, n.Name, t)
-	}
-	if len(ss) > t {
-		if bad, err := shares.CheckConsistent(ss, t); err != nil {
-			return fmt.Errorf("staged generation %d: %w (indices %v): nothing was changed", gen, err, bad)
-		}
-	}
-	if _, err := c.Submit(ctx, n, ss[:t]); err != nil {
+	if _, err := c.Submit(ctx, n, set.Threshold()); err != nil {
 		return fmt.Errorf("%w: neither the committed generation nor staged generation %d unseals %s: %w", ErrUndecided, gen, n.Name, err)
 	}
 	return nil
@@ -289,7 +271,7 @@ func (c RecoverConfig) recoverInit(ctx context.Context, h Holdings) (string, err
 	case !st.Sealed:
 		return "", fmt.Errorf("%w: generation %d is staged on %v and vault node %s is unsealed, so it cannot be tested: restart vault node %s (it comes back sealed) and rerun 'unsealer rekey --recover'", ErrUndecided, gens[0], h.StagedHolders(gens[0]), c.Node.Name, c.Node.Name)
 	}
-	if err := c.unsealStaged(ctx, c.Node, gens[0], st.T); err != nil {
+	if err := c.unsealStaged(ctx, c.Node.Node(), gens[0]); err != nil {
 		return "", err
 	}
 	return c.commitStaged(ctx, gens[0], h.StagedHolders(gens[0]), fmt.Sprintf("vault uses generation %d (it unsealed %s; an init was interrupted before its commit)", gens[0], c.Node.Name))

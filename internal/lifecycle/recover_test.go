@@ -24,7 +24,7 @@ func (w *world) staged(t *testing.T, cur, gen uint64) {
 }
 
 func (w *world) recoverConfig(probe bool) lifecycle.RecoverConfig {
-	rc := lifecycle.RecoverConfig{Node: w.node, Holders: w.holders, Nodes: []lifecycle.Node{w.node}}
+	rc := lifecycle.RecoverConfig{Node: w.rnode, Holders: w.holders, Nodes: []lifecycle.Node{w.node}}
 	if probe {
 		rc.Old = lifecycle.FromHolders(w.holders)
 	}
@@ -189,7 +189,7 @@ func TestRecoverProbeAccepts(t *testing.T) {
 	}
 	// Vault forgets the rekey (a restart would, but keep it unsealed).
 	w.fake.AgeRekey(vaultfake.RekeyCancelDeadline)
-	if err := w.node.Vault.(lifecycle.Rekeyer).RekeyCancel(ctx, ""); err != nil {
+	if err := w.vault.RekeyCancel(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
 	msg, err := lifecycle.RecoverRekey(ctx, w.recoverConfig(true))
@@ -280,7 +280,7 @@ func TestRekeyCancelFailedWords(t *testing.T) {
 	// Stage fails on one holder after the others staged: the rekey is
 	// cancelled, and here the cancel fails.
 	w.mem[2].failStage = true
-	node := lifecycle.Node{Name: w.node.Name, Vault: failCancel{w.node.Vault.(*vaultnode.Node)}}
+	node := lifecycle.RekeyNode{Name: w.node.Name, Vault: failCancel{w.vault}}
 	_, err := lifecycle.Rekey(ctx, lifecycle.RekeyConfig{Node: node, Holders: w.holders, Plan: w.plan, Old: lifecycle.FromHolders(w.holders),
 		Options: lifecycle.Options{RetryFor: 200 * time.Millisecond}})
 	if err == nil || strings.Contains(err.Error(), "rekey cancelled") || !strings.Contains(err.Error(), "cancelling rekey") ||

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/keyshare/keyshare/internal/unseal"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 	"github.com/keyshare/keyshare/pkg/shares"
 	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
@@ -32,9 +33,8 @@ type OldShares func(ctx context.Context, m shares.Manifest, node, nonce string) 
 
 // RekeyConfig is what Rekey needs.
 type RekeyConfig struct {
-	// Node is the (active, unsealed) Vault node to rekey through; its
-	// Vault must also be a Rekeyer.
-	Node    Node
+	// Node is the (active, unsealed) Vault node to rekey through.
+	Node    RekeyNode
 	Holders []HolderRef
 	// Plan is the new split and allotment.
 	Plan shares.Plan
@@ -52,141 +52,192 @@ type RekeyResult struct {
 // Rekey replaces the unseal key's shares: Vault's rekey with verification,
 // with the new generation staged on the holders before Vault is told to
 // switch, and committed after. See the package documentation for what a
-// kill at each step leaves and how 'unsealer rekey --recover' resolves it.
+// kill at each step leaves and how 'unsealer rekey --recover' resolves it:
+// the steps below are its table's rows, in order.
 //
 // It never drops a generation Vault may use: it refuses to start while a
 // holder has one staged, and it drops the generation it staged only while
 // Vault provably still uses the old one.
 func Rekey(ctx context.Context, c RekeyConfig) (RekeyResult, error) {
 	c.defaults()
-	var res RekeyResult
-	vr, ok := c.Node.Vault.(Rekeyer)
-	if !ok {
-		return res, fmt.Errorf("vault node %s cannot be rekeyed through this client", c.Node.Name)
+	r := &rekeyRun{RekeyConfig: c, vr: c.Node.Vault}
+	defer r.zero()
+	if err := r.check(ctx); err != nil {
+		return r.res, err
 	}
-	if err := c.Plan.Validate(); err != nil {
-		return res, fmt.Errorf("plan: %w", err)
+	for _, s := range []struct {
+		step Step
+		do   func(context.Context) error
+	}{
+		{StepRekeyInit, r.begin},
+		{StepCollect, r.collectOld},
+		{StepRekeyUpdate, r.update},
+		{StepStage, r.stage},
+		{StepVerify, r.verify},
+		{StepCommit, r.commit},
+	} {
+		if err := s.do(ctx); err != nil {
+			return r.res, err
+		}
+		// An error here stops the rekey without clean-up, as a kill would.
+		if err := r.after(s.step); err != nil {
+			return r.res, err
+		}
 	}
-	h := ReadHoldings(ctx, c.Holders, c.Node.Name)
+	if err := readBack(ctx, c.Holders, r.res.Manifest); err != nil {
+		return r.res, fmt.Errorf("%w: run 'unsealer status'", err)
+	}
+	c.printf("every holder reports the same manifest (generation %d)", r.res.To)
+	return r.res, nil
+}
+
+// rekeyRun is one Rekey in progress.
+type rekeyRun struct {
+	RekeyConfig
+	vr  Rekeyer
+	res RekeyResult
+	// current is the manifest of the generation Vault uses at the start.
+	current shares.Manifest
+	// rk is Vault's rekey: its nonce, then its verification nonce.
+	rk vaultnode.RekeyStatus
+	// staged says whether res.To may be staged on some holder.
+	staged         bool
+	old, newShares []shares.Share
+}
+
+func (r *rekeyRun) zero() {
+	shares.ZeroShares(r.old)
+	shares.ZeroShares(r.newShares)
+}
+
+// cancel ends the rekey after an error before any verify share was sent:
+// Vault uses generation From whatever else happens (cancelRekey).
+func (r *rekeyRun) cancel(ctx context.Context, err error) error {
+	return r.cancelRekey(context.WithoutCancel(ctx), r.vr, r.rk.Nonce, r.res, r.staged, err)
+}
+
+// check is the start: every holder answers, none has a generation staged,
+// all hold the same one, and Vault has no rekey in progress.
+func (r *rekeyRun) check(ctx context.Context) error {
+	if err := r.Plan.Validate(); err != nil {
+		return fmt.Errorf("plan: %w", err)
+	}
+	h := ReadHoldings(ctx, r.Holders)
 	if len(h.Errs) > 0 {
-		return res, fmt.Errorf("every holder must be reachable to deal new shares: %s; nothing was changed, rerun when they are up", h.Unreachable())
-	}
-	if len(h.StagedUnknown) > 0 {
-		return res, fmt.Errorf("cannot tell whether every holder is free of a staged generation (%s): nothing was changed; fix them and rerun", h.Unknown())
+		return fmt.Errorf("every holder must be reachable to deal new shares: %s; nothing was changed, rerun when they are up", h.Unreachable())
 	}
 	if gens := h.StagedGens(); len(gens) > 0 {
-		return res, fmt.Errorf("holders %v have generation %d staged from an interrupted rekey or init, and vault may use it: nothing was changed; run 'unsealer rekey --recover' first, which tests it and commits or drops it",
+		return fmt.Errorf("holders %v have generation %d staged from an interrupted rekey or init, and vault may use it: nothing was changed; run 'unsealer rekey --recover' first, which tests it and commits or drops it",
 			h.StagedHolders(gens[0]), gens[0])
 	}
-	m := h.Manifest
-	if m.Generation == 0 || len(h.Agreeing) != len(c.Holders) {
-		return res, fmt.Errorf("the holders do not all hold the same generation (%v): nothing was changed; run 'unsealer rekey --recover' first", h.Current)
+	r.current = h.Manifest
+	if r.current.Generation == 0 || len(h.Agreeing) != len(r.Holders) {
+		return fmt.Errorf("the holders do not all hold the same generation (%v): nothing was changed; run 'unsealer rekey --recover' first", h.Current)
 	}
-	res.From, res.To = m.Generation, m.Generation+1
-	if st, err := vr.RekeyStatus(ctx); err != nil {
-		return res, fmt.Errorf("%w: rekey needs the node unsealed and active; nothing was changed", err)
-	} else if st.Started {
-		return res, fmt.Errorf("vault node %s has a rekey in progress already (nonce %s) and no holder has anything staged: nothing was changed; run 'unsealer rekey --abort', which cancels it", c.Node.Name, st.Nonce)
+	r.res.From, r.res.To = r.current.Generation, r.current.Generation+1
+	st, err := r.vr.RekeyStatus(ctx)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: rekey needs the node unsealed and active; nothing was changed", err)
+	case st.Started:
+		return fmt.Errorf("vault node %s has a rekey in progress already (nonce %s) and no holder has anything staged: nothing was changed; run 'unsealer rekey --abort', which cancels it", r.Node.Name, st.Nonce)
 	}
+	return nil
+}
 
-	st, err := vr.RekeyInit(ctx, c.Plan.Shares, c.Plan.Threshold)
+// begin is rekey-init: Vault starts a rekey with verification.
+func (r *rekeyRun) begin(ctx context.Context) error {
+	st, err := r.vr.RekeyInit(ctx, r.Plan.Shares, r.Plan.Threshold)
 	if err != nil {
-		return res, fmt.Errorf("%w: nothing was changed", err)
+		return fmt.Errorf("%w: nothing was changed", err)
 	}
-	c.printf("rekey started on %s (nonce %s): %d shares, threshold %d, with verification", c.Node.Name, st.Nonce, c.Plan.Shares, c.Plan.Threshold)
-	if err := c.after(StepRekeyInit); err != nil {
-		return res, err
-	}
-	// Until the first verify share is sent Vault uses generation From
-	// whatever else happens; staged says whether To has been staged.
-	staged := false
-	cancel := func(err error) (RekeyResult, error) {
-		return res, c.cancelRekey(context.WithoutCancel(ctx), vr, st.Nonce, res, staged, err)
-	}
+	r.rk = st
+	r.printf("rekey started on %s (nonce %s): %d shares, threshold %d, with verification", r.Node.Name, st.Nonce, r.Plan.Shares, r.Plan.Threshold)
+	return nil
+}
 
-	old, err := c.Old(ctx, m, c.Node.Name, st.Nonce)
+// collectOld is collect: a threshold of the current generation, verified.
+func (r *rekeyRun) collectOld(ctx context.Context) error {
+	old, err := r.Old(ctx, r.current, r.Node.Name, r.rk.Nonce)
+	r.old = old
 	if err != nil {
-		return cancel(fmt.Errorf("collecting the current shares of generation %d: %w", m.Generation, err))
+		return r.cancel(ctx, fmt.Errorf("collecting the current shares of generation %d: %w", r.current.Generation, err))
 	}
-	defer shares.ZeroShares(old)
-	if err := checkOld(old, m); err != nil {
-		return cancel(err)
+	if err := checkOld(old, r.current); err != nil {
+		return r.cancel(ctx, err)
 	}
-	if err := c.after(StepCollect); err != nil {
-		return res, err
-	}
+	return nil
+}
 
-	outcome, up, err := c.submitOld(ctx, vr, st.Nonce, old)
-	newShares := make([]shares.Share, len(up.Keys))
+// update is rekey-update: the old shares go to Vault, which returns the
+// new keys and waits for their verification.
+func (r *rekeyRun) update(ctx context.Context) error {
+	outcome, up, err := r.submitOld(ctx, r.vr, r.rk.Nonce, r.old)
+	r.newShares = make([]shares.Share, len(up.Keys))
 	for i, k := range up.Keys {
-		newShares[i] = shares.Share{Index: uint8(i + 1), Value: k}
+		r.newShares[i] = shares.Share{Index: uint8(i + 1), Value: k}
 	}
-	defer shares.ZeroShares(newShares)
 	switch outcome {
 	case oldRejected:
-		return res, c.rejected(ctx, vr, st.Nonce, res, err)
+		return r.rejected(ctx, r.vr, r.rk.Nonce, r.res, err)
 	case oldFailed:
-		return cancel(err)
+		return r.cancel(ctx, err)
 	}
-	st.VerificationNonce = up.VerificationNonce
-	if len(newShares) != c.Plan.Shares || st.VerificationNonce == "" {
-		return cancel(fmt.Errorf("vault node %s did not complete the rekey with verification (%d keys)", c.Node.Name, len(newShares)))
+	r.rk.VerificationNonce = up.VerificationNonce
+	if len(r.newShares) != r.Plan.Shares || r.rk.VerificationNonce == "" {
+		return r.cancel(ctx, fmt.Errorf("vault node %s did not complete the rekey with verification (%d keys)", r.Node.Name, len(r.newShares)))
 	}
-	if bad, err := shares.CheckConsistent(newShares, c.Plan.Threshold); err != nil {
-		return cancel(fmt.Errorf("vault's new keys are inconsistent (indices %v): %w", bad, err))
+	if bad, err := shares.CheckConsistent(r.newShares, r.Plan.Threshold); err != nil {
+		return r.cancel(ctx, fmt.Errorf("vault's new keys are inconsistent (indices %v): %w", bad, err))
 	}
-	res.Manifest = shares.NewManifest(res.To, c.Plan.Threshold, newShares)
-	if err := c.after(StepRekeyUpdate); err != nil {
-		return res, err
-	}
+	r.res.Manifest = shares.NewManifest(r.res.To, r.Plan.Threshold, r.newShares)
+	return nil
+}
 
-	// st.Nonce is the rekey these shares belong to: the holders will
-	// accept a Stage only while Vault shows it.
-	staged = true
-	if err := c.stageAll(ctx, c.Holders, c.Plan, newShares, res.Manifest, st.Nonce); err != nil {
-		return cancel(err)
+// stage is stage: To is staged on every holder. r.rk.Nonce is the rekey
+// these shares belong to: the holders accept a Stage only while Vault
+// shows it.
+func (r *rekeyRun) stage(ctx context.Context) error {
+	r.staged = true
+	if err := r.stageAll(ctx, r.Holders, r.Plan, r.newShares, r.res.Manifest, r.rk.Nonce); err != nil {
+		return r.cancel(ctx, err)
 	}
-	c.printf("staged generation %d on %d holders", res.To, len(c.Holders))
-	if err := c.after(StepStage); err != nil {
-		return res, err
-	}
+	r.printf("staged generation %d on %d holders", r.res.To, len(r.Holders))
+	return nil
+}
 
-	// Vault switches keys when the last verify share lands. The holders
-	// hold the new generation (staged) before that, and the old one
-	// (current) until the commit below. From the first verify share on,
-	// an error leaves the switch unknown: only Vault's rekey status can
-	// prove it has not happened.
-	for i, s := range newShares[:c.Plan.Threshold] {
-		vs, err := vr.RekeyVerify(ctx, st.VerificationNonce, s.Value)
+// verify is verify: Vault switches keys when the last verify share lands.
+// The holders hold the new generation (staged) before that, and the old
+// one (current) until the commit. From the first verify share on, an
+// error leaves the switch unknown: only Vault's rekey status can prove it
+// has not happened (verifyFailed).
+func (r *rekeyRun) verify(ctx context.Context) error {
+	t := r.Plan.Threshold
+	for i, s := range r.newShares[:t] {
+		vs, err := r.vr.RekeyVerify(ctx, r.rk.VerificationNonce, s.Value)
 		if err != nil {
-			return res, c.verifyFailed(context.WithoutCancel(ctx), vr, st.Nonce, res, fmt.Errorf("rekey verify with new share %d: %w", i+1, err))
+			return r.verifyFailed(context.WithoutCancel(ctx), r.vr, r.rk.Nonce, r.res, fmt.Errorf("rekey verify with new share %d: %w", i+1, err))
 		}
 		if vs.Complete {
 			break
 		}
-		if i == c.Plan.Threshold-1 {
-			return res, c.verifyFailed(context.WithoutCancel(ctx), vr, st.Nonce, res, fmt.Errorf("vault node %s did not confirm the verification", c.Node.Name))
+		if i == t-1 {
+			return r.verifyFailed(context.WithoutCancel(ctx), r.vr, r.rk.Nonce, r.res, fmt.Errorf("vault node %s did not confirm the verification", r.Node.Name))
 		}
 	}
-	c.printf("vault node %s verified the new shares and uses generation %d now", c.Node.Name, res.To)
-	if err := c.after(StepVerify); err != nil {
-		return res, err
-	}
+	r.printf("vault node %s verified the new shares and uses generation %d now", r.Node.Name, r.res.To)
+	return nil
+}
 
-	if _, err := c.onAll(ctx, fmt.Sprintf("commit of generation %d", res.To), c.Holders, func(ctx context.Context, h HolderRef) error {
-		return h.Holder.Commit(ctx, res.To)
+// commit is commit: every holder makes To current.
+func (r *rekeyRun) commit(ctx context.Context) error {
+	if _, err := r.onAll(ctx, fmt.Sprintf("commit of generation %d", r.res.To), r.Holders, func(ctx context.Context, h HolderRef) error {
+		return h.Holder.Commit(ctx, r.res.To)
 	}); err != nil {
-		return res, fmt.Errorf("%w: vault uses generation %d, which those holders still have staged (they can release it): run 'unsealer rekey --recover' when they are up", err, res.To)
+		return fmt.Errorf("%w: vault uses generation %d, which those holders still have staged (they can release it): run 'unsealer rekey --recover' when they are up", err, r.res.To)
 	}
-	c.printf("committed generation %d on every holder", res.To)
-	if err := c.after(StepCommit); err != nil {
-		return res, err
-	}
-	if err := readBack(ctx, c.Holders, res.Manifest); err != nil {
-		return res, fmt.Errorf("%w: run 'unsealer status'", err)
-	}
-	c.printf("every holder reports the same manifest (generation %d)", res.To)
-	return res, nil
+	r.printf("committed generation %d on every holder", r.res.To)
+	return nil
 }
 
 // cancelRekey ends a rekey that failed before any verify share was sent:
@@ -340,9 +391,17 @@ func FromCollector(c *Collector) OldShares {
 // while their own check sees the node rekeying with this very nonce, and
 // they audit it.
 func FromHolders(hs []HolderRef) OldShares {
+	byID := make(map[string]Holder, len(hs))
+	for _, h := range hs {
+		byID[h.ID] = h.Holder
+	}
 	return func(ctx context.Context, m shares.Manifest, node, nonce string) ([]shares.Share, error) {
-		return collectWith(hs, m, "the rekey of "+node, func(h Holder) ([]sharerpc.Share, error) {
-			return h.ReleaseForRekey(ctx, node, m.Generation, nonce)
+		ss, err := release(ctx, hs, m, node, func(ctx context.Context, ref unseal.HolderRef, node string, gen uint64) ([]sharerpc.Share, error) {
+			return byID[ref.ID].ReleaseForRekey(ctx, node, gen, nonce)
 		})
+		if err != nil {
+			return nil, fmt.Errorf("for the rekey of %s: %w", node, err)
+		}
+		return ss, nil
 	}
 }

@@ -15,7 +15,7 @@ var errKilled = errors.New("killed")
 
 func (w *world) rekey(ctx context.Context, killAt lifecycle.Step) (lifecycle.RekeyResult, error) {
 	// The current shares come from the holders, for this rekey's nonce.
-	return lifecycle.Rekey(ctx, lifecycle.RekeyConfig{Node: w.node, Holders: w.holders, Plan: w.plan, Old: lifecycle.FromHolders(w.holders),
+	return lifecycle.Rekey(ctx, lifecycle.RekeyConfig{Node: w.rnode, Holders: w.holders, Plan: w.plan, Old: lifecycle.FromHolders(w.holders),
 		Options: lifecycle.Options{AfterStep: func(s lifecycle.Step) error {
 			if s == killAt {
 				return errKilled
@@ -76,7 +76,7 @@ func TestRekeyKilled(t *testing.T) {
 		if c.restart {
 			w.restart(t)
 		}
-		rc := lifecycle.RecoverConfig{Node: w.node, Holders: w.holders, Nodes: []lifecycle.Node{w.node}}
+		rc := lifecycle.RecoverConfig{Node: w.rnode, Holders: w.holders, Nodes: []lifecycle.Node{w.node}}
 		msg, err := lifecycle.RecoverRekey(ctx, rc)
 		if c.undec {
 			if !errors.Is(err, lifecycle.ErrUndecided) {
@@ -128,7 +128,7 @@ func TestAbortRekey(t *testing.T) {
 	w.fake.Unseal()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rc := lifecycle.RecoverConfig{Node: w.node, Holders: w.holders, Nodes: []lifecycle.Node{w.node}}
+	rc := lifecycle.RecoverConfig{Node: w.rnode, Holders: w.holders, Nodes: []lifecycle.Node{w.node}}
 	// Killed after verify: Vault uses generation 2, so abort must refuse.
 	if _, err := w.rekey(ctx, lifecycle.StepVerify); !errors.Is(err, errKilled) {
 		t.Fatal(err)
@@ -144,7 +144,7 @@ func TestAbortRekey(t *testing.T) {
 	// Fresh world, killed at stage: the rekey is in progress, abort is safe.
 	w = newWorld(t, true)
 	w.fake.Unseal()
-	rc = lifecycle.RecoverConfig{Node: w.node, Holders: w.holders, Nodes: []lifecycle.Node{w.node}}
+	rc = lifecycle.RecoverConfig{Node: w.rnode, Holders: w.holders, Nodes: []lifecycle.Node{w.node}}
 	if _, err := w.rekey(ctx, lifecycle.StepStage); !errors.Is(err, errKilled) {
 		t.Fatal(err)
 	}

@@ -24,9 +24,7 @@ type RekeyState struct {
 	// one (holders with none are left out).
 	Generations map[string]uint64 `json:"holder_generations"`
 	Staged      map[string]uint64 `json:"holder_staged,omitempty"`
-	// StagedUnknown says why a holder's staged generation is unknown.
-	StagedUnknown map[string]string `json:"staged_unknown,omitempty"`
-	Unreachable   string            `json:"unreachable,omitempty"`
+	Unreachable string            `json:"unreachable,omitempty"`
 	// Settle says what needs settling and the one command that does it;
 	// empty when nothing does.
 	Settle string `json:"settle,omitempty"`
@@ -34,29 +32,19 @@ type RekeyState struct {
 
 // ReadRekeyState reads Vault's rekey progress and every holder's committed
 // and staged generations, and says what needs settling. It changes
-// nothing; the staged probe is audited by the holders (see ReadHoldings).
+// nothing.
 func ReadRekeyState(ctx context.Context, c RecoverConfig) RekeyState {
 	s := RekeyState{Node: c.Node.Name}
-	var rk vaultnode.RekeyStatus
-	var rkErr error = fmt.Errorf("vault node %s cannot be rekeyed through this client", c.Node.Name)
-	if vr, ok := c.Node.Vault.(Rekeyer); ok {
-		rk, rkErr = vr.RekeyStatus(ctx)
-	}
+	rk, rkErr := c.Node.Vault.RekeyStatus(ctx)
 	if rkErr != nil {
 		s.VaultError = rkErr.Error()
 	} else {
 		s.Started, s.Nonce, s.Progress, s.Required, s.Verifying = rk.Started, rk.Nonce, rk.Progress, rk.Required, rk.VerificationNonce != ""
 	}
-	h := ReadHoldings(ctx, c.Holders, c.Node.Name)
+	h := ReadHoldings(ctx, c.Holders)
 	s.Generations, s.Unreachable = h.Current, h.Unreachable()
 	if len(h.Staged) > 0 {
 		s.Staged = h.Staged
-	}
-	for id, err := range h.StagedUnknown {
-		if s.StagedUnknown == nil {
-			s.StagedUnknown = map[string]string{}
-		}
-		s.StagedUnknown[id] = err.Error()
 	}
 	s.Settle = settleAdvice(c.Node.Name, h, rk, rkErr)
 	return s
@@ -71,8 +59,8 @@ func settleAdvice(node string, h Holdings, rk vaultnode.RekeyStatus, rkErr error
 		return "no holder answered: start the holders and run 'unsealer rekey --status' again"
 	case lo < hi:
 		return fmt.Sprintf("the holders hold generations %d and %d: a commit of generation %d was under way, so vault uses it: run 'unsealer rekey --recover', which commits it on every holder", lo, hi, hi)
-	case len(h.Errs) > 0 || len(h.StagedUnknown) > 0:
-		return fmt.Sprintf("some holders could not be read (%s%s): start them, check that they reach vault node %s, and run 'unsealer rekey --status' again", h.Unreachable(), h.Unknown(), node)
+	case len(h.Errs) > 0:
+		return fmt.Sprintf("some holders could not be read (%s): start them, and run 'unsealer rekey --status' again", h.Unreachable())
 	case len(gens) > 0 && hi == 0:
 		return fmt.Sprintf("generation %d is staged on %v by an interrupted init and may be vault's only key: run 'unsealer rekey --recover', which tests it on the sealed node and commits it; never abort it by hand", gens[0], h.StagedHolders(gens[0]))
 	case len(gens) > 0 && rkErr == nil && rk.Started && provesOld(h, rk, hi+1):
@@ -108,8 +96,6 @@ func (s RekeyState) Print(w io.Writer) {
 		switch {
 		case s.Staged[id] != 0:
 			fmt.Fprintf(w, "holder %s: generation %d (staged: %d)\n", id, s.Generations[id], s.Staged[id])
-		case s.StagedUnknown[id] != "":
-			fmt.Fprintf(w, "holder %s: generation %d (staged: unknown: %s)\n", id, s.Generations[id], s.StagedUnknown[id])
 		default:
 			fmt.Fprintf(w, "holder %s: generation %d (nothing staged)\n", id, s.Generations[id])
 		}
@@ -131,19 +117,16 @@ func (s RekeyState) Print(w io.Writer) {
 // --recover, which finds out.
 func AbortRekey(ctx context.Context, c RecoverConfig) (string, error) {
 	c.defaults()
-	vr, ok := c.Node.Vault.(Rekeyer)
-	if !ok {
-		return "", fmt.Errorf("vault node %s cannot be rekeyed through this client", c.Node.Name)
-	}
-	h := ReadHoldings(ctx, c.Holders, c.Node.Name)
+	vr := c.Node.Vault
+	h := ReadHoldings(ctx, c.Holders)
 	lo, hi := h.Range()
 	switch {
 	case len(h.Current) == 0:
 		return "", fmt.Errorf("no holder answered (%s): start the holders and rerun 'unsealer rekey --abort'", h.Unreachable())
 	case lo < hi:
 		return "", fmt.Errorf("the holders hold generations %v: a commit was under way, so vault uses generation %d; nothing was changed: run 'unsealer rekey --recover', not --abort", h.Current, hi)
-	case len(h.Errs) > 0 || len(h.StagedUnknown) > 0:
-		return "", fmt.Errorf("cannot read every holder (%s%s): nothing was changed; start them and rerun 'unsealer rekey --abort'", h.Unreachable(), h.Unknown())
+	case len(h.Errs) > 0:
+		return "", fmt.Errorf("cannot read every holder (%s): nothing was changed; start them and rerun 'unsealer rekey --abort'", h.Unreachable())
 	}
 	gens := h.StagedGens()
 	rk, err := vr.RekeyStatus(ctx)

@@ -5,13 +5,15 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/keyshare/keyshare/internal/unseal"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 	"github.com/keyshare/keyshare/pkg/shares"
 )
 
 // ErrRejected is returned by Submit when the node took a full threshold of
-// shares and stayed sealed: they do not combine to its key.
-var ErrRejected = errors.New("vault rejected the shares")
+// shares and refused them: they do not combine to its key. It is
+// unseal.ErrRejected.
+var ErrRejected = unseal.ErrRejected
 
 // Submit unseals one node with a threshold of shares of one generation,
 // one by one, and writes progress to o.Out. A node that is unsealed
@@ -38,19 +40,17 @@ func (o Options) Submit(ctx context.Context, n Node, ss []shares.Share) (vaultno
 			return st, fmt.Errorf("vault node %s: failed to reset the earlier attempt: %w", n.Name, err)
 		}
 	}
-	for i, s := range ss {
-		st, err = n.Vault.Unseal(ctx, s.Value)
-		if err != nil {
-			if i == len(ss)-1 {
-				return st, fmt.Errorf("vault node %s: %w after %d shares (%v): the attempt is discarded; the shares belong to another key", n.Name, ErrRejected, len(ss), err)
-			}
-			return st, fmt.Errorf("vault node %s: share %d of %d: %w", n.Name, i+1, len(ss), err)
-		}
+	st, err = unseal.Submit(ctx, n.Vault, ss, func(st vaultnode.Status) {
 		if st.Sealed {
 			o.printf("%s: %d/%d", n.Name, st.Progress, st.T)
 		}
-	}
-	if st.Sealed {
+	})
+	switch {
+	case errors.Is(err, ErrRejected):
+		return st, fmt.Errorf("vault node %s: %w: the attempt is discarded; the shares belong to another key", n.Name, err)
+	case err != nil:
+		return st, fmt.Errorf("vault node %s: %w", n.Name, err)
+	case st.Sealed:
 		return st, fmt.Errorf("vault node %s is still sealed after %d shares (progress %d/%d): another attempt interfered; rerun", n.Name, len(ss), st.Progress, st.T)
 	}
 	o.printf("%s: unsealed", n.Name)

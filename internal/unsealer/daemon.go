@@ -44,7 +44,8 @@ func VaultNodes(c Config) ([]*vaultnode.Node, error) { return c.Vault.Clients(c.
 // Run is `unsealer run`: watch every node and unseal it, until ctx is done.
 // A value on reload re-reads the certificates.
 func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signal) error {
-	// The coordinator holds a threshold of shares while it unseals.
+	// The coordinator holds a threshold of shares while it unseals: report
+	// once, here, what memory protection is missing.
 	for _, err := range shares.HardenProcess() {
 		log.Warn("memory protection unavailable", "err", err)
 	}
@@ -63,21 +64,12 @@ func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signa
 			log.Error("certificate watch did not start; reload with SIGHUP", "err", err)
 		}
 	}()
-
+	cluster, err := startGossip(c, src, log)
+	if err != nil {
+		return err
+	}
 	var members Membership
-	var cluster *gossip.Cluster
-	if c.Gossip.Bind != "" {
-		peers := identity.AllowRoles(identity.RoleHolder, identity.RoleUnsealer)
-		gossipSources, _ := c.Gossip.SourceCIDRs() // checked by Validate
-		cluster, err = gossip.New(gossip.Config{
-			Name: c.ID, BindAddr: c.Gossip.Bind, AdvertiseAddr: c.Gossip.Advertise, Seeds: c.Gossip.Seeds, SourceCIDRs: gossipSources,
-			ServerTLS: src.ServerConfig(peers), ClientTLS: src.ClientConfig(peers),
-			Meta: gossip.Meta{Role: "unsealer", Version: Version}, Logger: log.With("component", "gossip"),
-			RejoinInterval: c.Gossip.RejoinInterval,
-		})
-		if err != nil {
-			return fmt.Errorf("gossip on %s: %w", c.Gossip.Bind, err)
-		}
+	if cluster != nil {
 		defer func() {
 			_ = cluster.Leave(2 * time.Second)
 			_ = cluster.Shutdown()
@@ -86,27 +78,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signa
 	}
 	holders := NewHolderSet(src, c, members)
 	defer holders.Close()
-
-	m := coordinator.NewMetrics()
-	reg := prometheus.NewRegistry()
-	if err := m.Register(reg); err != nil {
-		return err
-	}
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), version.Collector())
-	var notifier coordinator.Notifier
-	if c.WebhookURL != "" {
-		notifier = coordinator.NewWebhook(ctx, c.WebhookURL, log)
-	}
-	var watched []coordinator.Node
-	for _, n := range nodes {
-		watched = append(watched, coordinator.Node{Name: n.Name, Vault: n})
-	}
-	co, err := coordinator.New(watched, holders, coordinator.Options{
-		SafetyNetInterval: c.Watch.SafetyNetInterval,
-		PollInterval:      c.Watch.PollInterval, DownInterval: c.Watch.DownInterval,
-		StaleProgressAfter: c.Watch.StaleProgressAfter, HolderTimeout: c.Watch.HolderTimeout,
-		Logger: log, Metrics: m, Notifier: notifier,
-	})
+	co, reg, err := newCoordinator(ctx, c, nodes, holders, log)
 	if err != nil {
 		return err
 	}
@@ -143,6 +115,53 @@ func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signa
 			}
 		}
 	}
+}
+
+// startGossip joins the gossip cluster, if gossip.bind is set (nil
+// otherwise). Gossip is a liveness hint: the holder set never skips a
+// holder or replaces its address because of it.
+func startGossip(c Config, src *identity.Source, log *slog.Logger) (*gossip.Cluster, error) {
+	if c.Gossip.Bind == "" {
+		return nil, nil
+	}
+	peers := identity.AllowRoles(identity.RoleHolder, identity.RoleUnsealer)
+	gossipSources, _ := c.Gossip.SourceCIDRs() // checked by Validate
+	cluster, err := gossip.New(gossip.Config{
+		Name: c.ID, BindAddr: c.Gossip.Bind, AdvertiseAddr: c.Gossip.Advertise, Seeds: c.Gossip.Seeds, SourceCIDRs: gossipSources,
+		ServerTLS: src.ServerConfig(peers), ClientTLS: src.ClientConfig(peers),
+		Meta: gossip.Meta{Role: "unsealer", Version: Version}, Logger: log.With("component", "gossip"),
+		RejoinInterval: c.Gossip.RejoinInterval,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gossip on %s: %w", c.Gossip.Bind, err)
+	}
+	return cluster, nil
+}
+
+// newCoordinator builds the coordinator for nodes and holders, and the
+// metrics registry it reports to.
+func newCoordinator(ctx context.Context, c Config, nodes []*vaultnode.Node, holders *HolderSet, log *slog.Logger) (*coordinator.Coordinator, *prometheus.Registry, error) {
+	m := coordinator.NewMetrics()
+	reg := prometheus.NewRegistry()
+	if err := m.Register(reg); err != nil {
+		return nil, nil, err
+	}
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), version.Collector())
+	var notifier coordinator.Notifier
+	if c.WebhookURL != "" {
+		notifier = coordinator.NewWebhook(ctx, c.WebhookURL, log)
+	}
+	var watched []coordinator.Node
+	for _, n := range nodes {
+		watched = append(watched, coordinator.Node{Name: n.Name, Vault: n})
+	}
+	co, err := coordinator.New(watched, holders, coordinator.Options{
+		SafetyNetInterval: c.Watch.SafetyNetInterval,
+		PollInterval:      c.Watch.PollInterval, DownInterval: c.Watch.DownInterval,
+		StaleProgressAfter: c.Watch.StaleProgressAfter, HolderTimeout: c.Watch.HolderTimeout,
+		Logger: log, Metrics: m, Notifier: notifier,
+	})
+	return co, reg, err
 }
 
 var _ coordinator.CloseWatcher = (*vaultnode.Node)(nil)

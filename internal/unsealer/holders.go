@@ -10,6 +10,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/keyshare/keyshare/internal/coordinator"
+	"github.com/keyshare/keyshare/internal/unseal"
 	"github.com/keyshare/keyshare/pkg/transport/gossip"
 	"github.com/keyshare/keyshare/pkg/transport/identity"
 	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
@@ -20,10 +21,13 @@ type Membership interface {
 	Members() []gossip.Member
 }
 
-// HolderSet keeps one share-service client per configured holder. Gossip,
-// when present, says who is alive and where its share service listens; the
-// configured address is the fallback. Only configured holder IDs are ever
-// dialed, and each connection verifies that exact ID.
+// HolderSet keeps share-service clients for the configured holders. Every
+// configured holder is always asked at its configured address, whatever
+// gossip says: gossip is a liveness hint, and any member can forge another
+// member's state or address (issue 11, finding 1). An RPC address gossip
+// reports for a holder, if it differs, is only an extra address to try.
+// Only configured holder IDs are ever dialed, and each connection verifies
+// that exact ID, so a forged address reaches that holder or nothing.
 type HolderSet struct {
 	src     *identity.Source
 	cfgs    []HolderConfig
@@ -32,10 +36,14 @@ type HolderSet struct {
 	members Membership
 
 	mu      sync.Mutex
-	clients map[string]*holderClient
+	clients map[string]*sharerpc.Client // by ID, at the configured address
+	extra   map[string]extraClient      // by ID, at the address gossip reported
 }
 
-type holderClient struct {
+// extraClient is a client at a gossiped address. One per holder at most:
+// a member that gossips a new address for it replaces the last one, so
+// forged addresses cannot pile up connections.
+type extraClient struct {
 	addr string
 	c    *sharerpc.Client
 }
@@ -44,7 +52,7 @@ var _ coordinator.Holders = (*HolderSet)(nil)
 
 // NewHolderSet prepares clients for the configured holders.
 func NewHolderSet(src *identity.Source, c Config, members Membership) *HolderSet {
-	hs := &HolderSet{src: src, cfgs: c.Holders, timeout: c.Watch.HolderTimeout, members: members, clients: map[string]*holderClient{}}
+	hs := &HolderSet{src: src, cfgs: c.Holders, timeout: c.Watch.HolderTimeout, members: members, clients: map[string]*sharerpc.Client{}, extra: map[string]extraClient{}}
 	if c.SourceAddr != "" {
 		hs.local = netip.MustParseAddr(c.SourceAddr)
 	}
@@ -54,49 +62,42 @@ func NewHolderSet(src *identity.Source, c Config, members Membership) *HolderSet
 // Total is the number of configured holders.
 func (hs *HolderSet) Total() int { return len(hs.cfgs) }
 
-// Live returns the holders not known to be down, with their clients.
-func (hs *HolderSet) Live() []coordinator.HolderRef {
-	states := map[string]gossip.Member{}
+// Refs returns a client for every configured holder at its configured
+// address, in config order, then one for each extra address gossip
+// reported for a holder (never instead of the configured one, and whatever
+// state gossip gives the holder).
+func (hs *HolderSet) Refs() []unseal.HolderRef {
+	var out, extra []unseal.HolderRef
+	gossiped := map[string]string{}
 	if hs.members != nil {
 		for _, m := range hs.members.Members() {
-			states[m.Name] = m
+			gossiped[m.Name] = m.Meta.RPCAddr
 		}
 	}
-	var out []coordinator.HolderRef
 	for _, h := range hs.cfgs {
-		addr := h.Address
-		if m, ok := states[h.ID]; ok {
-			if m.State == gossip.StateDead || m.State == gossip.StateLeft {
-				continue
-			}
-			if m.Meta.RPCAddr != "" {
-				addr = m.Meta.RPCAddr
+		if c, err := hs.client(h.ID, h.Address); err == nil {
+			out = append(out, unseal.HolderRef{ID: h.ID, Holder: c})
+		}
+		if a := gossiped[h.ID]; a != "" && a != h.Address {
+			if c, err := hs.extraClient(h.ID, a); err == nil {
+				extra = append(extra, unseal.HolderRef{ID: h.ID, Holder: c})
 			}
 		}
-		c, err := hs.client(h.ID, addr)
-		if err != nil {
-			continue
-		}
-		out = append(out, coordinator.HolderRef{ID: h.ID, Holder: c})
 	}
-	return out
+	return append(out, extra...)
 }
 
-// All returns a client for every configured holder, alive or not, for
-// status, init and rekey.
-func (hs *HolderSet) All() ([]coordinator.HolderRef, error) {
-	var out []coordinator.HolderRef
-	for _, h := range hs.cfgs {
-		c, err := hs.client(h.ID, h.Address)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, coordinator.HolderRef{ID: h.ID, Holder: c})
+// Commit commits generation on holder id, at its configured address.
+func (hs *HolderSet) Commit(ctx context.Context, id string, generation uint64) error {
+	c, err := hs.Client(id)
+	if err != nil {
+		return err
 	}
-	return out, nil
+	return c.Commit(ctx, generation)
 }
 
-// Client returns the share-service client of one configured holder.
+// Client returns the share-service client of one configured holder, at its
+// configured address.
 func (hs *HolderSet) Client(id string) (*sharerpc.Client, error) {
 	for _, h := range hs.cfgs {
 		if h.ID == id {
@@ -109,9 +110,37 @@ func (hs *HolderSet) Client(id string) (*sharerpc.Client, error) {
 func (hs *HolderSet) client(id, addr string) (*sharerpc.Client, error) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
-	if hc, ok := hs.clients[id]; ok && hc.addr == addr {
-		return hc.c, nil
+	if c, ok := hs.clients[id]; ok {
+		return c, nil
 	}
+	c, err := hs.dial(id, addr)
+	if err != nil {
+		return nil, err
+	}
+	hs.clients[id] = c
+	return c, nil
+}
+
+func (hs *HolderSet) extraClient(id, addr string) (*sharerpc.Client, error) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if e, ok := hs.extra[id]; ok {
+		if e.addr == addr {
+			return e.c, nil
+		}
+		e.c.Close()
+		delete(hs.extra, id)
+	}
+	c, err := hs.dial(id, addr)
+	if err != nil {
+		return nil, err
+	}
+	hs.extra[id] = extraClient{addr: addr, c: c}
+	return c, nil
+}
+
+// dial makes a client for holder id at addr that accepts only that ID.
+func (hs *HolderSet) dial(id, addr string) (*sharerpc.Client, error) {
 	sid, err := spiffeid.FromString(id)
 	if err != nil {
 		return nil, fmt.Errorf("holder %s: %w", id, err)
@@ -120,10 +149,6 @@ func (hs *HolderSet) client(id, addr string) (*sharerpc.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("holder %s at %s: %w", id, addr, err)
 	}
-	if old, ok := hs.clients[id]; ok {
-		old.c.Close()
-	}
-	hs.clients[id] = &holderClient{addr: addr, c: c}
 	return c, nil
 }
 
@@ -131,30 +156,12 @@ func (hs *HolderSet) client(id, addr string) (*sharerpc.Client, error) {
 func (hs *HolderSet) Close() {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
-	for id, hc := range hs.clients {
-		hc.c.Close()
+	for id, c := range hs.clients {
+		c.Close()
 		delete(hs.clients, id)
 	}
-}
-
-// Ping checks every configured holder's health service, in parallel.
-func (hs *HolderSet) Ping(ctx context.Context) map[string]error {
-	out := map[string]error{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, h := range hs.cfgs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := hs.client(h.ID, h.Address)
-			if err == nil {
-				err = c.Health(ctx)
-			}
-			mu.Lock()
-			out[h.ID] = err
-			mu.Unlock()
-		}()
+	for id, e := range hs.extra {
+		e.c.Close()
+		delete(hs.extra, id)
 	}
-	wg.Wait()
-	return out
 }

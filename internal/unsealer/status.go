@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
 
+	"github.com/keyshare/keyshare/internal/unseal"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 	"github.com/keyshare/keyshare/internal/version"
 	"github.com/keyshare/keyshare/pkg/shares"
@@ -112,27 +115,23 @@ func Status(ctx context.Context, nodes []*vaultnode.Node, hs *HolderSet) Report 
 	}
 	wg.Wait()
 
-	// The majority manifest, and the shares the agreeing live holders have.
-	counts := map[shares.Digest]int{}
-	var best shares.Manifest
-	for _, m := range manifests {
-		if m.Generation == 0 {
-			continue
-		}
-		h := m.Hash()
-		counts[h]++
-		if counts[h] > counts[best.Hash()] || best.Generation == 0 {
-			best = m
-		}
+	// The majority manifest (unseal.Tally, the rule the coordinator uses),
+	// and the shares the agreeing live holders have. Without a majority,
+	// the leading manifest says what an unconfirmed generation holds.
+	tally := unseal.NewTally(len(hs.cfgs))
+	for i, m := range manifests {
+		tally.Add(hs.cfgs[i].ID, m)
 	}
-	need := len(hs.cfgs)/2 + 1
-	r.Confirmed = best.Generation != 0 && counts[best.Hash()] >= need
+	best, agreeing := tally.Leading()
+	_, _, confirmed := tally.Majority()
+	need := tally.Need()
+	r.Confirmed = confirmed
 	r.Generation, r.Threshold = best.Generation, best.Threshold
 	held := map[uint8]bool{}
-	for i, m := range manifests {
-		if best.Generation != 0 && m.Generation != 0 && m.Hash() == best.Hash() {
+	for i, h := range hs.cfgs {
+		if slices.Contains(agreeing, h.ID) {
 			r.Holders[i].Agrees = r.Confirmed
-			r.Holders[i].Shares = hs.cfgShares(hs.cfgs[i].ID, m)
+			r.Holders[i].Shares = hs.cfgShares(h.ID, manifests[i])
 			for _, x := range r.Holders[i].Shares {
 				held[x] = true
 			}
@@ -231,4 +230,29 @@ func (r Report) Print(w io.Writer) {
 	} else {
 		fmt.Fprintln(w, "ok: the live holders can unseal every node")
 	}
+}
+
+// StatusFromConfig builds the identity, the Vault clients and the holder
+// set from c, and reports (`unsealer status`). With metrics_listen set, it
+// also asks the running coordinator how it watches each node.
+func StatusFromConfig(ctx context.Context, c Config, log *slog.Logger) (Report, error) {
+	src, err := Identity(c, log)
+	if err != nil {
+		return Report{}, err
+	}
+	nodes, err := VaultNodes(c)
+	if err != nil {
+		return Report{}, err
+	}
+	hs := NewHolderSet(src, c, nil)
+	defer hs.Close()
+	r := Status(ctx, nodes, hs)
+	if c.MetricsListen != "" {
+		// How the running coordinator watches each node, if one runs with
+		// this config; "-" otherwise.
+		if modes, err := WatchModes(ctx, c.MetricsListen); err == nil {
+			r.SetWatchModes(modes)
+		}
+	}
+	return r, nil
 }

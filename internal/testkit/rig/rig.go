@@ -104,6 +104,9 @@ func New(tb testing.TB, a Addrs) *Rig {
 		svc, err := holder.NewService(id, store, engine, alog, map[string]*vaultnode.Node{"vault-1": vn}, 2*time.Second,
 			holder.NewMetrics(), slog.New(slog.DiscardHandler))
 		must(err)
+		// After the server stops: wait for the service's proof watches,
+		// which write to the store, before the temp dir goes.
+		tb.Cleanup(svc.Close)
 		srv, err := sharerpc.NewServer(sharerpc.ServerOptions{TLS: ident("holder", name).ServerConfig(identity.AllowRoles(identity.RoleUnsealer)), Handler: svc})
 		must(err)
 		lis, err := net.Listen("tcp", a.Holders[i]+":0")
