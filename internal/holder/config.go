@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -13,6 +12,7 @@ import (
 	"github.com/keyshare/keyshare/internal/confload"
 	"github.com/keyshare/keyshare/internal/logging"
 	"github.com/keyshare/keyshare/pkg/policy"
+	"github.com/keyshare/keyshare/pkg/transport/identity"
 )
 
 // Defaults. Each can be overridden in the config file, by KEYSHARE_*
@@ -154,8 +154,8 @@ func (c Config) Validate() error {
 	if c.ID == "" {
 		return errors.New("id: missing: set it to this holder's SPIFFE ID, e.g. spiffe://keyshare.example/holder/a")
 	}
-	if !strings.HasPrefix(c.ID, "spiffe://") || !strings.Contains(c.ID, "/holder/") {
-		return fmt.Errorf("id %q: want spiffe://<trust-domain>/holder/<name>", c.ID)
+	if _, err := identity.ParseAs(c.ID, identity.RoleHolder); err != nil {
+		return fmt.Errorf("id: %w: want spiffe://<trust-domain>/holder/<name>", err)
 	}
 	if c.AdvertiseListen != "" {
 		if _, _, err := net.SplitHostPort(c.AdvertiseListen); err != nil {
@@ -218,7 +218,7 @@ func (p PolicyConfig) validateGrants() error {
 					"e.g. {role: unsealer, cidrs: [10.0.0.20/32]}; a grant without cidrs no longer means any source "+
 					"(write cidrs: [0.0.0.0/0, \"::/0\"] to allow any source on purpose)", l.key, i, who)
 			}
-			if g.Role == policy.RoleHolder || policy.IsHolderID(g.ID) {
+			if identity.Role(g.Role) == identity.RoleHolder || identity.HasRole(g.ID, identity.RoleHolder) {
 				return fmt.Errorf("%s[%d] (%s): %w", l.key, i, who, policy.ErrHolderGrant)
 			}
 		}
@@ -226,10 +226,14 @@ func (p PolicyConfig) validateGrants() error {
 	return nil
 }
 
-// TrustDomain is the trust domain of the holder's ID.
+// TrustDomain is the trust domain of the holder's ID ("" if the ID does
+// not parse; Validate says why).
 func (c Config) TrustDomain() string {
-	td, _, _ := strings.Cut(strings.TrimPrefix(c.ID, "spiffe://"), "/")
-	return td
+	id, err := identity.Parse(c.ID)
+	if err != nil {
+		return ""
+	}
+	return id.TrustDomain().Name()
 }
 
 // PolicyOptions turns the policy section into engine options and checks
@@ -241,7 +245,7 @@ func (c Config) PolicyOptions() ([]policy.Option, error) {
 		policy.OperatorRateLimit(p.OperatorRatePerMinute, p.OperatorBurst),
 		policy.MaxStatusAge(p.MaxStatusAge)}
 	for _, g := range p.AllowRoles {
-		opts = append(opts, policy.AllowRole(g.Role, g.CIDRs...))
+		opts = append(opts, policy.AllowRole(identity.Role(g.Role), g.CIDRs...))
 	}
 	for _, g := range p.AllowIDs {
 		opts = append(opts, policy.AllowID(g.ID, g.CIDRs...))

@@ -251,16 +251,16 @@ func meta(svc *Service, rpcAddr string) gossip.Meta {
 		d := man.Hash()
 		h = d[:8]
 	}
-	return gossip.Meta{Role: "holder", RPCAddr: rpcAddr, Generation: st.Current, Shares: idx, ManifestHash: h, Version: Version}
+	return gossip.Meta{RPCAddr: rpcAddr, Generation: st.Current, Shares: idx, ManifestHash: h, Version: Version}
 }
 
 // Peer is one gossip member as `holder status` shows it.
 type Peer struct {
-	ID         string `json:"id"`
-	State      string `json:"state"`
-	Role       string `json:"role,omitempty"`
-	Generation uint64 `json:"generation,omitempty"`
-	RPCAddr    string `json:"rpc_addr,omitempty"`
+	ID         string        `json:"id"`
+	State      string        `json:"state"`
+	Role       identity.Role `json:"role,omitempty"`
+	Generation uint64        `json:"generation,omitempty"`
+	RPCAddr    string        `json:"rpc_addr,omitempty"`
 }
 
 // membersHandler serves the gossip view as JSON on the metrics listener, for

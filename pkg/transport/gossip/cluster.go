@@ -11,12 +11,14 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/keyshare/keyshare/pkg/transport/identity"
 )
 
 // Cluster is this node's membership in the gossip cluster.
 type Cluster struct {
 	name      string
-	role      string
+	role      identity.Role
 	ml        *memberlist.Memberlist
 	transport *Transport
 	view      *view
