@@ -146,9 +146,6 @@ func (c Config) CheckFiles() error {
 	return confload.CheckFiles(c.TLS, c.Vault)
 }
 
-// File is the config file it was loaded from.
-func (c Config) File() string { return c.file }
-
 // Validate checks the config and names the key and the fix on error.
 func (c Config) Validate() error {
 	if c.ID == "" {

@@ -100,6 +100,10 @@ func Status(c Config) StatusReport {
 	return r
 }
 
+// Healthy reports whether the store opens and the audit chain holds: what
+// `holder status` exits 0 for.
+func (r StatusReport) Healthy() bool { return r.StoreOpens && r.AuditError == "" }
+
 // Print writes the report as a table.
 func (r StatusReport) Print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
