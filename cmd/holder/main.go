@@ -61,7 +61,7 @@ func newRoot() *cobra.Command {
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().StringVarP(&a.cfgPath, "config", "c", "/etc/keyshare/holder.yaml", "config file")
 	audit := &cobra.Command{Use: "audit", Short: "Audit log tools"}
-	audit.AddCommand(a.auditVerifyCmd())
+	audit.AddCommand(a.auditVerifyCmd(), a.auditResetMarkCmd())
 	root.AddCommand(a.runCmd(), a.statusCmd(), a.verifyCmd(), keygenCmd(), a.importCmd(), a.exportCmd(), a.confirmCmd(), audit)
 	return root
 }
@@ -219,6 +219,25 @@ func (a *cli) auditVerifyCmd() *cobra.Command {
 			return holder.VerifyAuditReport(c, append(args, "")[0])
 		}),
 	}
+}
+
+func (a *cli) auditResetMarkCmd() *cobra.Command {
+	var confirm bool
+	cmd := &cobra.Command{
+		Use:   "reset-mark --i-moved-the-old-log-aside",
+		Short: "Start a new audit log on purpose: lower the sealed store's audit mark to the log now in place",
+		Long: `The sealed store records how far the audit log has reached, so a log whose tail
+was cut (with its head file) is refused. After moving a damaged or cut log and
+its head aside as evidence, reset-mark lowers that mark to the log now in place
+(a new one, if none) and records the reset in it. It needs the seal key. Run it
+with the holder stopped.`,
+		Args: cobra.NoArgs,
+		RunE: a.withConfig(func(_ *cobra.Command, c holder.Config, _ []string) (string, error) {
+			return holder.ResetAuditMark(c, confirm)
+		}),
+	}
+	cmd.Flags().BoolVar(&confirm, "i-moved-the-old-log-aside", false, "confirm that the old log and its head were kept as evidence")
+	return cmd
 }
 
 // withConfig is the shape most commands share: load the config, do one

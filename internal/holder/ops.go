@@ -230,7 +230,7 @@ func ConfirmGeneration(c Config, gen uint64, confirm bool) (string, error) {
 		return "", err
 	}
 	msg := fmt.Sprintf("holder %s: generation %d confirmed; holds current %d, staged %d, kept %v", c.ID, gen, st.Current, st.Staged, st.Kept)
-	a, err := OpenAudit(c, key, slog.Default())
+	a, err := OpenAudit(c, key, store, slog.Default())
 	if err == nil {
 		err = errors.Join(a.Append(audit.Entry{Event: "prove", Peer: "operator (holder confirm-generation)", Generation: gen, Decision: "ok", Reason: "operator confirmed"}), a.Close())
 	}

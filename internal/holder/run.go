@@ -81,7 +81,7 @@ func (d *daemon) open() error {
 		return err
 	}
 	d.key = key
-	if d.alog, err = OpenAudit(c, key, d.log); err != nil {
+	if d.alog, err = OpenAudit(c, key, store, d.log); err != nil {
 		return err
 	}
 	d.src, err = identity.New(identity.Options{CAFile: c.TLS.CAFile, CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile,
