@@ -76,6 +76,10 @@ type PolicyConfig struct {
 	OperatorRatePerMinute float64       `mapstructure:"operator_rate_per_minute"`
 	OperatorBurst         int           `mapstructure:"operator_burst"`
 	MaxStatusAge          time.Duration `mapstructure:"max_status_age"`
+	// RekeyApprovals distinct operator identities must ask for the same
+	// rekey nonce within RekeyApprovalWindow before any gets shares.
+	RekeyApprovals      int           `mapstructure:"rekey_approvals"`
+	RekeyApprovalWindow time.Duration `mapstructure:"rekey_approval_window"`
 	// Hold, when set, denies every release with this reason (maintenance).
 	Hold string `mapstructure:"hold"`
 }
@@ -100,7 +104,8 @@ func Default() Config {
 		Policy: PolicyConfig{
 			RatePerMinute: policy.DefaultRate, Burst: policy.DefaultBurst,
 			OperatorRatePerMinute: policy.DefaultOperatorRate, OperatorBurst: policy.DefaultOperatorBurst,
-			MaxStatusAge: policy.DefaultMaxStatusAge,
+			MaxStatusAge:   policy.DefaultMaxStatusAge,
+			RekeyApprovals: policy.DefaultRekeyApprovals, RekeyApprovalWindow: policy.DefaultRekeyApprovalWindow,
 		},
 	}
 }
@@ -240,7 +245,8 @@ func (c Config) PolicyOptions() ([]policy.Option, error) {
 	opts := []policy.Option{policy.TrustDomain(c.TrustDomain()),
 		policy.RateLimit(p.RatePerMinute, p.Burst),
 		policy.OperatorRateLimit(p.OperatorRatePerMinute, p.OperatorBurst),
-		policy.MaxStatusAge(p.MaxStatusAge)}
+		policy.MaxStatusAge(p.MaxStatusAge),
+		policy.RekeyApprovals(p.RekeyApprovals, p.RekeyApprovalWindow)}
 	for _, g := range p.AllowRoles {
 		opts = append(opts, policy.AllowRole(identity.Role(g.Role), g.CIDRs...))
 	}

@@ -50,12 +50,16 @@ type Grant struct {
 }
 
 // Engine decides release requests. It is safe for concurrent use. Its only
-// state is the per-peer rate limiter and the maintenance hold.
+// state is the per-peer rate limiter, the maintenance hold and the rekey
+// approvals.
 type Engine struct {
 	cfg   config
 	mu    sync.Mutex
 	hold  string
 	rates map[string]*bucket
+	// approvals are the operators who asked for each rekey nonce, and
+	// when (rekeyapproval.go).
+	approvals map[string]map[string]time.Time
 }
 
 // New builds an engine from validated options. With no grant option nothing
@@ -66,6 +70,7 @@ func New(opts ...Option) (*Engine, error) {
 		maxStatusAge: DefaultMaxStatusAge,
 		rate:         DefaultRate, burst: DefaultBurst,
 		opRate: DefaultOperatorRate, opBurs: DefaultOperatorBurst,
+		rekeyApprovals: DefaultRekeyApprovals, rekeyWindow: DefaultRekeyApprovalWindow,
 	}
 	for _, o := range opts {
 		if err := o(&c); err != nil {
@@ -89,7 +94,7 @@ func New(opts ...Option) (*Engine, error) {
 	if len(c.targets) == 0 {
 		return nil, errors.New("policy: no Vault nodes are known; list the nodes this holder serves")
 	}
-	return &Engine{cfg: c, rates: map[string]*bucket{}}, nil
+	return &Engine{cfg: c, rates: map[string]*bucket{}, approvals: map[string]map[string]time.Time{}}, nil
 }
 
 // SetHold puts the holder on maintenance hold: every release is denied with
@@ -144,6 +149,11 @@ func (e *Engine) Decide(req Request) (Grant, error) {
 	}
 	if err := check(req); err != nil {
 		return Grant{}, err
+	}
+	if req.RekeyNonce != "" {
+		if err := e.approve(req.RekeyNonce, req.PeerID, req.Now); err != nil {
+			return Grant{}, err
+		}
 	}
 	rate, burst := e.cfg.rate, e.cfg.burst
 	if g.Operator {

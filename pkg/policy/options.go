@@ -46,6 +46,10 @@ type config struct {
 	maxStatusAge  time.Duration
 	rate, opRate  float64
 	burst, opBurs int
+	// rekeyApprovals distinct operators must ask for a rekey nonce
+	// within rekeyWindow (rekeyapproval.go).
+	rekeyApprovals int
+	rekeyWindow    time.Duration
 }
 
 // TrustDomain sets the only trust domain whose IDs are accepted.
