@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -18,18 +19,22 @@ func TestBadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	type tc struct {
-		name   string
-		edit   func(string) string
-		before func()
-		want   []string
+		name string
+		// edit returns the case's config text; dir is the case's own
+		// folder, for any file it needs to change. Cases share no
+		// mutable file: each passes alone and in any order.
+		edit func(t *testing.T, dir, cfg string) string
+		// missing leaves the config file unwritten.
+		missing bool
+		want    []string
 	}
 	run := func(t *testing.T, tc tc) {
-		path := s.w.path("bad-" + strings.ReplaceAll(tc.name, "/", "-") + ".yaml")
-		if err := os.WriteFile(path, []byte(tc.edit(string(good))), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if tc.before != nil {
-			tc.before()
+		dir := t.TempDir()
+		path := filepath.Join(dir, "holder.yaml")
+		if !tc.missing {
+			if err := os.WriteFile(path, []byte(tc.edit(t, dir, string(good))), 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}
 		out, code := runCLI(t, "", "run", "-c", path)
 		if code != 2 {
@@ -45,17 +50,30 @@ func TestBadConfig(t *testing.T) {
 		}
 	}
 	for _, c := range []tc{
-		{name: "fail/missing-file", edit: func(s string) string { return s }, before: func() { os.Remove(s.w.path("bad-fail-missing-file.yaml")) },
-			want: []string{"no such file", "--config"}},
-		{name: "fail/unknown-key", edit: func(s string) string { return s + "listn: 1.2.3.4:5\n" }, want: []string{"listn", "unknown"}},
-		{name: "fail/bad-cidr", edit: func(s string) string { return strings.Replace(s, "127.0.0.20/32", "127.0.0.300/32", 1) },
+		{name: "fail/missing-file", missing: true, want: []string{"no such file", "--config"}},
+		{name: "fail/unknown-key", edit: func(_ *testing.T, _, s string) string { return s + "listn: 1.2.3.4:5\n" }, want: []string{"listn", "unknown"}},
+		{name: "fail/bad-cidr", edit: func(_ *testing.T, _, s string) string { return strings.Replace(s, "127.0.0.20/32", "127.0.0.300/32", 1) },
 			want: []string{"127.0.0.300/32", "CIDR"}},
-		{name: "fail/missing-cert", edit: func(s string) string {
+		{name: "fail/missing-cert", edit: func(_ *testing.T, _, s string) string {
 			return strings.Replace(s, s0(s, "holder-a.crt"), "/nonexistent/holder-a.crt", 1)
 		},
 			want: []string{"tls.cert_file", "/nonexistent/holder-a.crt"}},
-		{name: "fail/loose-key", edit: func(s string) string { return s }, before: func() { os.Chmod(s.w.path("seal.key"), 0o644) },
-			want: []string{"chmod 600", "seal.key"}},
+		{name: "fail/loose-key", edit: func(t *testing.T, dir, cfg string) string {
+			// A copy of the seal key, loosened: the shared one stays 0600.
+			key, err := os.ReadFile(s.w.path("seal.key"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			loose := filepath.Join(dir, "loose-seal.key")
+			if err := os.WriteFile(loose, key, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(loose, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return strings.Replace(cfg, s0(cfg, "seal.key"), loose, 1)
+		},
+			want: []string{"chmod 600", "loose-seal.key"}},
 	} {
 		t.Run(c.name, func(t *testing.T) { run(t, c) })
 	}
