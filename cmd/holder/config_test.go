@@ -52,7 +52,9 @@ func TestBadConfig(t *testing.T) {
 	for _, c := range []tc{
 		{name: "fail/missing-file", missing: true, want: []string{"no such file", "--config"}},
 		{name: "fail/unknown-key", edit: func(_ *testing.T, _, s string) string { return s + "listn: 1.2.3.4:5\n" }, want: []string{"listn", "unknown"}},
-		{name: "fail/bad-cidr", edit: func(_ *testing.T, _, s string) string { return strings.Replace(s, "127.0.0.20/32", "127.0.0.300/32", 1) },
+		{name: "fail/bad-cidr", edit: func(_ *testing.T, _, s string) string {
+			return strings.Replace(s, "127.0.0.20/32", "127.0.0.300/32", 1)
+		},
 			want: []string{"127.0.0.300/32", "CIDR"}},
 		{name: "fail/missing-cert", edit: func(_ *testing.T, _, s string) string {
 			return strings.Replace(s, s0(s, "holder-a.crt"), "/nonexistent/holder-a.crt", 1)
