@@ -78,7 +78,7 @@ func newWorld(t *testing.T) *world {
 	if err := w.vca.WriteCA(filepath.Join(w.dir, "vault-ca.crt")); err != nil {
 		t.Fatal(err)
 	}
-	for _, id := range [][2]string{{"holder", "a"}, {"holder", "b"}, {"unsealer", "u1"}, {"operator", "oncall"}, {"operator", "mallory"}} {
+	for _, id := range [][2]string{{"holder", "a"}, {"holder", "b"}, {"unsealer", "u1"}, {"operator", "oncall"}, {"operator", "backup"}, {"operator", "mallory"}} {
 		leaf, err := w.ca.IssueID(id[0], id[1], net.ParseIP("127.0.0.1"))
 		if err != nil {
 			t.Fatal(err)

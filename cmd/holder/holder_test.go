@@ -62,7 +62,7 @@ vault:
   nodes: [{name: vault-1, address: "%s"}]
 policy:
   allow_roles: [{role: unsealer, cidrs: [127.0.0.20/32]}]
-  operators: [{id: "spiffe://keyshare.test/operator/oncall", cidrs: [127.0.0.30/32]}]
+  operators: [{id: "spiffe://keyshare.test/operator/oncall", cidrs: [127.0.0.30/32]}, {id: "spiffe://keyshare.test/operator/backup", cidrs: [127.0.0.32/32]}]
   burst: 6
   rate_per_minute: 1
   hold: %q

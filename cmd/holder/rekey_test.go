@@ -19,7 +19,8 @@ import (
 
 // TestHolderRekeyRelease: the holder gives its current shares for Vault's
 // rekey only to an operator, only while the (unsealed) node reports a rekey
-// with the nonce asked for, and audits it.
+// with the nonce asked for, only once two distinct operator identities have
+// asked for that nonce, and audits it.
 func TestHolderRekeyRelease(t *testing.T) {
 	s := setupHolder(t)
 	if out, code := runCLI(t, "", "keygen", s.w.path("seal.key")); code != 0 {
@@ -38,10 +39,20 @@ func TestHolderRekeyRelease(t *testing.T) {
 	_, err := op.ReleaseForRekey(ctx, "vault-1", 1, "no-such-rekey")
 	wantDenial(t, err, policy.ReasonTargetNotRekeying, codes.FailedPrecondition)
 
+	// One operator credential is not enough (a leaked one could start a
+	// rekey itself, through Vault's unauthenticated rekey endpoints): a
+	// second operator identity must ask for the same nonce.
 	nonce := startFakeRekey(t, s)
-	got, err := op.ReleaseForRekey(ctx, "vault-1", 1, nonce)
-	if err != nil || len(got) != 2 {
-		t.Fatalf("operator rekey release: %d shares, %v", len(got), err)
+	_, err = op.ReleaseForRekey(ctx, "vault-1", 1, nonce)
+	wantDenial(t, err, policy.ReasonOperatorRule, codes.PermissionDenied)
+	if err == nil || !strings.Contains(err.Error(), "needs 2 distinct operator identities") {
+		t.Fatalf("first operator alone: %v; want the approval rule named", err)
+	}
+	for _, who := range []struct{ id, src string }{{"operator/backup", "127.0.0.32"}, {"operator/oncall", "127.0.0.30"}} {
+		got, err := s.client(t, who.id, who.src).ReleaseForRekey(ctx, "vault-1", 1, nonce)
+		if err != nil || len(got) != 2 {
+			t.Fatalf("%s's rekey release after two operators asked: %d shares, %v", who.id, len(got), err)
+		}
 	}
 	_, err = op.ReleaseForRekey(ctx, "vault-1", 1, nonce+"x")
 	wantDenial(t, err, policy.ReasonTargetNotRekeying, codes.FailedPrecondition)

@@ -165,6 +165,9 @@ policy:
   rate_per_minute: 600
   operator_burst: 10
   operator_rate_per_minute: 60
+  # One operator identity here; the two-operator rekey rule is tested in
+  # cmd/holder TestHolderRekeyRelease and pkg/policy.
+  rekey_approvals: 1
 metrics_listen: %s
 log_level: debug
 `, name, c.listen[i], anyPort(holderIPs[i]), c.path("ca.crt"), c.path("holder-"+name+".crt"), c.path("holder-"+name+".key"),

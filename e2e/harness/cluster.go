@@ -31,6 +31,9 @@ type VaultClusterOptions struct {
 	RaftPerformanceMultiplier int
 	// ClientCAFile, if set, becomes tls_client_ca_file on every listener.
 	ClientCAFile string
+	// ListenerExtra, if set, is written as is inside every listener
+	// block (HCL lines, e.g. `disable_unauthed_rekey_endpoints = true`).
+	ListenerExtra string
 	// StopTimeout bounds SIGTERM before SIGKILL (DefaultStopTimeout if 0).
 	StopTimeout time.Duration
 	// Logf, if set, receives progress messages. Never secrets.
@@ -148,7 +151,7 @@ func (c *VaultCluster) assignPorts() error {
 	}
 	for _, n := range c.nodes {
 		cfg := vaultConfig{node: n, caPath: c.CAPath, clientCAPath: c.opts.ClientCAFile,
-			perfMultiplier: c.opts.RaftPerformanceMultiplier}
+			perfMultiplier: c.opts.RaftPerformanceMultiplier, listenerExtra: c.opts.ListenerExtra}
 		for _, p := range c.nodes {
 			if p != n {
 				cfg.peers = append(cfg.peers, p)

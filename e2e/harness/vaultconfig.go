@@ -79,6 +79,8 @@ type vaultConfig struct {
 	// perfMultiplier is raft's performance_multiplier; 0 keeps Vault's
 	// default (5, tuned for production networks).
 	perfMultiplier int
+	// listenerExtra is written as is inside the listener block.
+	listenerExtra string
 }
 
 // hcl renders the node's server configuration.
@@ -116,6 +118,9 @@ func (c vaultConfig) hcl() string {
 	w("  tls_min_version = \"tls12\"\n")
 	if c.clientCAPath != "" {
 		w("  tls_client_ca_file = %q\n", c.clientCAPath)
+	}
+	if c.listenerExtra != "" {
+		w("  %s\n", strings.TrimSpace(c.listenerExtra))
 	}
 	w("}\n")
 	return b.String()

@@ -61,6 +61,9 @@ policy:
   burst: 30
   operator_rate_per_minute: %[19]d
   operator_burst: %[20]d
+  # The topology has one operator identity; the two-operator rekey rule
+  # is tested in cmd/holder TestHolderRekeyRelease and pkg/policy.
+  rekey_approvals: 1
 metrics_listen: %[17]s
 log_level: %[18]s
 `, h.Name, h.ID, h.Listen, h.GossipAddr, t.gossipSeeds(h.GossipAddr), t.CAPath, h.certPath, h.keyPath,

@@ -49,6 +49,9 @@ const (
 	EventStart        = "start"
 	// EventKeyed marks where an unkeyed log became keyed.
 	EventKeyed = "audit_keyed"
+	// EventMarkReset records that an operator lowered the sealed
+	// high-water mark after moving the old log aside.
+	EventMarkReset = "audit_mark_reset"
 )
 
 // Entry is one audited decision.

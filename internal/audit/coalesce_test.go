@@ -116,11 +116,21 @@ func TestDenialSummaryWrittenWithoutTraffic(t *testing.T) {
 	}
 	defer l.Close()
 	l.SetDenyLimit(100*time.Millisecond, 2)
+	// The 50 denials come at one instant of the log's clock, so that they
+	// fall in one window however slow the fsyncs are (with the wall clock
+	// they spilled into a second window under load: 6 lines, a flake);
+	// the clock then moves past the window, and the timer (real time) must
+	// write the summary without another entry.
+	clk := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	l.mu.Lock()
+	l.now = clk.now
+	l.mu.Unlock()
 	for range 50 {
 		if _, err := l.AppendDenial(Entry{Event: EventStage, Peer: "spiffe://ks/holder/b", Reason: "peer_not_allowed"}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	clk.add(100 * time.Millisecond)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var es []Entry

@@ -1,6 +1,9 @@
 package audit
 
-import "sync"
+import (
+	"fmt"
+	"sync"
+)
 
 // headSync moves the head file behind the log, off the append path: an
 // append returns once its line is fsynced, and a goroutine then writes the
@@ -10,15 +13,19 @@ import "sync"
 // at least as long as its head, which Open accepts. The window in which a
 // cut tail would go unnoticed is one head write, a few milliseconds,
 // instead of an fsync more on every release (measured in BENCHMARKS.md).
+// The sealed high-water mark (mark.go) follows the head the same way.
 type headSync struct {
-	w    headWriter
-	key  []byte
+	w   headWriter
+	key []byte
+
 	wake chan struct{}
 	done chan struct{}
 
-	mu      sync.Mutex
-	seq     uint64
-	mac     string
+	mu  sync.Mutex
+	seq uint64
+	mac string
+	// mark, if set, is raised after each head write (OpenMarked).
+	mark    Mark
 	written uint64
 	err     error
 	idle    *sync.Cond
@@ -50,9 +57,14 @@ func (h *headSync) run() {
 	defer close(h.done)
 	for range h.wake {
 		h.mu.Lock()
-		seq, mac := h.seq, h.mac
+		seq, mac, mark := h.seq, h.mac, h.mark
 		h.mu.Unlock()
 		err := h.w.write(h.key, seq, mac)
+		if err == nil && mark != nil {
+			if merr := mark.SetAuditMark(seq); merr != nil {
+				err = fmt.Errorf("failed to record the high-water mark in the sealed store: %w", merr)
+			}
+		}
 		h.mu.Lock()
 		if err != nil {
 			h.err = err
@@ -87,4 +99,11 @@ func (h *headSync) stop() error {
 	<-h.done
 	h.w.close()
 	return err
+}
+
+// setMark makes every later head write raise m too.
+func (h *headSync) setMark(m Mark) {
+	h.mu.Lock()
+	h.mark = m
+	h.mu.Unlock()
 }

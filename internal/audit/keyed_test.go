@@ -250,12 +250,29 @@ func TestTornHeadSlot(t *testing.T) {
 		if err != nil || len(hb) != 2*headSlotLen {
 			t.Fatalf("head file: %d bytes, %v", len(hb), err)
 		}
-		// writeLog made 5 entries: seq 5 is in slot 1.
-		copy(hb[headSlotLen+20:], "garbage")
+		// Tear the slot holding seq 5; the other must hold seq 4, which
+		// writeLogSeq guarantees (the head writer folds appends that come
+		// while it writes, so writeLog's concurrent appends could leave an
+		// older seq there, and a cut of one line would then look like a
+		// crash: this test flaked that way under -count=20).
+		newest := -1
+		for i := range 2 {
+			h, ok := decodeSlot(testKey, hb[i*headSlotLen:(i+1)*headSlotLen])
+			if ok && h.Seq == 5 {
+				newest = i
+			} else if !ok || h.Seq != 4 {
+				t.Fatalf("head slot %d holds %+v (valid %v); want seqs 4 and 5", i, h, ok)
+			}
+		}
+		if newest < 0 {
+			t.Fatal("no head slot holds seq 5")
+		}
+		copy(hb[newest*headSlotLen+20:], "garbage")
 		if err := os.WriteFile(HeadPath(p), hb, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
+	writeLog := writeLogSeq
 	t.Run("ok/crash-mid-write", func(t *testing.T) {
 		p := writeLog(t, 5)
 		tear(t, p)
@@ -294,4 +311,27 @@ func TestTornHeadSlot(t *testing.T) {
 			t.Fatalf("Open = %v, want ErrBroken", err)
 		}
 	})
+}
+
+// writeLogSeq writes n entries one after the other, waiting for the head
+// file after each, so that its two slots hold the last two seqs.
+func writeLogSeq(t *testing.T, n int) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "audit.log")
+	l, err := Open(p, testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		if err := l.Append(Entry{Event: EventRelease, Peer: "spiffe://ks/unsealer/u", Target: "vault-1", Decision: "allow"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.head.flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

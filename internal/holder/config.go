@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -13,6 +12,7 @@ import (
 	"github.com/keyshare/keyshare/internal/confload"
 	"github.com/keyshare/keyshare/internal/logging"
 	"github.com/keyshare/keyshare/pkg/policy"
+	"github.com/keyshare/keyshare/pkg/transport/identity"
 )
 
 // Defaults. Each can be overridden in the config file, by KEYSHARE_*
@@ -76,6 +76,10 @@ type PolicyConfig struct {
 	OperatorRatePerMinute float64       `mapstructure:"operator_rate_per_minute"`
 	OperatorBurst         int           `mapstructure:"operator_burst"`
 	MaxStatusAge          time.Duration `mapstructure:"max_status_age"`
+	// RekeyApprovals distinct operator identities must ask for the same
+	// rekey nonce within RekeyApprovalWindow before any gets shares.
+	RekeyApprovals      int           `mapstructure:"rekey_approvals"`
+	RekeyApprovalWindow time.Duration `mapstructure:"rekey_approval_window"`
 	// Hold, when set, denies every release with this reason (maintenance).
 	Hold string `mapstructure:"hold"`
 }
@@ -100,7 +104,8 @@ func Default() Config {
 		Policy: PolicyConfig{
 			RatePerMinute: policy.DefaultRate, Burst: policy.DefaultBurst,
 			OperatorRatePerMinute: policy.DefaultOperatorRate, OperatorBurst: policy.DefaultOperatorBurst,
-			MaxStatusAge: policy.DefaultMaxStatusAge,
+			MaxStatusAge:   policy.DefaultMaxStatusAge,
+			RekeyApprovals: policy.DefaultRekeyApprovals, RekeyApprovalWindow: policy.DefaultRekeyApprovalWindow,
 		},
 	}
 }
@@ -146,16 +151,13 @@ func (c Config) CheckFiles() error {
 	return confload.CheckFiles(c.TLS, c.Vault)
 }
 
-// File is the config file it was loaded from.
-func (c Config) File() string { return c.file }
-
 // Validate checks the config and names the key and the fix on error.
 func (c Config) Validate() error {
 	if c.ID == "" {
 		return errors.New("id: missing: set it to this holder's SPIFFE ID, e.g. spiffe://keyshare.example/holder/a")
 	}
-	if !strings.HasPrefix(c.ID, "spiffe://") || !strings.Contains(c.ID, "/holder/") {
-		return fmt.Errorf("id %q: want spiffe://<trust-domain>/holder/<name>", c.ID)
+	if _, err := identity.ParseAs(c.ID, identity.RoleHolder); err != nil {
+		return fmt.Errorf("id: %w: want spiffe://<trust-domain>/holder/<name>", err)
 	}
 	if c.AdvertiseListen != "" {
 		if _, _, err := net.SplitHostPort(c.AdvertiseListen); err != nil {
@@ -218,7 +220,7 @@ func (p PolicyConfig) validateGrants() error {
 					"e.g. {role: unsealer, cidrs: [10.0.0.20/32]}; a grant without cidrs no longer means any source "+
 					"(write cidrs: [0.0.0.0/0, \"::/0\"] to allow any source on purpose)", l.key, i, who)
 			}
-			if g.Role == policy.RoleHolder || policy.IsHolderID(g.ID) {
+			if identity.Role(g.Role) == identity.RoleHolder || identity.HasRole(g.ID, identity.RoleHolder) {
 				return fmt.Errorf("%s[%d] (%s): %w", l.key, i, who, policy.ErrHolderGrant)
 			}
 		}
@@ -226,10 +228,14 @@ func (p PolicyConfig) validateGrants() error {
 	return nil
 }
 
-// TrustDomain is the trust domain of the holder's ID.
+// TrustDomain is the trust domain of the holder's ID ("" if the ID does
+// not parse; Validate says why).
 func (c Config) TrustDomain() string {
-	td, _, _ := strings.Cut(strings.TrimPrefix(c.ID, "spiffe://"), "/")
-	return td
+	id, err := identity.Parse(c.ID)
+	if err != nil {
+		return ""
+	}
+	return id.TrustDomain().Name()
 }
 
 // PolicyOptions turns the policy section into engine options and checks
@@ -239,9 +245,10 @@ func (c Config) PolicyOptions() ([]policy.Option, error) {
 	opts := []policy.Option{policy.TrustDomain(c.TrustDomain()),
 		policy.RateLimit(p.RatePerMinute, p.Burst),
 		policy.OperatorRateLimit(p.OperatorRatePerMinute, p.OperatorBurst),
-		policy.MaxStatusAge(p.MaxStatusAge)}
+		policy.MaxStatusAge(p.MaxStatusAge),
+		policy.RekeyApprovals(p.RekeyApprovals, p.RekeyApprovalWindow)}
 	for _, g := range p.AllowRoles {
-		opts = append(opts, policy.AllowRole(g.Role, g.CIDRs...))
+		opts = append(opts, policy.AllowRole(identity.Role(g.Role), g.CIDRs...))
 	}
 	for _, g := range p.AllowIDs {
 		opts = append(opts, policy.AllowID(g.ID, g.CIDRs...))

@@ -5,23 +5,18 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"time"
 
-	"github.com/keyshare/keyshare/internal/audit"
 	"github.com/keyshare/keyshare/internal/confload"
-	"github.com/keyshare/keyshare/internal/metricsrv"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 	"github.com/keyshare/keyshare/internal/version"
 	"github.com/keyshare/keyshare/pkg/policy"
 	"github.com/keyshare/keyshare/pkg/shares"
 	"github.com/keyshare/keyshare/pkg/transport/gossip"
 	"github.com/keyshare/keyshare/pkg/transport/identity"
-	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
 )
 
 // Version is the holder's software version, gossiped in its metadata.
@@ -87,134 +82,6 @@ func NewEngine(c Config) (*policy.Engine, error) {
 	return e, nil
 }
 
-// Run serves until ctx is done, then stops gracefully. Every value sent on
-// reload (SIGHUP) re-reads the certificates, the config's policy and hold.
-func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signal) error {
-	for _, err := range shares.HardenProcess() {
-		log.Warn("memory protection unavailable", "err", err)
-	}
-	store, key, err := OpenStore(c)
-	if err != nil {
-		return err
-	}
-	defer key.Destroy()
-	alog, err := OpenAudit(c, key, log)
-	if err != nil {
-		return err
-	}
-	defer alog.Close()
-	src, err := identity.New(identity.Options{CAFile: c.TLS.CAFile, CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile,
-		CRLFile: c.TLS.CRLFile, TrustDomain: c.TrustDomain(), Logger: log})
-	if err != nil {
-		return &confload.Error{File: c.file, Err: err}
-	}
-	if src.ID().String() != c.ID {
-		return confload.Errorf(c.file, "id %q differs from the certificate's ID %q (tls.cert_file %s): fix one of them", c.ID, src.ID(), c.TLS.CertFile)
-	}
-	engine, err := NewEngine(c)
-	if err != nil {
-		return &confload.Error{File: c.file, Err: err}
-	}
-	nodes, err := VaultNodes(c)
-	if err != nil {
-		return err
-	}
-	m := NewMetrics()
-	svc, err := NewService(c.ID, store, engine, alog, nodes, c.Vault.Timeout, m, log)
-	if err != nil {
-		m.storeOK.Set(0)
-		return fmt.Errorf("holder store %s: %w", c.Store.Dir, err)
-	}
-	defer svc.Close()
-	m.storeOK.Set(1)
-	m.certExpiry.Set(certNotAfter(c.TLS.CertFile))
-	if engine.Hold() != "" {
-		m.hold.Set(1)
-	}
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		if err := src.Watch(ctx); err != nil {
-			log.Error("certificate watch did not start; reload with SIGHUP", "err", err)
-		}
-	}()
-
-	lis, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		return fmt.Errorf("failed to listen on %s (listen): %w", c.Listen, err)
-	}
-	srv, err := sharerpc.NewServer(sharerpc.ServerOptions{
-		TLS:     src.ServerConfig(identity.AllowRoles(identity.RoleUnsealer, identity.RoleOperator, identity.RoleHolder)),
-		Handler: svc, Logger: log,
-	})
-	if err != nil {
-		lis.Close()
-		return err
-	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(lis) }()
-
-	rpcAddr := lis.Addr().String()
-	if c.AdvertiseListen != "" {
-		rpcAddr = c.AdvertiseListen
-	}
-	peers := identity.AllowRoles(identity.RoleHolder, identity.RoleUnsealer)
-	gossipSources, _ := c.Gossip.SourceCIDRs() // checked by Validate
-	cluster, err := gossip.New(gossip.Config{
-		Name: c.ID, BindAddr: c.Gossip.Bind, AdvertiseAddr: c.Gossip.Advertise, Seeds: c.Gossip.Seeds, SourceCIDRs: gossipSources,
-		ServerTLS: src.ServerConfig(peers), ClientTLS: src.ClientConfig(peers),
-		Meta: meta(svc, rpcAddr), Logger: log.With("component", "gossip"), RejoinInterval: c.Gossip.RejoinInterval,
-	})
-	if err != nil {
-		srv.Stop()
-		return fmt.Errorf("gossip on %s: %w", c.Gossip.Bind, err)
-	}
-	svc.OnChange = func() {
-		if err := cluster.UpdateMeta(meta(svc, rpcAddr)); err != nil {
-			log.Warn("failed to update gossip metadata", "err", err)
-		}
-	}
-	go countMembers(ctx, cluster, m)
-
-	var metricsSrv *http.Server
-	if c.MetricsListen != "" {
-		metricsSrv, err = metricsrv.Serve(c.MetricsListen, m.Registry, log, map[string]http.Handler{
-			"/members": membersHandler(cluster),
-		})
-		if err != nil {
-			srv.Stop()
-			_ = cluster.Shutdown()
-			return err
-		}
-	}
-	svc.record(audit.Entry{Event: audit.EventStart, Decision: "ok", Peer: c.ID, Generation: mustState(svc).Current})
-	log.Info("holder serving", "id", c.ID, "listen", lis.Addr().String(), "gossip", cluster.AdvertiseAddr(),
-		"generation", mustState(svc).Current, "policy", engine.Summary())
-
-	for {
-		select {
-		case <-ctx.Done():
-			log.Info("shutting down")
-			srv.SetServing(false)
-			sctx, scancel := context.WithTimeout(context.Background(), ShutdownTimeout)
-			srv.GracefulStop(sctx)
-			_ = cluster.Leave(2 * time.Second)
-			_ = cluster.Shutdown()
-			if metricsSrv != nil {
-				_ = metricsSrv.Shutdown(sctx)
-			}
-			scancel()
-			return nil
-		case err := <-serveErr:
-			_ = cluster.Shutdown()
-			return fmt.Errorf("share service on %s stopped: %w", c.Listen, err)
-		case <-reload:
-			reloadAll(c, src, svc, m, log)
-		}
-	}
-}
-
 // reloadAll re-reads the certificates and the policy part of the config. A
 // failure keeps what was in force and says why.
 func reloadAll(c Config, src *identity.Source, svc *Service, m *Metrics, log *slog.Logger) {
@@ -251,16 +118,16 @@ func meta(svc *Service, rpcAddr string) gossip.Meta {
 		d := man.Hash()
 		h = d[:8]
 	}
-	return gossip.Meta{Role: "holder", RPCAddr: rpcAddr, Generation: st.Current, Shares: idx, ManifestHash: h, Version: Version}
+	return gossip.Meta{RPCAddr: rpcAddr, Generation: st.Current, Shares: idx, ManifestHash: h, Version: Version}
 }
 
 // Peer is one gossip member as `holder status` shows it.
 type Peer struct {
-	ID         string `json:"id"`
-	State      string `json:"state"`
-	Role       string `json:"role,omitempty"`
-	Generation uint64 `json:"generation,omitempty"`
-	RPCAddr    string `json:"rpc_addr,omitempty"`
+	ID         string        `json:"id"`
+	State      string        `json:"state"`
+	Role       identity.Role `json:"role,omitempty"`
+	Generation uint64        `json:"generation,omitempty"`
+	RPCAddr    string        `json:"rpc_addr,omitempty"`
 }
 
 // membersHandler serves the gossip view as JSON on the metrics listener, for

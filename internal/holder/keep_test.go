@@ -25,6 +25,7 @@ import (
 	"github.com/keyshare/keyshare/internal/vaultnode"
 	"github.com/keyshare/keyshare/pkg/policy"
 	"github.com/keyshare/keyshare/pkg/shares"
+	"github.com/keyshare/keyshare/pkg/transport/identity"
 	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
 )
 
@@ -122,7 +123,7 @@ func newWorld(t *testing.T, ip string) *world {
 		if err := st.Commit(1); err != nil {
 			t.Fatal(err)
 		}
-		engine, err := policy.New(policy.TrustDomain("ks.test"), policy.AllowRole(policy.RoleUnsealer, "127.0.0.20/32"), policy.KnownTargets("vault-1"))
+		engine, err := policy.New(policy.TrustDomain("ks.test"), policy.AllowRole(identity.RoleUnsealer, "127.0.0.20/32"), policy.KnownTargets("vault-1"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -100,6 +100,10 @@ func Status(c Config) StatusReport {
 	return r
 }
 
+// Healthy reports whether the store opens and the audit chain holds: what
+// `holder status` exits 0 for.
+func (r StatusReport) Healthy() bool { return r.StoreOpens && r.AuditError == "" }
+
 // Print writes the report as a table.
 func (r StatusReport) Print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -226,7 +230,7 @@ func ConfirmGeneration(c Config, gen uint64, confirm bool) (string, error) {
 		return "", err
 	}
 	msg := fmt.Sprintf("holder %s: generation %d confirmed; holds current %d, staged %d, kept %v", c.ID, gen, st.Current, st.Staged, st.Kept)
-	a, err := OpenAudit(c, key, slog.Default())
+	a, err := OpenAudit(c, key, store, slog.Default())
 	if err == nil {
 		err = errors.Join(a.Append(audit.Entry{Event: "prove", Peer: "operator (holder confirm-generation)", Generation: gen, Decision: "ok", Reason: "operator confirmed"}), a.Close())
 	}

@@ -35,9 +35,10 @@ type Service struct {
 	indices  []uint8
 	staged   *shares.Manifest // of the staged generation, if any
 	previous *shares.Manifest // of the previous generation, if kept
-	// OnChange is called after the store's generation changed (for gossip
-	// metadata). It must not block.
-	OnChange func()
+	// onChange is called after the store's generation changed (for gossip
+	// metadata). It is set while the service already serves, so it is
+	// read and written only through the atomic pointer.
+	onChange atomic.Pointer[func()]
 
 	// proofs watches the nodes this holder released shares for, to see
 	// which generation unseals them (proof.go).
@@ -72,8 +73,10 @@ func (s *Service) Close() {
 // SetEngine swaps the policy (on reload).
 func (s *Service) SetEngine(e *policy.Engine) { s.engine.Store(e) }
 
-// Engine returns the policy in force.
-func (s *Service) Engine() *policy.Engine { return s.engine.Load() }
+// SetOnChange sets the function called after the store's generation
+// changed (for gossip metadata). It must not block. It is safe to call
+// while the service serves.
+func (s *Service) SetOnChange(f func()) { s.onChange.Store(&f) }
 
 // refresh re-reads the store state and opens the current, staged and
 // previous generations to cache their public manifests. The shares are
@@ -117,8 +120,8 @@ func (s *Service) refresh() error {
 	s.mu.Unlock()
 	s.metrics.generation.Set(float64(st.Current))
 	s.metrics.storeShares.Set(float64(len(idx)))
-	if s.OnChange != nil {
-		s.OnChange()
+	if f := s.onChange.Load(); f != nil {
+		(*f)()
 	}
 	return nil
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -17,6 +16,7 @@ import (
 	"github.com/keyshare/keyshare/internal/coordinator"
 	"github.com/keyshare/keyshare/internal/logging"
 	"github.com/keyshare/keyshare/pkg/shares"
+	"github.com/keyshare/keyshare/pkg/transport/identity"
 )
 
 // Defaults. Each can be overridden in the config file, by KEYSHARE_*
@@ -121,16 +121,21 @@ func LoadShape(path string, flags *pflag.FlagSet) (Config, error) {
 // File is the config file it was loaded from.
 func (c Config) File() string { return c.file }
 
-// TrustDomain is the trust domain of the unsealer's ID.
+// TrustDomain is the trust domain of the unsealer's ID ("" if the ID does
+// not parse; Validate says why).
 func (c Config) TrustDomain() string {
-	td, _, _ := strings.Cut(strings.TrimPrefix(c.ID, "spiffe://"), "/")
-	return td
+	id, err := identity.Parse(c.ID)
+	if err != nil {
+		return ""
+	}
+	return id.TrustDomain().Name()
 }
 
 // Validate checks the config and names the key and the fix on error.
 func (c Config) Validate() error {
-	if !strings.HasPrefix(c.ID, "spiffe://") || !(strings.Contains(c.ID, "/unsealer/") || strings.Contains(c.ID, "/operator/")) {
-		return fmt.Errorf("id %q: want spiffe://<trust-domain>/unsealer/<name> (or /operator/<name> for break-glass use)", c.ID)
+	self, err := identity.ParseAs(c.ID, identity.RoleUnsealer, identity.RoleOperator)
+	if err != nil {
+		return fmt.Errorf("id: %w: want spiffe://<trust-domain>/unsealer/<name> (or /operator/<name> for break-glass use)", err)
 	}
 	if err := confload.RequireFiles(c.TLS, c.Vault); err != nil {
 		return err
@@ -153,8 +158,8 @@ func (c Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for i, h := range c.Holders {
-		if !strings.HasPrefix(h.ID, "spiffe://") || !strings.Contains(h.ID, "/holder/") {
-			return fmt.Errorf("holders[%d].id %q: want spiffe://<trust-domain>/holder/<name>", i, h.ID)
+		if _, err := identity.ParseIn(h.ID, self.TrustDomain(), identity.RoleHolder); err != nil {
+			return fmt.Errorf("holders[%d].id: %w: want spiffe://%s/holder/<name>", i, err, self.TrustDomain().Name())
 		}
 		if _, _, err := net.SplitHostPort(h.Address); err != nil {
 			return fmt.Errorf("holders[%d].address %q: want host:port: %w", i, h.Address, err)

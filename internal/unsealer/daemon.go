@@ -129,7 +129,7 @@ func startGossip(c Config, src *identity.Source, log *slog.Logger) (*gossip.Clus
 	cluster, err := gossip.New(gossip.Config{
 		Name: c.ID, BindAddr: c.Gossip.Bind, AdvertiseAddr: c.Gossip.Advertise, Seeds: c.Gossip.Seeds, SourceCIDRs: gossipSources,
 		ServerTLS: src.ServerConfig(peers), ClientTLS: src.ClientConfig(peers),
-		Meta: gossip.Meta{Role: "unsealer", Version: Version}, Logger: log.With("component", "gossip"),
+		Meta: gossip.Meta{Version: Version}, Logger: log.With("component", "gossip"),
 		RejoinInterval: c.Gossip.RejoinInterval,
 	})
 	if err != nil {

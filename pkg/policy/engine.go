@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/keyshare/keyshare/pkg/transport/identity"
 )
 
 // TargetStatus is the holder's own view of a Vault node, from its own TLS
@@ -48,12 +50,16 @@ type Grant struct {
 }
 
 // Engine decides release requests. It is safe for concurrent use. Its only
-// state is the per-peer rate limiter and the maintenance hold.
+// state is the per-peer rate limiter, the maintenance hold and the rekey
+// approvals.
 type Engine struct {
 	cfg   config
 	mu    sync.Mutex
 	hold  string
 	rates map[string]*bucket
+	// approvals are the operators who asked for each rekey nonce, and
+	// when (rekeyapproval.go).
+	approvals map[string]map[string]time.Time
 }
 
 // New builds an engine from validated options. With no grant option nothing
@@ -64,14 +70,23 @@ func New(opts ...Option) (*Engine, error) {
 		maxStatusAge: DefaultMaxStatusAge,
 		rate:         DefaultRate, burst: DefaultBurst,
 		opRate: DefaultOperatorRate, opBurs: DefaultOperatorBurst,
+		rekeyApprovals: DefaultRekeyApprovals, rekeyWindow: DefaultRekeyApprovalWindow,
 	}
 	for _, o := range opts {
 		if err := o(&c); err != nil {
 			return nil, err
 		}
 	}
-	if c.trustDomain == "" {
+	if c.trustDomain.IsZero() {
 		return nil, errors.New("policy: no trust domain set")
+	}
+	for _, g := range slices.Concat(c.grants, c.operators) {
+		if g.id == "" {
+			continue
+		}
+		if id, err := identity.Parse(g.id); err != nil || !id.SPIFFE.MemberOf(c.trustDomain) {
+			return nil, fmt.Errorf("policy: allowed ID %q is not in trust domain %q: no peer could ever use it; fix the ID", g.id, c.trustDomain.Name())
+		}
 	}
 	if len(c.grants) == 0 && len(c.operators) == 0 {
 		return nil, errors.New("policy: no identity is allowed; list allowed IDs or roles")
@@ -79,7 +94,7 @@ func New(opts ...Option) (*Engine, error) {
 	if len(c.targets) == 0 {
 		return nil, errors.New("policy: no Vault nodes are known; list the nodes this holder serves")
 	}
-	return &Engine{cfg: c, rates: map[string]*bucket{}}, nil
+	return &Engine{cfg: c, rates: map[string]*bucket{}, approvals: map[string]map[string]time.Time{}}, nil
 }
 
 // SetHold puts the holder on maintenance hold: every release is denied with
@@ -135,6 +150,11 @@ func (e *Engine) Decide(req Request) (Grant, error) {
 	if err := check(req); err != nil {
 		return Grant{}, err
 	}
+	if req.RekeyNonce != "" {
+		if err := e.approve(req.RekeyNonce, req.PeerID, req.Now); err != nil {
+			return Grant{}, err
+		}
+	}
 	rate, burst := e.cfg.rate, e.cfg.burst
 	if g.Operator {
 		rate, burst = e.cfg.opRate, e.cfg.opBurs
@@ -145,8 +165,8 @@ func (e *Engine) Decide(req Request) (Grant, error) {
 	return g, nil
 }
 
-func (e *Engine) match(id, role string, src netip.Addr) (Grant, error) {
-	if role == RoleOperator {
+func (e *Engine) match(id string, role identity.Role, src netip.Addr) (Grant, error) {
+	if role == identity.RoleOperator {
 		for _, o := range e.cfg.operators {
 			if o.id == id {
 				if !inCIDRs(o.cidrs, src) {
@@ -169,7 +189,7 @@ func (e *Engine) match(id, role string, src netip.Addr) (Grant, error) {
 		if g.id != "" {
 			return Grant{Rule: "id:" + id}, nil
 		}
-		return Grant{Rule: "role:" + role}, nil
+		return Grant{Rule: "role:" + string(role)}, nil
 	}
 	if badSource {
 		return Grant{}, Deny(ReasonSourceNotAllowed, "%s may not connect from %s", id, src)
@@ -239,7 +259,7 @@ func inCIDRs(ps []netip.Prefix, a netip.Addr) bool {
 // Summary describes the policy for `holder status`.
 func (e *Engine) Summary() string {
 	return fmt.Sprintf("trust domain %s, %d grants, %d operators, %d Vault nodes, rate %g/min burst %d, hold %q",
-		e.cfg.trustDomain, len(e.cfg.grants), len(e.cfg.operators), len(e.cfg.targets), e.cfg.rate, e.cfg.burst, e.Hold())
+		e.cfg.trustDomain.Name(), len(e.cfg.grants), len(e.cfg.operators), len(e.cfg.targets), e.cfg.rate, e.cfg.burst, e.Hold())
 }
 
 // Authorize checks only who is asking and from where: the grants, the
@@ -249,9 +269,9 @@ func (e *Engine) Authorize(peerID string, src netip.Addr) (Grant, error) {
 	if peerID == "" {
 		return Grant{}, Deny(ReasonUnauthenticated, "no verified client identity")
 	}
-	id, role, err := parseID(peerID)
-	if err != nil || id.TrustDomain().Name() != e.cfg.trustDomain {
-		return Grant{}, Deny(ReasonPeerNotAllowed, "identity %q is not a keyshare ID of trust domain %q", peerID, e.cfg.trustDomain)
+	id, err := identity.Parse(peerID)
+	if err != nil || !id.SPIFFE.MemberOf(e.cfg.trustDomain) {
+		return Grant{}, Deny(ReasonPeerNotAllowed, "identity %q is not a keyshare ID of trust domain %q", peerID, e.cfg.trustDomain.Name())
 	}
-	return e.match(id.String(), role, src)
+	return e.match(id.String(), id.Role, src)
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keyshare/keyshare/pkg/transport/identity"
 )
 
 const td = "keyshare.test"
@@ -16,7 +18,7 @@ func newEngine(t testing.TB, extra ...Option) *Engine {
 	t.Helper()
 	opts := append([]Option{
 		TrustDomain(td),
-		AllowRole(RoleUnsealer, "127.0.0.0/24"),
+		AllowRole(identity.RoleUnsealer, "127.0.0.0/24"),
 		AllowID("spiffe://"+td+"/unsealer/pinned", "127.0.1.5"),
 		AllowOperator("spiffe://"+td+"/operator/alice", "127.0.2.0/24"),
 		KnownTargets("vault-1", "vault-2", "vault-3"),
@@ -179,27 +181,27 @@ func TestNewValidation(t *testing.T) {
 		}
 	}
 	for _, c := range []tc{
-		{name: "ok/role", opts: []Option{AllowRole(RoleUnsealer, "10.0.0.20/32")}},
-		{name: "ok/any-source-on-purpose", opts: []Option{AllowRole(RoleUnsealer, "0.0.0.0/0", "::/0")}},
-		{name: "fail/role-without-cidrs", opts: []Option{AllowRole(RoleUnsealer)}, want: "no source CIDRs"},
+		{name: "ok/role", opts: []Option{AllowRole(identity.RoleUnsealer, "10.0.0.20/32")}},
+		{name: "ok/any-source-on-purpose", opts: []Option{AllowRole(identity.RoleUnsealer, "0.0.0.0/0", "::/0")}},
+		{name: "fail/role-without-cidrs", opts: []Option{AllowRole(identity.RoleUnsealer)}, want: "no source CIDRs"},
 		{name: "fail/id-without-cidrs", opts: []Option{AllowID("spiffe://" + td + "/unsealer/u")}, want: "no source CIDRs"},
-		{name: "fail/holder-role-grant", opts: []Option{AllowRole(RoleHolder, "10.0.0.0/24")}, want: "holders are never allowed"},
+		{name: "fail/holder-role-grant", opts: []Option{AllowRole(identity.RoleHolder, "10.0.0.0/24")}, want: "holders are never allowed"},
 		{name: "fail/holder-id-grant", opts: []Option{AllowID("spiffe://"+td+"/holder/b", "10.0.0.0/24")}, want: "holders are never allowed"},
 		{name: "fail/no-grants", want: "no identity is allowed"},
-		{name: "fail/bad-cidr", opts: []Option{AllowRole(RoleUnsealer, "10.0.0.0/33")}, want: `source "10.0.0.0/33"`},
-		{name: "fail/operator-role-grant", opts: []Option{AllowRole(RoleOperator)}, want: "operators are listed one by one"},
+		{name: "fail/bad-cidr", opts: []Option{AllowRole(identity.RoleUnsealer, "10.0.0.0/33")}, want: `source "10.0.0.0/33"`},
+		{name: "fail/operator-role-grant", opts: []Option{AllowRole(identity.RoleOperator)}, want: "operators are listed one by one"},
 		{name: "fail/operator-without-cidr", opts: []Option{AllowOperator("spiffe://" + td + "/operator/a")}, want: "source CIDRs are required"},
 		{name: "fail/operator-in-ids", opts: []Option{AllowID("spiffe://" + td + "/operator/a")}, want: "operators list"},
 		{name: "fail/bad-id", opts: []Option{AllowID("unsealer-1")}, want: `allowed ID "unsealer-1"`},
-		{name: "fail/rate", opts: []Option{AllowRole(RoleUnsealer, "10.0.0.20"), RateLimit(0, 1)}, want: "rate limit"},
-		{name: "fail/status-age", opts: []Option{AllowRole(RoleUnsealer, "10.0.0.20"), MaxStatusAge(time.Hour)}, want: "max status age"},
+		{name: "fail/rate", opts: []Option{AllowRole(identity.RoleUnsealer, "10.0.0.20"), RateLimit(0, 1)}, want: "rate limit"},
+		{name: "fail/status-age", opts: []Option{AllowRole(identity.RoleUnsealer, "10.0.0.20"), MaxStatusAge(time.Hour)}, want: "max status age"},
 	} {
 		t.Run(c.name, func(t *testing.T) { run(t, c) })
 	}
-	if _, err := New(AllowRole(RoleUnsealer, "10.0.0.20"), KnownTargets("v")); err == nil {
+	if _, err := New(AllowRole(identity.RoleUnsealer, "10.0.0.20"), KnownTargets("v")); err == nil {
 		t.Fatal("engine without a trust domain accepted")
 	}
-	if _, err := New(TrustDomain(td), AllowRole(RoleUnsealer, "10.0.0.20")); err == nil {
+	if _, err := New(TrustDomain(td), AllowRole(identity.RoleUnsealer, "10.0.0.20")); err == nil {
 		t.Fatal("engine without targets accepted")
 	}
 }

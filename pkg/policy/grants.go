@@ -1,6 +1,10 @@
 package policy
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/keyshare/keyshare/pkg/transport/identity"
+)
 
 // ErrNoCIDRs is returned by AllowID and AllowRole when a grant names no
 // source CIDR. A grant used to mean "from any source" without one; a leaked
@@ -17,6 +21,5 @@ var ErrHolderGrant = errors.New("holders are never allowed to receive shares; gr
 // spiffe://<td>/holder/<name>. The share service refuses such peers before
 // any handler runs.
 func IsHolderID(id string) bool {
-	_, role, err := parseID(id)
-	return err == nil && role == RoleHolder
+	return identity.HasRole(id, identity.RoleHolder)
 }

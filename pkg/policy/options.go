@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/keyshare/keyshare/pkg/transport/identity"
 )
 
 // Default values for an Engine. Each can be changed with an Option.
@@ -27,39 +29,37 @@ const (
 	DefaultOperatorBurst = 3
 )
 
-// Roles an identity can have: spiffe://<trust-domain>/<role>/<name>.
-const (
-	RoleHolder   = "holder"
-	RoleUnsealer = "unsealer"
-	RoleOperator = "operator"
-)
-
 // Option configures an Engine. Options are validated by New.
 type Option func(*config) error
 
 type grant struct {
-	id    string // exact ID, or "" for a role grant
-	role  string // role, for a role grant
+	id    string        // exact ID, or "" for a role grant
+	role  identity.Role // role, for a role grant
 	cidrs []netip.Prefix
 }
 
 type config struct {
-	trustDomain   string
+	trustDomain   spiffeid.TrustDomain
 	grants        []grant
 	operators     []grant
 	targets       map[string]bool
 	maxStatusAge  time.Duration
 	rate, opRate  float64
 	burst, opBurs int
+	// rekeyApprovals distinct operators must ask for a rekey nonce
+	// within rekeyWindow (rekeyapproval.go).
+	rekeyApprovals int
+	rekeyWindow    time.Duration
 }
 
 // TrustDomain sets the only trust domain whose IDs are accepted.
 func TrustDomain(td string) Option {
 	return func(c *config) error {
-		if _, err := spiffeid.TrustDomainFromString(td); err != nil {
-			return fmt.Errorf("trust domain %q: %w", td, err)
+		d, err := identity.ParseTrustDomain(td)
+		if err != nil {
+			return err
 		}
-		c.trustDomain = td
+		c.trustDomain = d
 		return nil
 	}
 }
@@ -70,14 +70,14 @@ func TrustDomain(td string) Option {
 // shares).
 func AllowID(id string, cidrs ...string) Option {
 	return func(c *config) error {
-		parsed, role, err := parseID(id)
+		parsed, err := identity.Parse(id)
 		if err != nil {
 			return fmt.Errorf("allowed ID %q: %w", id, err)
 		}
-		switch role {
-		case RoleOperator:
+		switch parsed.Role {
+		case identity.RoleOperator:
 			return fmt.Errorf("allowed ID %q: operator identities go in the operators list, with their source CIDRs", id)
-		case RoleHolder:
+		case identity.RoleHolder:
 			return fmt.Errorf("allowed ID %q: %w", id, ErrHolderGrant)
 		}
 		if len(cidrs) == 0 {
@@ -94,14 +94,14 @@ func AllowID(id string, cidrs ...string) Option {
 
 // AllowRole allows every identity of a role (only unsealer), bound to the
 // given source CIDRs (at least one: there is no "any source" grant).
-func AllowRole(role string, cidrs ...string) Option {
+func AllowRole(role identity.Role, cidrs ...string) Option {
 	return func(c *config) error {
 		switch role {
-		case RoleUnsealer:
-		case RoleHolder:
+		case identity.RoleUnsealer:
+		case identity.RoleHolder:
 			return fmt.Errorf("allowed role %q: %w", role, ErrHolderGrant)
 		default:
-			return fmt.Errorf("allowed role %q: want %q (operators are listed one by one)", role, RoleUnsealer)
+			return fmt.Errorf("allowed role %q: want %q (operators are listed one by one)", role, identity.RoleUnsealer)
 		}
 		if len(cidrs) == 0 {
 			return fmt.Errorf("allowed role %q: %w", role, ErrNoCIDRs)
@@ -119,12 +119,9 @@ func AllowRole(role string, cidrs ...string) Option {
 // bound to at least one source CIDR, and they get their own, lower rate.
 func AllowOperator(id string, cidrs ...string) Option {
 	return func(c *config) error {
-		parsed, role, err := parseID(id)
+		parsed, err := identity.ParseAs(id, identity.RoleOperator)
 		if err != nil {
 			return fmt.Errorf("operator %q: %w", id, err)
-		}
-		if role != RoleOperator {
-			return fmt.Errorf("operator %q: role is %q, want %q", id, role, RoleOperator)
 		}
 		if len(cidrs) == 0 {
 			return fmt.Errorf("operator %q: bind it to the operator workstation's address (source CIDRs are required for operators)", id)
@@ -198,21 +195,4 @@ func parseCIDRs(in []string) ([]netip.Prefix, error) {
 		out = append(out, p.Masked())
 	}
 	return out, nil
-}
-
-// parseID parses spiffe://<td>/<role>/<name> and returns the role.
-func parseID(s string) (spiffeid.ID, string, error) {
-	id, err := spiffeid.FromString(s)
-	if err != nil {
-		return spiffeid.ID{}, "", err
-	}
-	segs := strings.Split(strings.TrimPrefix(id.Path(), "/"), "/")
-	if len(segs) != 2 || segs[1] == "" {
-		return spiffeid.ID{}, "", fmt.Errorf("path %q: want /<role>/<name>", id.Path())
-	}
-	switch segs[0] {
-	case RoleHolder, RoleUnsealer, RoleOperator:
-		return id, segs[0], nil
-	}
-	return spiffeid.ID{}, "", fmt.Errorf("role %q: want holder, unsealer or operator", segs[0])
 }

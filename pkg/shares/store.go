@@ -43,6 +43,9 @@ type State struct {
 	// Mark is the generation high-water mark: the newest generation ever
 	// committed here. Stage refuses generations at or below it.
 	Mark uint64 `json:"mark"`
+	// Audit is the audit log's high-water mark: the sequence number of
+	// its newest entry known durable (see SetAuditMark).
+	Audit uint64 `json:"audit,omitempty"`
 }
 
 // Store keeps one holder's sealed generations in a folder:

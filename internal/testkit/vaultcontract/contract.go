@@ -72,6 +72,7 @@ func Run(t *testing.T, tg Target) {
 		{"unseal_wrong_key_discards_the_attempt", s.unsealWrongKey},
 		{"unseal", s.unseal},
 		{"rekey_status_idle", s.rekeyIdle},
+		{"rekey_endpoints_need_no_token", s.rekeyUnauthenticated},
 		{"rekey_cancel_without_body_or_nonce", s.cancelWithoutNonce},
 		{"rekey_update_rejects_another_key", s.updateRejects},
 		{"rekey_update_and_verify_nonces", s.updateAndVerifyNonces},
@@ -202,6 +203,51 @@ func (s *suite) rekeyIdle(t *testing.T, ctx context.Context) {
 	if code, body := s.raw(t, ctx, http.MethodDelete, "/v1/sys/rekey/init", nil); code != 400 {
 		t.Fatalf("cancel without a body, no rekey in progress: %d %s, want 400", code, body)
 	}
+}
+
+// rekeyUnauthenticated is the risk the holders' two-operator rekey rule
+// answers (pkg/policy rekeyapproval.go): with no token at all, whoever
+// reaches the listener starts a rekey on an unsealed node and reads its
+// nonce, so an operator certificate alone could name a rekey of its own.
+// The holder also reads the rekey status this way, without a token. The
+// rekey is cancelled with its nonce, and the node is idle again.
+func (s *suite) rekeyUnauthenticated(t *testing.T, ctx context.Context) {
+	body := []byte(`{"secret_shares":5,"secret_threshold":3,"require_verification":true}`)
+	if code, b := s.anon(t, ctx, http.MethodPut, "/v1/sys/rekey/init", body); code != http.StatusOK {
+		t.Fatalf("rekey init without a token: %d %s, want 200", code, b)
+	}
+	code, b := s.anon(t, ctx, http.MethodGet, "/v1/sys/rekey/init", nil)
+	var rk vaultnode.RekeyStatus
+	if err := json.Unmarshal(b, &rk); code != http.StatusOK || err != nil || !rk.Started || rk.Nonce == "" {
+		t.Fatalf("rekey status without a token: %d %+v %v, want 200 with the nonce", code, rk, err)
+	}
+	nb, _ := json.Marshal(map[string]string{"nonce": rk.Nonce})
+	if code, b := s.anon(t, ctx, http.MethodDelete, "/v1/sys/rekey/init", nb); code/100 != 2 {
+		t.Fatalf("rekey cancel without a token: %d %s, want 2xx", code, b)
+	}
+	if rk, err := s.tg.Node.RekeyStatus(ctx); err != nil || rk.Started {
+		t.Fatalf("rekey status after the cancel: %+v, %v", rk, err)
+	}
+}
+
+// anon sends a request without a token and returns the code and the body.
+func (s *suite) anon(t *testing.T, ctx context.Context, method, path string, body []byte) (int, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(s.tg.URL, "/")+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.tg.HTTP.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	return resp.StatusCode, b
 }
 
 func (s *suite) rekeyInit(t *testing.T, ctx context.Context) vaultnode.RekeyStatus {

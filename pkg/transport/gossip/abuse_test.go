@@ -51,7 +51,7 @@ func frame(kind byte, length uint32, body []byte) []byte {
 	return append(b, body...)
 }
 
-func encodePing(t *testing.T, sourceNode string) []byte {
+func encodePing(t testing.TB, sourceNode string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	buf.WriteByte(msgPing)

@@ -10,13 +10,16 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/keyshare/keyshare/pkg/transport/identity"
 )
 
 // Cluster is this node's membership in the gossip cluster.
 type Cluster struct {
 	name      string
-	role      string
+	role      identity.Role
 	ml        *memberlist.Memberlist
 	transport *Transport
 	view      *view
@@ -35,23 +38,9 @@ type Cluster struct {
 // logged, not returned: the re-join loop keeps trying) and returns the
 // running cluster.
 func New(cfg Config) (*Cluster, error) {
-	id, role, err := parseMemberID(cfg.Name)
+	id, role, metaBytes, err := checkConfig(&cfg)
 	if err != nil {
-		return nil, fmt.Errorf("gossip: bad node name: %w", err)
-	}
-	for _, tc := range []*tls.Config{cfg.ServerTLS, cfg.ClientTLS} {
-		if err := checkOwnCert(tc, cfg.Name); err != nil {
-			return nil, err
-		}
-	}
-	if cfg.Meta.Role == "" {
-		cfg.Meta.Role = role
-	} else if cfg.Meta.Role != role {
-		return nil, fmt.Errorf("gossip: Meta.Role %q differs from the role %q in node name %s", cfg.Meta.Role, role, cfg.Name)
-	}
-	metaBytes, err := EncodeMeta(cfg.Meta)
-	if err != nil {
-		return nil, fmt.Errorf("gossip node %s: %w", cfg.Name, err)
+		return nil, err
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -106,6 +95,41 @@ func New(cfg Config) (*Cluster, error) {
 		}
 	}
 
+	if err := c.start(cfg, t, hints); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// checkConfig checks the node name (a keyshare ID), that the node's own
+// certificates carry it, and the metadata, whose role it fills in.
+func checkConfig(cfg *Config) (spiffeid.ID, identity.Role, []byte, error) {
+	id, role, err := parseMemberID(cfg.Name)
+	if err != nil {
+		return spiffeid.ID{}, "", nil, fmt.Errorf("gossip: bad node name: %w", err)
+	}
+	for _, tc := range []*tls.Config{cfg.ServerTLS, cfg.ClientTLS} {
+		if err := checkOwnCert(tc, cfg.Name); err != nil {
+			return spiffeid.ID{}, "", nil, err
+		}
+	}
+	if cfg.Meta.Role == "" {
+		cfg.Meta.Role = role
+	} else if cfg.Meta.Role != role {
+		return spiffeid.ID{}, "", nil, fmt.Errorf("gossip: Meta.Role %q differs from the role %q in node name %s", cfg.Meta.Role, role, cfg.Name)
+	}
+	metaBytes, err := EncodeMeta(cfg.Meta)
+	if err != nil {
+		return spiffeid.ID{}, "", nil, fmt.Errorf("gossip node %s: %w", cfg.Name, err)
+	}
+	return id, role, metaBytes, nil
+}
+
+// start creates the memberlist node over transport t, joins the seeds (a
+// failure is logged: the re-join loop keeps trying) and starts the re-join
+// loop. On error it shuts t down.
+func (c *Cluster) start(cfg Config, t *Transport, hints *hinter) error {
+	tuning, log := c.tuning, c.log
 	mc := memberlist.DefaultLANConfig()
 	tuning.apply(mc)
 	mc.Name = cfg.Name
@@ -117,9 +141,10 @@ func New(cfg Config) (*Cluster, error) {
 	adm := &admission{t: t, self: cfg.Name, selfAddr: t.AdvertiseAddr()}
 	mc.Alive, mc.Merge = adm, adm
 	mc.Logger = memberlistLogger(log)
+	var err error
 	if c.ml, err = memberlist.Create(mc); err != nil {
 		_ = t.Shutdown()
-		return nil, fmt.Errorf("failed to start gossip node %s on %s: %w", cfg.Name, t.Addr(), err)
+		return fmt.Errorf("failed to start gossip node %s on %s: %w", cfg.Name, t.Addr(), err)
 	}
 	c.hints = hints
 	hints.start(c)
@@ -132,7 +157,7 @@ func New(cfg Config) (*Cluster, error) {
 		c.done.Add(1)
 		go c.rejoinLoop(cfg.RejoinInterval)
 	}
-	return c, nil
+	return nil
 }
 
 // checkOwnCert fails if tc statically presents a certificate whose ID is not

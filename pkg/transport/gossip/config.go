@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/keyshare/keyshare/pkg/transport/identity"
 )
 
 // Cluster defaults. Each applies when the matching Config field is zero.
@@ -41,7 +43,7 @@ type Config struct {
 	// Tuning sets memberlist's timers. Zero fields take DefaultTuning's.
 	Tuning Tuning
 	// Roles admitted to the cluster (DefaultRoles if empty).
-	Roles []string
+	Roles []identity.Role
 	// Logger receives diagnostics (discarded if nil).
 	Logger *slog.Logger
 	// RejoinInterval is the time between seed re-joins

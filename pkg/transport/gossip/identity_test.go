@@ -9,6 +9,8 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/keyshare/keyshare/internal/testkit/devpki"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/keyshare/keyshare/pkg/transport/identity"
 )
 
 // holdFor fails the test as soon as cond returns an error, and otherwise
@@ -35,7 +37,7 @@ func startImpostor(t *testing.T, ca *devpki.CA, name string, leaf *devpki.Leaf, 
 		ServerTLS:   server,
 		ClientTLS:   client,
 		TrustDomain: spiffeid.RequireTrustDomainFromString(ca.TrustDomain),
-		Roles:       []string{"holder", "unsealer", "operator"},
+		Roles:       identity.Roles,
 		Logger:      testLogger(t),
 	})
 	if err != nil {

@@ -86,80 +86,15 @@ func (t *Transport) filterMessage(buf []byte, peerID string, depth int) ([]byte,
 		return nil, errors.New("empty message")
 	}
 	switch buf[0] {
-	case msgPing, msgIndirectPing:
-		var p pingSender
-		if err := decodeMsg(buf[1:], &p); err != nil {
-			return nil, fmt.Errorf("failed to decode ping from %s: %w", peerID, err)
-		}
-		if p.SourceNode != peerID {
-			return nil, fmt.Errorf("ping claims to come from %q but the connection is authenticated as %s", p.SourceNode, peerID)
-		}
-	case msgAlive:
-		var a aliveNotice
-		if err := decodeMsg(buf[1:], &a); err != nil {
-			return nil, fmt.Errorf("failed to decode alive message from %s: %w", peerID, err)
-		}
-		if t.judgeAlive(peerID, a.Node, a.Incarnation, a.Addr, a.Port) == drop {
-			return nil, nil
-		}
-	case msgSuspect:
-		var s suspectNotice
-		if err := decodeMsg(buf[1:], &s); err != nil {
-			return nil, fmt.Errorf("failed to decode suspect message from %s: %w", peerID, err)
-		}
-		if t.judgeAccusation(peerID, s.Node, s.Incarnation, false) == drop {
-			return nil, nil
-		}
-	case msgDead:
-		var d deadNotice
-		if err := decodeMsg(buf[1:], &d); err != nil {
-			return nil, fmt.Errorf("failed to decode dead message from %s: %w", peerID, err)
-		}
-		leave := d.Node == d.From
-		if t.judgeAccusation(peerID, d.Node, d.Incarnation, leave) == drop {
-			return nil, nil
-		}
-		if leave && t.cfg.OnLeave != nil {
-			t.cfg.OnLeave(d.Node)
-		}
-	case msgHasCrc:
-		if len(buf) < 5 {
-			return nil, fmt.Errorf("truncated checksummed message from %s", peerID)
-		}
-		inner, err := t.filterMessage(buf[5:], peerID, depth)
-		if err != nil || inner == nil {
+	case msgPing, msgIndirectPing, msgAlive, msgSuspect, msgDead:
+		keep, err := t.filterNotice(buf[0], buf[1:], peerID)
+		if err != nil || !keep {
 			return nil, err
 		}
-		out := make([]byte, 5+len(inner))
-		out[0] = msgHasCrc
-		binary.BigEndian.PutUint32(out[1:5], crc32.ChecksumIEEE(inner))
-		copy(out[5:], inner)
-		return out, nil
+	case msgHasCrc:
+		return t.filterChecksummed(buf, peerID, depth)
 	case msgCompound:
-		if depth >= maxCompoundDepth {
-			return nil, fmt.Errorf("compound message from %s nests too deeply", peerID)
-		}
-		parts, err := splitCompound(buf[1:])
-		if err != nil {
-			return nil, fmt.Errorf("malformed compound message from %s: %w", peerID, err)
-		}
-		kept := parts[:0:0]
-		for _, part := range parts {
-			p, err := t.filterMessage(part, peerID, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			if p != nil {
-				kept = append(kept, p)
-			}
-		}
-		switch {
-		case len(kept) == 0:
-			return nil, nil
-		case len(kept) == len(parts):
-			return buf, nil
-		}
-		return joinCompound(kept), nil
+		return t.filterCompound(buf, peerID, depth)
 	case msgCompress, msgEncrypt, msgHasLabel:
 		return nil, fmt.Errorf("message type %d from %s is not used over the TLS transport", buf[0], peerID)
 	default:
@@ -170,6 +105,92 @@ func (t *Transport) filterMessage(buf []byte, peerID string, depth int) ([]byte,
 		}
 	}
 	return buf, nil
+}
+
+// filterNotice vets one ping, alive, suspect or dead message (its type and
+// its body): false drops it, an error cuts the connection.
+func (t *Transport) filterNotice(kind byte, body []byte, peerID string) (bool, error) {
+	switch kind {
+	case msgPing, msgIndirectPing:
+		var p pingSender
+		if err := decodeMsg(body, &p); err != nil {
+			return false, fmt.Errorf("failed to decode ping from %s: %w", peerID, err)
+		}
+		if p.SourceNode != peerID {
+			return false, fmt.Errorf("ping claims to come from %q but the connection is authenticated as %s", p.SourceNode, peerID)
+		}
+	case msgAlive:
+		var a aliveNotice
+		if err := decodeMsg(body, &a); err != nil {
+			return false, fmt.Errorf("failed to decode alive message from %s: %w", peerID, err)
+		}
+		return t.judgeAlive(peerID, a.Node, a.Incarnation, a.Addr, a.Port) != drop, nil
+	case msgSuspect:
+		var s suspectNotice
+		if err := decodeMsg(body, &s); err != nil {
+			return false, fmt.Errorf("failed to decode suspect message from %s: %w", peerID, err)
+		}
+		return t.judgeAccusation(peerID, s.Node, s.Incarnation, false) != drop, nil
+	case msgDead:
+		var d deadNotice
+		if err := decodeMsg(body, &d); err != nil {
+			return false, fmt.Errorf("failed to decode dead message from %s: %w", peerID, err)
+		}
+		leave := d.Node == d.From
+		if t.judgeAccusation(peerID, d.Node, d.Incarnation, leave) == drop {
+			return false, nil
+		}
+		if leave && t.cfg.OnLeave != nil {
+			t.cfg.OnLeave(d.Node)
+		}
+	}
+	return true, nil
+}
+
+// filterChecksummed vets the message inside a checksummed one and, if some
+// of it was dropped, checksums what is left.
+func (t *Transport) filterChecksummed(buf []byte, peerID string, depth int) ([]byte, error) {
+	if len(buf) < 5 {
+		return nil, fmt.Errorf("truncated checksummed message from %s", peerID)
+	}
+	inner, err := t.filterMessage(buf[5:], peerID, depth)
+	if err != nil || inner == nil {
+		return nil, err
+	}
+	out := make([]byte, 5+len(inner))
+	out[0] = msgHasCrc
+	binary.BigEndian.PutUint32(out[1:5], crc32.ChecksumIEEE(inner))
+	copy(out[5:], inner)
+	return out, nil
+}
+
+// filterCompound vets every part of a compound message and keeps the parts
+// that pass.
+func (t *Transport) filterCompound(buf []byte, peerID string, depth int) ([]byte, error) {
+	if depth >= maxCompoundDepth {
+		return nil, fmt.Errorf("compound message from %s nests too deeply", peerID)
+	}
+	parts, err := splitCompound(buf[1:])
+	if err != nil {
+		return nil, fmt.Errorf("malformed compound message from %s: %w", peerID, err)
+	}
+	kept := parts[:0:0]
+	for _, part := range parts {
+		p, err := t.filterMessage(part, peerID, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		if p != nil {
+			kept = append(kept, p)
+		}
+	}
+	switch {
+	case len(kept) == 0:
+		return nil, nil
+	case len(kept) == len(parts):
+		return buf, nil
+	}
+	return joinCompound(kept), nil
 }
 
 // noteOutgoing records the incarnation of every alive message about this

@@ -19,9 +19,15 @@ func compound(parts ...[]byte) []byte {
 
 // checkPacket runs a bare transport's packet filter as peer.
 func checkPacket(buf []byte, peer string, onLeave func(string)) error {
-	t := &Transport{cfg: TransportConfig{OnLeave: onLeave}, said: newAnnouncements("spiffe://keyshare.test/holder/self"), warns: newWarnLimiter(), log: discardLogger()}
-	_, err := t.filterPacket(buf, peer)
+	_, err := filterOnce(buf, peer, onLeave)
 	return err
+}
+
+// filterOnce runs a fresh bare transport's packet filter as peer and
+// returns what it would hand to memberlist.
+func filterOnce(buf []byte, peer string, onLeave func(string)) ([]byte, error) {
+	t := &Transport{cfg: TransportConfig{OnLeave: onLeave}, said: newAnnouncements("spiffe://keyshare.test/holder/self"), warns: newWarnLimiter(), log: discardLogger()}
+	return t.filterPacket(buf, peer)
 }
 
 func TestCheckPacket(t *testing.T) {
@@ -76,11 +82,38 @@ func TestCheckPacketReportsLeaves(t *testing.T) {
 	}
 }
 
+// FuzzCheckPacket: the filter never panics, and what it hands to
+// memberlist is a fixed point: no longer than the input, and passed through
+// unchanged by the filter again (nothing it let through would be refused or
+// trimmed on a second look, so no message can hide from the check inside
+// another). A refused packet yields nothing.
 func FuzzCheckPacket(f *testing.F) {
+	const peer = "spiffe://keyshare.test/holder/a"
 	f.Add([]byte{msgPing, 0x80})
 	f.Add(compound([]byte{msgPing, 0x80}, []byte{msgDead, 0x80}))
 	f.Add([]byte{msgHasCrc, 0, 0, 0, 0, msgCompound, 2, 0, 1})
+	f.Add(encodePing(f, peer))
+	f.Add(compound(encodePing(f, peer), []byte{4, 0x80}, encodePing(f, "spiffe://keyshare.test/holder/b")))
 	f.Fuzz(func(t *testing.T, buf []byte) {
-		_ = checkPacket(buf, "spiffe://keyshare.test/holder/a", func(string) {})
+		out, err := filterOnce(buf, peer, func(string) {})
+		if err != nil {
+			if out != nil {
+				t.Fatalf("refused packet (%v) still yields %d bytes", err, len(out))
+			}
+			return
+		}
+		if out == nil {
+			return
+		}
+		if len(out) > len(buf) {
+			t.Fatalf("filter grew the packet from %d to %d bytes", len(buf), len(out))
+		}
+		again, err := filterOnce(out, peer, func(string) {})
+		if err != nil {
+			t.Fatalf("the filter's own output is refused: %v\nin  %x\nout %x", err, buf, out)
+		}
+		if !bytes.Equal(again, out) {
+			t.Fatalf("the filter's output changes on a second pass:\nin   %x\nout  %x\nout2 %x", buf, out, again)
+		}
 	})
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/keyshare/keyshare/pkg/transport/identity"
 )
 
 // Meta is the metadata each member gossips about itself. It is public: it
@@ -12,7 +14,7 @@ import (
 // Encoded, it must fit in memberlist.MetaMaxSize (512) bytes.
 type Meta struct {
 	// Role is the member's role; it must equal the role in its SPIFFE ID.
-	Role string `json:"r,omitempty"`
+	Role identity.Role `json:"r,omitempty"`
 	// RPCAddr is the host:port of the member's share service.
 	RPCAddr string `json:"a,omitempty"`
 	// Generation is the share generation the member holds.

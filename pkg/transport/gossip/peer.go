@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"net"
 	"slices"
-	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/keyshare/keyshare/pkg/transport/identity"
 )
 
 // alpnProtocol is negotiated on every gossip connection, so a gossip client
@@ -20,30 +21,17 @@ const alpnProtocol = "keyshare-gossip/1"
 // peerPolicy decides which certificate identities may take part in gossip.
 type peerPolicy struct {
 	trustDomain spiffeid.TrustDomain
-	roles       []string
+	roles       []identity.Role
 }
 
-// parseMemberID parses a SPIFFE ID of the form spiffe://<td>/<role>/<name>
-// and returns it with its role.
-func parseMemberID(s string) (spiffeid.ID, string, error) {
-	id, err := spiffeid.FromString(s)
-	if err != nil {
-		return spiffeid.ID{}, "", fmt.Errorf("invalid SPIFFE ID %q: %w", s, err)
-	}
-	role, err := roleOf(id)
+// parseMemberID parses a member's name, its SPIFFE ID, with the one
+// identity model, and returns it with its role.
+func parseMemberID(s string) (spiffeid.ID, identity.Role, error) {
+	id, err := identity.Parse(s)
 	if err != nil {
 		return spiffeid.ID{}, "", err
 	}
-	return id, role, nil
-}
-
-// roleOf returns the role segment of spiffe://<td>/<role>/<name>.
-func roleOf(id spiffeid.ID) (string, error) {
-	segs := strings.Split(strings.TrimPrefix(id.Path(), "/"), "/")
-	if len(segs) != 2 || segs[0] == "" || segs[1] == "" {
-		return "", fmt.Errorf("SPIFFE ID %s is not of the form spiffe://<trust-domain>/<role>/<name>", id)
-	}
-	return segs[0], nil
+	return id.SPIFFE, id.Role, nil
 }
 
 // check returns an error unless id belongs to the trust domain and carries
@@ -52,12 +40,12 @@ func (p peerPolicy) check(id spiffeid.ID) error {
 	if !id.MemberOf(p.trustDomain) {
 		return fmt.Errorf("%s is not in trust domain %s", id, p.trustDomain)
 	}
-	role, err := roleOf(id)
+	role, _, err := identity.ParseID(id)
 	if err != nil {
 		return err
 	}
 	if !slices.Contains(p.roles, role) {
-		return fmt.Errorf("%s has role %q; gossip admits only %s", id, role, strings.Join(p.roles, ", "))
+		return fmt.Errorf("%s has role %q; gossip admits only %v", id, role, p.roles)
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/keyshare/keyshare/pkg/transport/identity"
 )
 
 // Transport defaults. Each applies when the matching TransportConfig field
@@ -32,7 +34,7 @@ const (
 )
 
 // DefaultRoles are the roles that form the gossip cluster.
-var DefaultRoles = []string{"holder", "unsealer"}
+var DefaultRoles = identity.GossipRoles
 
 func (c *TransportConfig) defaults() error {
 	if c.BindAddr == "" {

@@ -13,6 +13,8 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/keyshare/keyshare/pkg/transport/identity"
 )
 
 // Connection kinds, sent as the first byte after the TLS handshake.
@@ -37,7 +39,7 @@ type TransportConfig struct {
 	// TrustDomain is the trust domain every peer must belong to.
 	TrustDomain spiffeid.TrustDomain
 	// Roles are the roles admitted to gossip (DefaultRoles if empty).
-	Roles []string
+	Roles []identity.Role
 	// Logger receives transport diagnostics (discarded if nil).
 	Logger *slog.Logger
 	// OnLeave, if set, is called with the name of each node whose graceful

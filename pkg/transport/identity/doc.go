@@ -21,6 +21,11 @@
 //     ask an Authorizer (exact IDs or roles), so a bad peer fails the
 //     handshake and never reaches a handler. New material applies to new
 //     handshakes without a restart.
-//   - FromConnectionState and FromPeer return the verified peer ID and role
-//     of an established connection.
+//   - FromConnectionState returns the verified peer ID and role of an
+//     established connection (sharerpc reads it from a gRPC peer: this
+//     package imports no gRPC, so that pkg/policy can use its model).
+//   - Parse, ParseAs and ParseIn are the one identity model: every
+//     package that needs the role or the trust domain of an ID (policy,
+//     gossip, the configs) parses it here, never by looking for "/holder/"
+//     in a string.
 package identity

@@ -1,20 +1,19 @@
 package identity
 
 import (
-	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/peer"
 )
 
-// Role is the first path segment of a keyshare SPIFFE ID.
+// Role is the first path segment of a keyshare SPIFFE ID. It is the one
+// model of roles in keyshare: the policy engine, gossip, the configs and the
+// share service all ask this package what role an ID has.
 type Role string
 
 // The roles a keyshare certificate can carry.
@@ -27,18 +26,119 @@ const (
 	RoleOperator Role = "operator"
 )
 
-// Valid reports whether r is one of the known roles.
-func (r Role) Valid() bool {
-	switch r {
-	case RoleHolder, RoleUnsealer, RoleOperator:
-		return true
+// Roles lists every known role.
+var Roles = []Role{RoleHolder, RoleUnsealer, RoleOperator}
+
+// GossipRoles are the roles that take part in gossip: holders and
+// coordinators. Operators only call the share service.
+var GossipRoles = []Role{RoleHolder, RoleUnsealer}
+
+// Valid reports whether r is one of the known roles. Roles are case
+// sensitive: "Holder" is not a role.
+func (r Role) Valid() bool { return slices.Contains(Roles, r) }
+
+// ParseRole returns the role s names, or an error listing the known ones.
+func ParseRole(s string) (Role, error) {
+	r := Role(s)
+	if !r.Valid() {
+		return "", fmt.Errorf("unknown role %q; use holder, unsealer or operator", s)
 	}
-	return false
+	return r, nil
 }
 
-// ErrNoPeerIdentity is returned by FromConnectionState and FromPeer when the
-// connection carries no verified peer certificate.
+// ErrNoPeerIdentity is returned by FromConnectionState when the connection
+// carries no verified peer certificate.
 var ErrNoPeerIdentity = errors.New("connection has no verified peer certificate")
+
+// ID is a parsed keyshare identity, spiffe://<trust-domain>/<role>/<name>.
+// The zero ID is no identity.
+type ID struct {
+	// SPIFFE is the full ID.
+	SPIFFE spiffeid.ID
+	// Role is its first path segment, a known role.
+	Role Role
+	// Name is its second and last path segment.
+	Name string
+}
+
+// String is the ID in its canonical form.
+func (i ID) String() string { return i.SPIFFE.String() }
+
+// TrustDomain is the ID's trust domain.
+func (i ID) TrustDomain() spiffeid.TrustDomain { return i.SPIFFE.TrustDomain() }
+
+// IsZero reports whether i is the zero ID.
+func (i ID) IsZero() bool { return i.SPIFFE.IsZero() }
+
+// Parse parses a keyshare identity. The ID must be a valid SPIFFE ID (go-spiffe
+// refuses upper-case trust domains, empty, "." and ".." segments, query,
+// fragment, port, user info and percent-encoding), its path must have
+// exactly two segments, and the first must be a known role. So
+// spiffe://td/unsealer/holder/x is no holder (it is no keyshare ID at all).
+func Parse(s string) (ID, error) {
+	sid, err := spiffeid.FromString(s)
+	if err != nil {
+		return ID{}, fmt.Errorf("SPIFFE ID %q: %w", s, err)
+	}
+	role, name, err := ParseID(sid)
+	if err != nil {
+		return ID{}, err
+	}
+	return ID{SPIFFE: sid, Role: role, Name: name}, nil
+}
+
+// ParseAs parses s like Parse and also requires one of the roles. The error
+// names the roles wanted, for config messages.
+func ParseAs(s string, roles ...Role) (ID, error) {
+	id, err := Parse(s)
+	if err != nil {
+		return ID{}, err
+	}
+	if !slices.Contains(roles, id.Role) {
+		return ID{}, fmt.Errorf("SPIFFE ID %q has role %s; want %s", s, id.Role, joinRoles(roles))
+	}
+	return id, nil
+}
+
+// ParseIn parses s like ParseAs and also requires the trust domain td.
+func ParseIn(s string, td spiffeid.TrustDomain, roles ...Role) (ID, error) {
+	id, err := ParseAs(s, roles...)
+	if err != nil {
+		return ID{}, err
+	}
+	if !id.SPIFFE.MemberOf(td) {
+		return ID{}, fmt.Errorf("SPIFFE ID %q is not in trust domain %q", s, td.Name())
+	}
+	return id, nil
+}
+
+// HasRole reports whether s parses as a keyshare ID of the role r.
+func HasRole(s string, r Role) bool {
+	id, err := Parse(s)
+	return err == nil && id.Role == r
+}
+
+// ParseTrustDomain parses a trust domain name (lower case, no scheme).
+func ParseTrustDomain(s string) (spiffeid.TrustDomain, error) {
+	td, err := spiffeid.TrustDomainFromString(s)
+	if err != nil {
+		return spiffeid.TrustDomain{}, fmt.Errorf("trust domain %q: %w", s, err)
+	}
+	if td.Name() != s {
+		// TrustDomainFromString also accepts "spiffe://td"; a config
+		// names the bare domain.
+		return spiffeid.TrustDomain{}, fmt.Errorf("trust domain %q: want the bare name, like %q", s, td.Name())
+	}
+	return td, nil
+}
+
+func joinRoles(roles []Role) string {
+	parts := make([]string, len(roles))
+	for i, r := range roles {
+		parts[i] = string(r)
+	}
+	return strings.Join(parts, " or ")
+}
 
 // ParseID checks that id has the path /<role>/<name> with a known role and a
 // non-empty name, and returns the role and the name.
@@ -50,9 +150,9 @@ func ParseID(id spiffeid.ID) (Role, string, error) {
 	if len(segs) != 2 || segs[0] == "" || segs[1] == "" {
 		return "", "", fmt.Errorf("SPIFFE ID %q must have the form spiffe://<trust-domain>/<role>/<name>", id)
 	}
-	role := Role(segs[0])
-	if !role.Valid() {
-		return "", "", fmt.Errorf("SPIFFE ID %q has unknown role %q; use holder, unsealer or operator", id, segs[0])
+	role, err := ParseRole(segs[0])
+	if err != nil {
+		return "", "", fmt.Errorf("SPIFFE ID %q: %w", id, err)
 	}
 	return role, segs[1], nil
 }
@@ -75,35 +175,4 @@ func IDFromLeaf(leaf *x509.Certificate) (spiffeid.ID, Role, error) {
 		return spiffeid.ID{}, "", err
 	}
 	return id, role, nil
-}
-
-// FromConnectionState returns the peer's ID and role from a completed
-// handshake made with a config from Source.ServerConfig or
-// Source.ClientConfig. Those configs refuse the handshake unless the peer's
-// chain, CRL status, ID and authorization were verified, so a completed
-// handshake with a peer certificate is a verified one.
-func FromConnectionState(cs tls.ConnectionState) (spiffeid.ID, Role, error) {
-	if !cs.HandshakeComplete || len(cs.PeerCertificates) == 0 {
-		return spiffeid.ID{}, "", ErrNoPeerIdentity
-	}
-	return IDFromLeaf(cs.PeerCertificates[0])
-}
-
-// FromPeer returns the ID and role of a gRPC peer whose connection uses
-// TLS credentials built from this package's configs.
-func FromPeer(p *peer.Peer) (spiffeid.ID, Role, error) {
-	if p == nil {
-		return spiffeid.ID{}, "", ErrNoPeerIdentity
-	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok {
-		return spiffeid.ID{}, "", ErrNoPeerIdentity
-	}
-	return FromConnectionState(info.State)
-}
-
-// FromContext returns the ID and role of the gRPC peer of a call's context.
-func FromContext(ctx context.Context) (spiffeid.ID, Role, error) {
-	p, _ := peer.FromContext(ctx)
-	return FromPeer(p)
 }

@@ -1,7 +1,6 @@
 package identity
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"net/url"
@@ -91,10 +90,7 @@ func TestAuthorizer(t *testing.T) {
 	}
 }
 
-func TestFromContextWithoutPeer(t *testing.T) {
-	if _, _, err := FromContext(context.Background()); !errors.Is(err, ErrNoPeerIdentity) {
-		t.Fatalf("FromContext without a peer: %v; want ErrNoPeerIdentity", err)
-	}
+func TestFromConnectionStateWithoutPeer(t *testing.T) {
 	if _, _, err := FromConnectionState(tls.ConnectionState{}); !errors.Is(err, ErrNoPeerIdentity) {
 		t.Fatalf("FromConnectionState before a handshake: %v; want ErrNoPeerIdentity", err)
 	}

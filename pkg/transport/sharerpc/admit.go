@@ -27,7 +27,7 @@ func isHolderPeer(ctx context.Context) bool {
 	if !ok {
 		return false // peerOf answers Unauthenticated
 	}
-	_, role, err := identity.FromPeer(gp)
+	_, role, err := peerIdentity(gp)
 	return err == nil && role == identity.RoleHolder
 }
 

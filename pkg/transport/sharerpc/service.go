@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 
-	"github.com/keyshare/keyshare/pkg/transport/identity"
 	"github.com/keyshare/keyshare/pkg/transport/sharerpc/sharepb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
@@ -103,7 +102,7 @@ func peerOf(ctx context.Context) (Peer, error) {
 	if !ok {
 		return Peer{}, status.Error(codes.Unauthenticated, "no peer information")
 	}
-	id, role, err := identity.FromPeer(gp)
+	id, role, err := peerIdentity(gp)
 	if err != nil {
 		return Peer{}, status.Error(codes.Unauthenticated, "no verified client certificate")
 	}
