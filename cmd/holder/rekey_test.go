@@ -44,7 +44,7 @@ func TestHolderRekeyRelease(t *testing.T) {
 	// second operator identity must ask for the same nonce.
 	nonce := startFakeRekey(t, s)
 	_, err = op.ReleaseForRekey(ctx, "vault-1", 1, nonce)
-	wantDenial(t, err, policy.ReasonOperatorRule, codes.PermissionDenied)
+	wantDenial(t, err, policy.ReasonApprovalPending, codes.PermissionDenied)
 	if err == nil || !strings.Contains(err.Error(), "needs 2 distinct operator identities") {
 		t.Fatalf("first operator alone: %v; want the approval rule named", err)
 	}

@@ -186,7 +186,8 @@ type rekeyFlags struct {
 	node                                   string
 	status, abort, recover, prompt, asJSON bool
 	files                                  []string
-	retryFor                               time.Duration
+	retryFor, approvalWait                 time.Duration
+	approve                                string
 }
 
 func rekeyCommand(load loader) *cobra.Command {
@@ -209,6 +210,13 @@ with the current shares, which it cancels); --abort cancels a rekey still in
 progress, with its nonce. A rekey refuses to start while any holder has a
 generation staged.
 
+Holders release shares for a rekey only when two distinct operator
+identities ask for the same rekey (policy.rekey_approvals, 2 by default: one
+leaked operator certificate must not be enough). The operator who starts
+the rekey is shown its nonce and waits (--approval-wait); a second operator
+runs 'unsealer rekey --approve NONCE' with their own operator config, and
+the rekey goes on. Paper shares (--old-shares-file) need no approval.
+
 A listener with the unauthenticated rekey endpoints disabled needs VAULT_TOKEN.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return fl.run(cmd, load) },
 	}
@@ -221,6 +229,8 @@ A listener with the unauthenticated rekey endpoints disabled needs VAULT_TOKEN.`
 	f.StringArrayVar(&fl.files, "old-shares-file", nil, "file with current shares, one per line ('-' for stdin); repeatable (rekey and --recover)")
 	f.BoolVar(&fl.prompt, "old-shares-prompt", false, "type the current shares without echo")
 	f.DurationVar(&fl.retryFor, "retry-for", lifecycle.DefaultRetryFor, "how long to retry a holder that fails to stage or commit")
+	f.StringVar(&fl.approve, "approve", "", "approve, as a second operator, the rekey in progress with this nonce")
+	f.DurationVar(&fl.approvalWait, "approval-wait", lifecycle.DefaultApprovalWait, "how long a rekey from the holders waits for a second operator's --approve")
 	f.String("source-addr", "", "local address to connect to holders from")
 	return cmd
 }
@@ -249,9 +259,12 @@ func (fl *rekeyFlags) run(cmd *cobra.Command, load loader) error {
 		return nil
 	}
 	var msg string
-	if fl.abort {
+	switch {
+	case fl.approve != "":
+		msg, err = lifecycle.ApproveRekey(ctx, e.holders, n.Name, fl.approve)
+	case fl.abort:
 		msg, err = lifecycle.AbortRekey(ctx, rc)
-	} else {
+	default:
 		msg, err = fl.rekeyOrRecover(cmd, e, c, rc)
 	}
 	if err != nil {
@@ -265,7 +278,7 @@ func (fl *rekeyFlags) run(cmd *cobra.Command, load loader) error {
 // the holders (operator identities only) or typed.
 func (fl *rekeyFlags) rekeyOrRecover(cmd *cobra.Command, e *env, c unsealer.Config, rc lifecycle.RecoverConfig) (string, error) {
 	ctx := cmd.Context()
-	old := lifecycle.FromHolders(e.holders)
+	old := lifecycle.FromHoldersApproved(e.holders, fl.approvalWait, e.opts)
 	if fl.prompt || len(fl.files) > 0 {
 		col, err := lifecycle.Gather(ctx, e.holders, e.nodes, lifecycle.Input{Files: fl.files, Stdin: cmd.InOrStdin(), Prompt: fl.prompt, Out: cmd.ErrOrStderr()})
 		if err != nil {

@@ -45,6 +45,11 @@ type proofs struct {
 	pending  map[string]uint64 // node -> generation last released for it
 	watching map[string]bool
 	wg       sync.WaitGroup
+	// checking serializes checkProof: a release leaves pending only once
+	// its proof is in the store, so a write that settles the proofs first
+	// (settleProofs) waits for a proof the watch is recording instead of
+	// deciding without it.
+	checking sync.Mutex
 }
 
 // released notes an unseal release of gen for node and watches the node.
@@ -129,9 +134,12 @@ func (s *Service) settleProofs(ctx context.Context) {
 // released for it is proven. It reports whether nothing is pending for
 // node any more.
 func (s *Service) checkProof(ctx context.Context, node string) bool {
-	s.proofs.mu.Lock()
-	_, ok := s.proofs.pending[node]
-	s.proofs.mu.Unlock()
+	p := &s.proofs
+	p.checking.Lock()
+	defer p.checking.Unlock()
+	p.mu.Lock()
+	_, ok := p.pending[node]
+	p.mu.Unlock()
 	if !ok {
 		return true
 	}
@@ -145,15 +153,22 @@ func (s *Service) checkProof(ctx context.Context, node string) bool {
 	if err != nil || !st.Initialized || st.Sealed {
 		return false
 	}
-	s.proofs.mu.Lock()
-	gen, ok := s.proofs.pending[node]
-	delete(s.proofs.pending, node)
-	s.proofs.mu.Unlock()
+	p.mu.Lock()
+	gen, ok := p.pending[node]
+	p.mu.Unlock()
 	if !ok {
 		return true
 	}
 	s.prove(gen, "vault node "+node+" seen unsealed after this holder released this generation for it")
-	return true
+	// Only now does the release leave pending (a newer release for the
+	// node, made meanwhile, stays and is checked again).
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pending[node] == gen {
+		delete(p.pending, node)
+		return true
+	}
+	return false
 }
 
 // prove records gen as proven, audits it and refreshes the cache. A proof

@@ -40,6 +40,10 @@ const (
 	ReasonMaintenanceHold Reason = "maintenance_hold"
 	// ReasonOperatorRule: an operator identity failed its stricter rules.
 	ReasonOperatorRule Reason = "operator_rule"
+	// ReasonApprovalPending: a rekey release waits for more distinct
+	// operator identities to ask for the same nonce (rekeyapproval.go). The
+	// request counted as an approval.
+	ReasonApprovalPending Reason = "approval_pending"
 )
 
 // Denial is the typed error for a refused request.

@@ -85,8 +85,8 @@ func TestRekeyNeedsTwoOperators(t *testing.T) {
 			if (err == nil) != s.ok {
 				t.Fatalf("step %d (%s, nonce %s): %v; want allowed=%v", i, s.r.PeerID, s.r.RekeyNonce, err, s.ok)
 			}
-			if err != nil && !s.ok && s.r.PeerID != carol && !isReason(err, ReasonOperatorRule) {
-				t.Fatalf("step %d: %v; want %s", i, err, ReasonOperatorRule)
+			if err != nil && !s.ok && s.r.PeerID != carol && !isReason(err, ReasonApprovalPending) {
+				t.Fatalf("step %d: %v; want %s", i, err, ReasonApprovalPending)
 			}
 		}
 	}

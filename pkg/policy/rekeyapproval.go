@@ -76,8 +76,8 @@ func (e *Engine) approve(nonce, operator string, now time.Time) error {
 			who = append(who, op)
 		}
 		slices.Sort(who)
-		return Deny(ReasonOperatorRule, "rekey %s needs %d distinct operator identities within %s, has %d (%s): "+
-			"another operator must run 'unsealer rekey' for the same nonce", nonce, need, e.cfg.rekeyWindow, got, strings.Join(who, ", "))
+		return Deny(ReasonApprovalPending, "rekey %s needs %d distinct operator identities within %s, has %d (%s): "+
+			"another operator must run 'unsealer rekey --approve %s'", nonce, need, e.cfg.rekeyWindow, got, strings.Join(who, ", "), nonce)
 	}
 	return nil
 }

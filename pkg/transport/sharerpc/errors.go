@@ -23,6 +23,7 @@ var denialCodes = map[policy.Reason]codes.Code{
 	policy.ReasonPeerNotAllowed:     codes.PermissionDenied,
 	policy.ReasonSourceNotAllowed:   codes.PermissionDenied,
 	policy.ReasonOperatorRule:       codes.PermissionDenied,
+	policy.ReasonApprovalPending:    codes.PermissionDenied,
 	policy.ReasonUnauthenticated:    codes.Unauthenticated,
 	policy.ReasonUnknownTarget:      codes.FailedPrecondition,
 	policy.ReasonTargetNotSealed:    codes.FailedPrecondition,
