@@ -413,6 +413,7 @@ func (s *kubeStory) restarts(t *testing.T) {
 func (s *kubeStory) vaultRestart(t *testing.T) {
 	s.need(t)
 	ctx := scenarioCtx(t, 5*time.Minute)
+	s.requireHealthy(t, ctx)
 	if err := s.topo.Coordinator.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -432,9 +433,17 @@ func (s *kubeStory) vaultRestart(t *testing.T) {
 		t.Logf("%s /healthz/kms-providers while sealed: %s", h.Name, strings.TrimSpace(body))
 	}
 	// The apiservers keep their seed for up to 3 minutes after the last
-	// good Status: Secrets still read and write.
-	s.mustWrite(t, ctx, s.b, "while-sealed")
+	// good Status: Secrets still read and write. But a Secret under a seed
+	// an apiserver has never unwrapped waits for Vault: cp-a cannot read
+	// what cp-b writes now.
 	s.readAll(t, ctx, s.a)
+	val := s.mustWrite(t, ctx, s.b, "while-sealed")
+	if got, err := read(ctx, s.b, "while-sealed"); err != nil || !bytes.Equal(got, val) {
+		t.Fatalf("cp-b cannot read back what it wrote while vault is sealed: %v", err)
+	}
+	if _, err := read(ctx, s.a, "while-sealed"); err == nil {
+		t.Fatal("cp-a read a secret under cp-b's new seed while vault is sealed")
+	}
 
 	start := time.Now()
 	if err := s.topo.StartCoordinator(); err != nil {
@@ -497,6 +506,7 @@ func (s *kubeStory) settleVault(t *testing.T, ctx context.Context) {
 func (s *kubeStory) rotation(t *testing.T) {
 	s.need(t)
 	ctx := scenarioCtx(t, 4*time.Minute)
+	s.requireHealthy(t, ctx)
 	if len(s.keyIDs) == 0 || s.oldSeed == nil {
 		t.Fatal("no key_id or seed from step 01")
 	}
@@ -619,6 +629,7 @@ func (s *kubeStory) rotation(t *testing.T) {
 func (s *kubeStory) revoked(t *testing.T) {
 	s.need(t)
 	ctx := scenarioCtx(t, 3*time.Minute)
+	s.requireHealthy(t, ctx)
 	pluginPID, apiPID := s.a.Plugin.Process.PID(), s.a.APIServer.Process.PID()
 	res, err := s.topo.KMSAdmin(ctx, s.bin, s.a.Plugin.Config, "token", "list")
 	if err != nil {

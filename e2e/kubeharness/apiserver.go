@@ -42,7 +42,7 @@ type APIServer struct {
 	etcd                 *Etcd
 	ca                   *devpki.CA
 	serving              certPair
-	saKey, tokens        string
+	saKey, saPub, tokens string
 
 	mu      sync.Mutex
 	clients map[string]*kubernetes.Clientset
@@ -58,13 +58,13 @@ func newAPIServer(bin, name, ip, dir, logDir string, etcd *Etcd, ca *devpki.CA) 
 	}
 	a := &APIServer{Name: name, IP: ip, Dir: dir, EncryptionConfig: filepath.Join(dir, "encryption-config.yaml"),
 		EtcdPrefix: "/registry", etcd: etcd, ca: ca,
-		saKey: filepath.Join(dir, "service-account.key"), tokens: filepath.Join(dir, "tokens.csv"),
+		saKey: filepath.Join(dir, "service-account.key"), saPub: filepath.Join(dir, "service-account.pub"), tokens: filepath.Join(dir, "tokens.csv"),
 		adminToken: randomToken(), devToken: randomToken()}
 	var err error
 	if a.serving, err = issue(ca, dir, "apiserver", name, ip); err != nil {
 		return nil, err
 	}
-	if err := writeServiceAccountKey(a.saKey); err != nil {
+	if err := writeServiceAccountKey(a.saKey, a.saPub); err != nil {
 		return nil, err
 	}
 	csv := fmt.Sprintf("%s,admin,uid-admin,\"system:masters\"\n%s,dev,uid-dev\n", a.adminToken, a.devToken)
@@ -108,7 +108,7 @@ func (a *APIServer) args() {
 		"--tls-cert-file=" + a.serving.Cert, "--tls-private-key-file=" + a.serving.Key,
 		"--cert-dir=" + filepath.Join(a.Dir, "certs"),
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-signing-key-file=" + a.saKey, "--service-account-key-file=" + a.saKey,
+		"--service-account-signing-key-file=" + a.saKey, "--service-account-key-file=" + a.saPub,
 		"--token-auth-file=" + a.tokens, "--authorization-mode=RBAC",
 		"--encryption-provider-config=" + a.EncryptionConfig,
 		"--service-cluster-ip-range=10.96.0.0/16",

@@ -35,18 +35,26 @@ func issue(ca *devpki.CA, dir, base, cn string, ips ...string) (certPair, error)
 	return certPair{Cert: c, Key: k}, nil
 }
 
-// writeServiceAccountKey writes a fresh ECDSA P-256 key in PKCS#8 PEM: the
-// apiservers sign and verify service account tokens with it.
-func writeServiceAccountKey(path string) error {
+// writeServiceAccountKey writes a fresh ECDSA P-256 key (SEC 1 PEM, 0600)
+// and its public key (PKIX PEM): the apiservers sign service account
+// tokens with the first and verify them with the second.
+func writeServiceAccountKey(keyPath, pubPath string) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return fmt.Errorf("failed to generate service account key: %w", err)
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
+	der, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
 		return fmt.Errorf("failed to marshal service account key: %w", err)
 	}
-	return writeFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return fmt.Errorf("failed to marshal service account public key: %w", err)
+	}
+	if err := writeFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return err
+	}
+	return writeFile(pubPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o644)
 }
 
 // writeFile writes b to path atomically (a temporary file, then rename),
