@@ -1,6 +1,7 @@
 package kubeharness
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -69,8 +70,8 @@ func TestEncryptionConfig(t *testing.T) {
 					t.Errorf("config lacks %q:\n%s", w, cfg)
 				}
 			}
-			if strings.Count(cfg, "      - ") != 1 {
-				t.Errorf("want exactly one provider:\n%s", cfg)
+			if n := len(regexp.MustCompile(`(?m)^      - `).FindAllString(cfg, -1)); n != 1 {
+				t.Errorf("%d providers, want exactly one:\n%s", n, cfg)
 			}
 		})
 	}
