@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -87,6 +88,9 @@ func (d *demo) kube(ctx context.Context) error {
 	fmt.Printf("    etcd holds %d bytes: %q...\n", len(raw), raw[:len(kubeharness.StoredPrefix)+8])
 	fmt.Printf("    key_id %s; the seed of its data key is wrapped by Vault transit (%q..., %d bytes)\n",
 		st.KeyID, st.EncryptedDEKSource[:min(9, len(st.EncryptedDEKSource))], len(st.EncryptedDEKSource))
+	if bytes.Contains(raw, value) {
+		return fmt.Errorf("the secret's value is readable in etcd's raw value")
+	}
 	fmt.Printf("    %q appears nowhere in it\n", value)
 
 	step("Restarting the whole Vault cluster and the apiserver (cold cache): only Vault can unwrap the seed")
