@@ -10,6 +10,7 @@
 #   make bench    benchmarks, printed as a table
 #   make bench-vault  restart to active against the floor, real Vault
 #   make bench-kms    KMS plugin Encrypt/Decrypt through its socket against the floor, real Vault
+#   make bench-kube   Secrets/s through a real kube-apiserver: keyshare KMS v2 vs identity vs aescbc
 #   make soak     random restarts for SOAK_TIME, 200 rekey-chaos rounds (not part of make test)
 
 GO            ?= go
@@ -47,6 +48,14 @@ e2e: vault
 
 vault:
 	@e2e/tools/vault/build.sh >/dev/null
+
+# kube-apiserver and etcd for the Kubernetes story (e2e/kube_story_test.go),
+# built once like Vault (e2e/tools/kube/build.sh); the suite fails, never
+# skips, without them.
+.PHONY: kube bench-kube
+e2e: kube
+kube:
+	@e2e/tools/kube/build.sh >/dev/null
 
 lint: fmt vet staticcheck generate-check
 
@@ -103,6 +112,16 @@ bench-kms: vault
 		-bench '^BenchmarkKMSPlugin$$' -benchtime 1x -timeout $(BENCH_VAULT_TIMEOUT) ./e2e/ > $(BIN)/bench-kms.log 2>&1; \
 	rc=$$?; grep -E '^\||^(Benchmark|ok|FAIL)' $(BIN)/bench-kms.log; \
 	if [ $$rc -ne 0 ]; then echo "bench-kms failed; see $(BIN)/bench-kms.log"; fi; exit $$rc
+
+# Secrets created per second through a real kube-apiserver with the
+# keyshare KMS v2 provider, identity and aescbc, and a cold start with
+# 1,000 Secrets (e2e/kube_bench_test.go); log in $(BIN)/bench-kube.log.
+bench-kube: vault kube
+	@mkdir -p $(BIN)
+	@KEYSHARE_VAULT_BIN=$$(e2e/tools/vault/build.sh) $(GO) test -tags e2e -count=1 -run '^$$' \
+		-bench '^BenchmarkKubeSecrets$$' -benchtime 1x -timeout 40m ./e2e/ > $(BIN)/bench-kube.log 2>&1; \
+	rc=$$?; grep -E '^\||^(Benchmark|ok|FAIL)' $(BIN)/bench-kube.log; \
+	if [ $$rc -ne 0 ]; then echo "bench-kube failed; see $(BIN)/bench-kube.log"; fi; exit $$rc
 
 # Random restarts of Vault nodes and holders for SOAK_TIME
 # (e2e/soak_test.go, build tags e2e and soak), and the rekey and init

@@ -1,7 +1,10 @@
 // Command demo runs keyshare's local demo: a three-node Vault cluster, three
 // holders and a coordinator, each on its own loopback address. It runs
 // `unsealer init`, shows `unsealer status`, restarts a Vault node and shows
-// the coordinator unseal it with the measured time, then keeps the cluster
+// the coordinator unseal it with the measured time, then goes on to
+// Kubernetes (etcd and a kube-apiserver encrypting Secrets through the
+// keyshare KMS v2 plugin, a Secret raw in etcd, Vault restarted and the
+// Secret readable again once keyshare unsealed it), then keeps the cluster
 // running until Ctrl-C (restarting any Vault node that exits, as systemd
 // would). `make demo` builds everything and runs it; see scripts/demo.sh.
 package main
@@ -27,6 +30,7 @@ func main() {
 	flag.StringVar(&o.dir, "dir", "", "folder for certificates, configs, stores and logs (default: a new temporary folder)")
 	flag.BoolVar(&o.once, "once", false, "exit after the show instead of running until Ctrl-C")
 	flag.BoolVar(&o.keep, "keep", false, "keep the demo folder on exit")
+	flag.BoolVar(&o.kube, "kube", true, "go on to Kubernetes: etcd, kube-apiserver and the KMS plugin (builds them the first time)")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		fmt.Fprintf(os.Stderr, "demo: unexpected arguments %v; see -help\n", flag.Args())
@@ -46,6 +50,7 @@ func main() {
 type options struct {
 	vault, bin, dir string
 	once, keep      bool
+	kube            bool
 }
 
 func run(ctx context.Context, o options) (err error) {
@@ -90,8 +95,25 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}()
 	d := &demo{topo: topo, dir: dir, bins: bins}
+	if o.kube {
+		if d.kbins, d.plugin, err = kubeBinaries(ctx, o, dir); err != nil {
+			return err
+		}
+		defer func() {
+			if d.cp != nil {
+				if cerr := d.cp.Close(); cerr != nil && err == nil {
+					err = cerr
+				}
+			}
+		}()
+	}
 	if err := d.show(ctx); err != nil {
 		return err
+	}
+	if o.kube {
+		if err := d.kube(ctx); err != nil {
+			return err
+		}
 	}
 	if o.once {
 		return nil

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyshare/keyshare/e2e/harness"
+	"github.com/keyshare/keyshare/e2e/kubeharness"
 	"github.com/keyshare/keyshare/e2e/topology"
 )
 
@@ -18,6 +19,10 @@ type demo struct {
 	topo *topology.Topology
 	dir  string
 	bins topology.Binaries
+	// kbins, plugin and cp are the Kubernetes part (nil cp without -kube).
+	kbins  kubeharness.Binaries
+	plugin string
+	cp     *kubeharness.ControlPlane
 }
 
 // step prints a step heading.
@@ -170,6 +175,7 @@ func (d *demo) supervise(ctx context.Context) error {
 	fmt.Printf("    %s status -c %s\n", d.bins.Unsealer, d.topo.UnsealerConfig)
 	fmt.Printf("    kill %d    # %s: the demo starts it again, the coordinator unseals it\n", victim.Process.PID(), victim.Name)
 	fmt.Printf("    tail -f %s\n", filepath.Join(d.topo.LogDir, "unsealer.log"))
+	d.kubeHints()
 	fmt.Println("Press Ctrl-C to stop.")
 	for {
 		select {

@@ -1,0 +1,156 @@
+package kubeharness
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Versions of the binaries the suite runs, built by e2e/tools/kube/build.sh.
+const (
+	KubeVersion = "1.34.4"
+	EtcdVersion = "3.6.4"
+)
+
+// The variables build.sh prints, and that name prebuilt binaries instead.
+const (
+	EnvAPIServerBin = "KEYSHARE_KUBE_APISERVER_BIN"
+	EnvEtcdBin      = "KEYSHARE_ETCD_BIN"
+	EnvEtcdctlBin   = "KEYSHARE_ETCDCTL_BIN"
+)
+
+// DefaultBuildTimeout bounds a cold build of kube-apiserver, etcd and
+// etcdctl (README.md has the measured figures).
+const DefaultBuildTimeout = 40 * time.Minute
+
+const buildScript = "e2e/tools/kube/build.sh"
+
+// Binaries are the real Kubernetes control-plane programs.
+type Binaries struct {
+	APIServer, Etcd, Etcdctl string
+}
+
+// FindBinaries returns the binaries named by $KEYSHARE_KUBE_APISERVER_BIN,
+// $KEYSHARE_ETCD_BIN and $KEYSHARE_ETCDCTL_BIN when all three are set, and
+// otherwise runs e2e/tools/kube/build.sh, which reuses its cache or builds
+// what is missing (minutes when cold; progress goes to stderr).
+func FindBinaries(ctx context.Context) (Binaries, error) {
+	b := Binaries{APIServer: os.Getenv(EnvAPIServerBin), Etcd: os.Getenv(EnvEtcdBin), Etcdctl: os.Getenv(EnvEtcdctlBin)}
+	if b.APIServer == "" || b.Etcd == "" || b.Etcdctl == "" {
+		script, err := findBuildScript()
+		if err != nil {
+			return Binaries{}, err
+		}
+		var out bytes.Buffer
+		cmd := exec.CommandContext(ctx, "bash", script)
+		cmd.Stdout = &out
+		cmd.Stderr = os.Stderr
+		// The script runs `go build`; cancel the whole process group.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		cmd.WaitDelay = 5 * time.Second
+		if err := cmd.Run(); err != nil {
+			return Binaries{}, fmt.Errorf("failed to build kube-apiserver and etcd with %s: %w", script, err)
+		}
+		if b, err = parseBuildOutput(out.Bytes()); err != nil {
+			return Binaries{}, fmt.Errorf("%s: %w", script, err)
+		}
+	}
+	for name, p := range map[string]string{EnvAPIServerBin: b.APIServer, EnvEtcdBin: b.Etcd, EnvEtcdctlBin: b.Etcdctl} {
+		if err := checkExecutable(p); err != nil {
+			return Binaries{}, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return b, nil
+}
+
+// parseBuildOutput reads build.sh's NAME=path lines.
+func parseBuildOutput(out []byte) (Binaries, error) {
+	var b Binaries
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
+		if !ok {
+			continue
+		}
+		switch k {
+		case EnvAPIServerBin:
+			b.APIServer = v
+		case EnvEtcdBin:
+			b.Etcd = v
+		case EnvEtcdctlBin:
+			b.Etcdctl = v
+		}
+	}
+	if b.APIServer == "" || b.Etcd == "" || b.Etcdctl == "" {
+		return Binaries{}, fmt.Errorf("printed no %s, %s and %s lines: %q", EnvAPIServerBin, EnvEtcdBin, EnvEtcdctlBin, out)
+	}
+	return b, nil
+}
+
+// RequireBinaries is FindBinaries for tests and benchmarks: it bounds the
+// build by DefaultBuildTimeout and fails (never skips) when there is no
+// binary, saying how to get one.
+func RequireBinaries(tb testing.TB) Binaries {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultBuildTimeout)
+	defer cancel()
+	start := time.Now()
+	b, err := FindBinaries(ctx)
+	if err != nil {
+		tb.Fatalf("no kube-apiserver/etcd binaries: %v (build them with %s, or set $%s, $%s and $%s)",
+			err, buildScript, EnvAPIServerBin, EnvEtcdBin, EnvEtcdctlBin)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		tb.Logf("kube-apiserver and etcd ready in %s", d.Round(time.Second))
+	}
+	return b
+}
+
+func checkExecutable(p string) error {
+	st, err := os.Stat(p)
+	if err != nil {
+		return fmt.Errorf("failed to find binary: %w", err)
+	}
+	if st.IsDir() || st.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%s is not an executable file", p)
+	}
+	return nil
+}
+
+// findBuildScript looks for e2e/tools/kube/build.sh in the working folder
+// and its parents, then next to this source file.
+func findBuildScript() (string, error) {
+	var tried []string
+	if wd, err := os.Getwd(); err == nil {
+		for dir := wd; ; dir = filepath.Dir(dir) {
+			p := filepath.Join(dir, buildScript)
+			tried = append(tried, p)
+			if _, err := os.Stat(p); err == nil {
+				return p, nil
+			}
+			if filepath.Dir(dir) == dir {
+				break
+			}
+		}
+	}
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		p := filepath.Join(filepath.Dir(file), "..", "tools", "kube", "build.sh")
+		tried = append(tried, p)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", errors.New("failed to find " + buildScript + " (looked at " + strings.Join(tried, ", ") +
+		"); run from inside the repository or set $" + EnvAPIServerBin + ", $" + EnvEtcdBin + " and $" + EnvEtcdctlBin)
+}
