@@ -8,9 +8,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
 	"github.com/keyshare/keyshare/internal/confload"
 	"github.com/keyshare/keyshare/internal/coordinator"
 	"github.com/keyshare/keyshare/internal/metricsrv"
@@ -88,11 +85,10 @@ func Run(ctx context.Context, c Config, log *slog.Logger, reload <-chan os.Signa
 	defer holders.Close()
 
 	m := coordinator.NewMetrics()
-	reg := prometheus.NewRegistry()
-	if err := m.Register(reg); err != nil {
+	reg, err := Registry(c, m)
+	if err != nil {
 		return err
 	}
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), version.Collector())
 	var notifier coordinator.Notifier
 	if c.WebhookURL != "" {
 		notifier = coordinator.NewWebhook(ctx, c.WebhookURL, log)
