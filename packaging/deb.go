@@ -195,17 +195,32 @@ func writeAtomic(dst string, write func(*os.File) error) (err error) {
 }
 
 var (
+	// git describe's form some commits after a tag: v1.2.3-4-gabc1234[-dirty].
+	afterTag       = regexp.MustCompile(`^(.+)-([0-9]+)-g([0-9a-f]+)(-dirty)?$`)
 	releaseVersion = regexp.MustCompile(`^v?([0-9]+\.[0-9]+\.[0-9]+)(-[0-9A-Za-z.-]+)?$`)
 	debianSafe     = regexp.MustCompile(`[^0-9A-Za-z.+~]`)
 )
 
 // DebVersion turns a keyshare version into a Debian one: v1.2.3 is 1.2.3,
-// v1.2.3-rc.1 is 1.2.3~rc.1 (sorts before 1.2.3), and a build from a
-// checkout (git describe: a commit, maybe -dirty) is 0.0.0~git.<describe>.
+// v1.2.3-rc.1 is 1.2.3~rc.1 (sorts before 1.2.3), v1.2.3-4-gabc1234 (git
+// describe, 4 commits after the tag) is 1.2.3+git4.abc1234 (sorts after
+// it), and a build from a checkout without tags (a commit, maybe -dirty) is
+// 0.0.0~git.<describe>.
 func DebVersion(v string) (string, error) {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return "", fmt.Errorf("empty version: pass -version (make deb sets it from git describe)")
+	}
+	if m := afterTag.FindStringSubmatch(v); m != nil && releaseVersion.MatchString(m[1]) {
+		base, err := DebVersion(m[1])
+		if err != nil {
+			return "", err
+		}
+		out := base + "+git" + m[2] + "." + m[3]
+		if m[4] != "" {
+			out += ".dirty"
+		}
+		return out, nil
 	}
 	if m := releaseVersion.FindStringSubmatch(v); m != nil {
 		if m[2] == "" {
