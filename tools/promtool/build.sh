@@ -21,7 +21,7 @@ log() { printf 'promtool-build: %s\n' "$*" >&2; }
 if [ -n "${KEYSHARE_PROMTOOL_BIN:-}" ] && [ -x "$KEYSHARE_PROMTOOL_BIN" ]; then
   echo "$KEYSHARE_PROMTOOL_BIN"; exit 0
 fi
-grep -q "github.com/prometheus/prometheus $VERSION\$" "$here/go.mod" || {
+grep -Eq "github.com/prometheus/prometheus $VERSION( |$)" "$here/go.mod" || {
   log "VERSION=$VERSION here differs from tools/promtool/go.mod: change both"; exit 1; }
 if [ -x "$out" ] && "$out" --version >/dev/null 2>&1; then
   echo "$out"; exit 0
