@@ -126,14 +126,12 @@ func checkExpr(expr string, known map[string]labelSet) []string {
 	// Matchers first, on the text with its strings blanked (a string may
 	// hold braces).
 	blank := quoted.ReplaceAllString(expr, `""`)
-	var names []string
 	for _, s := range selector.FindAllStringSubmatch(blank, -1) {
 		name := s[1]
 		if name == "" {
 			bad = append(bad, fmt.Sprintf("a selector without a metric name ({%s}): write the name out so this test can check it", s[2]))
 			continue
 		}
-		names = append(names, name)
 		ls, ok := known[name]
 		for _, m := range matcher.FindAllStringSubmatch(s[2], -1) {
 			if m[1] == "__name__" {
@@ -145,7 +143,7 @@ func checkExpr(expr string, known map[string]labelSet) []string {
 	}
 	// The names stay in the text (and are collected below) with their
 	// matchers gone.
-	names = nil
+	var names []string
 	rest := selector.ReplaceAllString(blank, " $1 ")
 	var grouped []string
 	for _, g := range grouping.FindAllStringSubmatch(rest, -1) {
