@@ -12,6 +12,9 @@
 #   make bench-kms    KMS plugin Encrypt/Decrypt through its socket against the floor, real Vault
 #   make bench-kube   Secrets/s through a real kube-apiserver: keyshare KMS v2 vs identity vs aescbc
 #   make soak     random restarts for SOAK_TIME, 200 rekey-chaos rounds (not part of make test)
+#   make deb      .deb packages of holder, unsealer, kmsplugin in $(BIN)/deb (packaging/)
+#   make deb-test install them with dpkg (root), check, purge; Dockerfile binaries static
+#   make promtool-test  promtool checks and unit-tests configs/prometheus
 
 GO            ?= go
 BIN           ?= bin
@@ -28,14 +31,14 @@ VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || ech
 COMMIT        ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS       := -X github.com/keyshare/keyshare/internal/version.Version=$(VERSION) -X github.com/keyshare/keyshare/internal/version.Commit=$(COMMIT)
 
-.PHONY: all build test unit e2e lint fmt vet staticcheck generate generate-check fuzz bench demo vault clean bench-vault bench-kms soak
+.PHONY: deb deb-test promtool promtool-test all build test unit e2e lint fmt vet staticcheck generate generate-check fuzz bench demo vault clean bench-vault bench-kms soak
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
-test: lint unit e2e
+test: lint unit deb-test promtool-test e2e
 
 unit:
 	$(GO) test -race -count=1 ./...
@@ -65,11 +68,13 @@ fmt:
 
 vet:
 	$(GO) vet ./...
+	cd packaging && $(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/...
 	$(GO) vet -tags costs ./bench/...
 
 staticcheck:
 	$(GO) run $(STATICCHECK) ./...
+	cd packaging && $(GO) run $(STATICCHECK) ./...
 	$(GO) run $(STATICCHECK) -tags e2e ./e2e/...
 	$(GO) run $(STATICCHECK) -tags costs ./bench/...
 
@@ -132,6 +137,25 @@ soak: vault
 
 demo:
 	bash scripts/demo.sh
+
+# Debian packages from static binaries; packaging/ is a module of its own
+# (nfpm and its dependencies stay out of go.mod).
+deb:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(BIN)/static/ ./cmd/...
+	cd packaging && $(GO) run . -root .. -bin ../$(BIN)/static -out ../$(BIN)/deb -version $(VERSION)
+
+# Needs root and dpkg (KEYSHARE_DEB_TEST=require: no silent skip); also
+# checks the Dockerfile (no docker daemon needed).
+deb-test: deb
+	cd packaging && KEYSHARE_DEB_TEST=require KEYSHARE_STATIC_BIN=$(abspath $(BIN))/static $(GO) test -count=1 -timeout 20m ./...
+
+# promtool is built once from the Go module proxy and cached, like Vault.
+promtool:
+	@tools/promtool/build.sh >/dev/null
+
+promtool-test: promtool
+	@p=$$(tools/promtool/build.sh) && $$p check config configs/prometheus/prometheus.yml && \
+		$$p test rules configs/prometheus/keyshare-alerts_test.yml
 
 clean:
 	rm -rf $(BIN)

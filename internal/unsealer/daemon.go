@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/keyshare/keyshare/internal/confload"
 	"github.com/keyshare/keyshare/internal/coordinator"
@@ -142,11 +141,10 @@ func startGossip(c Config, src *identity.Source, log *slog.Logger) (*gossip.Clus
 // metrics registry it reports to.
 func newCoordinator(ctx context.Context, c Config, nodes []*vaultnode.Node, holders *HolderSet, log *slog.Logger) (*coordinator.Coordinator, *prometheus.Registry, error) {
 	m := coordinator.NewMetrics()
-	reg := prometheus.NewRegistry()
-	if err := m.Register(reg); err != nil {
+	reg, err := Registry(c, m)
+	if err != nil {
 		return nil, nil, err
 	}
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), version.Collector())
 	var notifier coordinator.Notifier
 	if c.WebhookURL != "" {
 		notifier = coordinator.NewWebhook(ctx, c.WebhookURL, log)
