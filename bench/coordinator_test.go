@@ -22,6 +22,7 @@ import (
 	"github.com/keyshare/keyshare/internal/coordinator"
 	"github.com/keyshare/keyshare/internal/testkit/devpki"
 	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
+	"github.com/keyshare/keyshare/internal/unseal"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 )
 
@@ -50,8 +51,9 @@ type coordinatorSpec struct {
 // stay unsealed, so the coordinator only watches.
 type noHolders struct{}
 
-func (noHolders) Live() []coordinator.HolderRef { return nil }
-func (noHolders) Total() int                    { return 3 }
+func (noHolders) Refs() []unseal.HolderRef                     { return nil }
+func (noHolders) Total() int                                   { return 3 }
+func (noHolders) Commit(context.Context, string, uint64) error { return nil }
 
 // runCoordinator is the re-executed process: a coordinator with default
 // options watching the nodes of the spec until SIGTERM.
