@@ -45,11 +45,11 @@ func TestCLI(t *testing.T) {
 	for _, c := range []tc{
 		{name: "ok/help", args: []string{"--help"}, want: []string{"vault setup", "token create", "serve", "Exit codes"}},
 		{name: "ok/token-help", args: []string{"token", "create", "--help"}, want: []string{"token_bound_cidrs", "0600", "--host"}},
-		{name: "fail/no-admin-token", args: []string{"vault", "setup", "-c", cfg}, env: map[string]string{"VAULT_TOKEN": ""}, code: 1,
+		{name: "fail/no-admin-token", args: []string{"vault", "setup", "-c", cfg}, env: map[string]string{"VAULT_TOKEN": ""}, code: 2,
 			want: []string{"VAULT_TOKEN is empty"}},
 		{name: "fail/missing-host", args: []string{"token", "create", "-c", cfg, "--out", "/tmp/x"}, code: 2, want: []string{"host"}},
 		{name: "fail/bad-host", args: []string{"token", "create", "-c", cfg, "--host", "node-1", "--out", "/tmp/x"},
-			env: map[string]string{"VAULT_TOKEN": "t"}, code: 1, want: []string{`--host "node-1"`}},
+			env: map[string]string{"VAULT_TOKEN": "t"}, code: 2, want: []string{`--host "node-1"`}},
 		{name: "fail/vault-env", args: []string{"serve", "-c", cfg}, env: map[string]string{"KEYSHARE_VAULT_NODES": "x"}, code: 2,
 			want: []string{"KEYSHARE_VAULT_NODES", cfg}},
 		{name: "fail/no-config", args: []string{"serve", "-c", "/nonexistent.yaml"}, code: 2, want: []string{"/nonexistent.yaml"}},
