@@ -90,7 +90,7 @@ func RecoverRekey(ctx context.Context, c RecoverConfig) (string, error) {
 		}
 	}
 	if c.Old != nil && rkErr == nil {
-		return c.probe(ctx, vr, h, staged, next)
+		return c.probe(ctx, vr, h.Manifest, len(h.Manifest.Digests), h, staged, next)
 	}
 	return "", c.undecided(h, staged, next, rkErr)
 }
@@ -141,18 +141,18 @@ func (c RecoverConfig) undecided(h Holdings, staged []string, next uint64, rkErr
 }
 
 // probe tells which generation an unsealed Vault uses without sealing it:
-// it starts a rekey and gives it a threshold of the committed generation's
-// shares. Vault accepting them (the rekey makes new keys) proves it uses
+// it starts a rekey (of n shares) and gives it a threshold of the
+// committed generation's shares (m; generation 0 for the operators' shares
+// of an adopted Vault). Vault accepting them (the rekey makes new keys) proves it uses
 // the committed generation: the probe rekey is cancelled and the staged
 // generation dropped. Vault rejecting them (it cannot open its root key)
 // proves it moved on: the staged generation is committed. The probe's new
 // keys are zeroed at once; they never leave this process.
-func (c RecoverConfig) probe(ctx context.Context, vr Rekeyer, h Holdings, staged []string, next uint64) (string, error) {
-	m := h.Manifest
+func (c RecoverConfig) probe(ctx context.Context, vr Rekeyer, m shares.Manifest, n int, h Holdings, staged []string, next uint64) (string, error) {
 	if m.Generation != next-1 {
 		return "", c.undecided(h, staged, next, nil)
 	}
-	st, err := vr.RekeyInit(ctx, len(m.Digests), m.Threshold)
+	st, err := vr.RekeyInit(ctx, n, m.Threshold)
 	if err != nil {
 		return "", fmt.Errorf("%w: starting a rekey to test generation %d: %w", ErrUndecided, m.Generation, err)
 	}
@@ -264,15 +264,26 @@ func (c RecoverConfig) recoverInit(ctx context.Context, h Holdings) (string, err
 			return "", err
 		}
 		return fmt.Sprintf("vault node %s is not initialized, so staged generation %d opens nothing: dropped it; run 'unsealer init'", c.Node.Name, gens[len(gens)-1]), nil
+	case len(gens) == 0 && len(h.Errs) == 0 && !st.Sealed:
+		// An adoption killed before it staged leaves Vault's rekey in
+		// progress: cancelling it never changes Vault's key.
+		if rk, err := c.Node.Vault.RekeyStatus(ctx); err == nil && rk.Started {
+			if err := c.Node.Vault.RekeyCancel(ctx, rk.Nonce); err != nil {
+				return "", fmt.Errorf("%w: every holder is empty and vault node %s has rekey %s in progress; vault still uses the operators' shares: rerun 'unsealer rekey --recover'", err, c.Node.Name, rk.Nonce)
+			}
+			return fmt.Sprintf("cancelled rekey %s on %s; every holder is empty, so vault still uses the operators' shares: rerun the adoption ('unsealer rekey --old-shares-file F...')", rk.Nonce, c.Node.Name), nil
+		}
+		fallthrough
+	case len(gens) == 0 && len(h.Errs) == 0:
+		return "", fmt.Errorf("nothing to recover: vault node %s is initialized and every holder is empty (nothing committed or staged). To adopt this vault, give a threshold of its current shares: 'unsealer rekey -c <operator config> --old-shares-file F...'. If it was initialized by an 'unsealer init' interrupted before the keys were dealt, they are gone and it holds no data: stop it, wipe its storage, and rerun 'unsealer init'", c.Node.Name)
 	case len(gens) == 0:
-		return "", fmt.Errorf("vault node %s is initialized but no holder holds a generation, committed or staged: an init was interrupted before the keys were dealt, and they are gone; vault holds no data yet: stop it, wipe its storage, and rerun 'unsealer init'", c.Node.Name)
+		return "", fmt.Errorf("no holder that answered holds a generation (%s): start the holders and rerun 'unsealer rekey --recover'", h.Generations())
 	case len(gens) > 1:
-		return "", fmt.Errorf("%w: the holders have different generations staged (%v): check them with 'unsealer rekey --status'", ErrUndecided, h.Staged)
+		return "", fmt.Errorf("%w: the holders have different generations staged (%s): check them with 'unsealer rekey --status'", ErrUndecided, h.Generations())
 	case !st.Sealed:
-		return "", fmt.Errorf("%w: generation %d is staged on %v and vault node %s is unsealed, so it cannot be tested: restart vault node %s (it comes back sealed) and rerun 'unsealer rekey --recover'", ErrUndecided, gens[0], h.StagedHolders(gens[0]), c.Node.Name, c.Node.Name)
+		// Only an adoption leaves the node unsealed with nothing
+		// committed (init unseals after its commit).
+		return c.recoverAdopt(ctx, h, gens[0])
 	}
-	if err := c.unsealStaged(ctx, c.Node.Node(), gens[0]); err != nil {
-		return "", err
-	}
-	return c.commitStaged(ctx, gens[0], h.StagedHolders(gens[0]), fmt.Sprintf("vault uses generation %d (it unsealed %s; an init was interrupted before its commit)", gens[0], c.Node.Name))
+	return c.testStaged(ctx, c.Node.Node(), h, gens[0])
 }
