@@ -275,7 +275,7 @@ func (c RecoverConfig) recoverInit(ctx context.Context, h Holdings) (string, err
 		}
 		fallthrough
 	case len(gens) == 0 && len(h.Errs) == 0:
-		return "", fmt.Errorf("nothing to recover: vault node %s is initialized and every holder is empty (nothing committed or staged). To adopt this vault, give a threshold of its current shares: 'unsealer rekey -c <operator config> --old-shares-file F...'. If it was initialized by an 'unsealer init' interrupted before the keys were dealt, they are gone and it holds no data: stop it, wipe its storage, and rerun 'unsealer init'", c.Node.Name)
+		return "", fmt.Errorf("vault node %s is initialized and every holder is empty (nothing committed or staged). If an 'unsealer init' was interrupted before the keys were dealt, they are gone and vault holds no data: stop it, wipe its storage, and rerun init. If it is an existing vault whose shares the operators hold, adopt it with a threshold of them: 'unsealer rekey -c <operator config> --old-shares-file F...'", c.Node.Name)
 	case len(gens) == 0:
 		return "", fmt.Errorf("no holder that answered holds a generation (%s): start the holders and rerun 'unsealer rekey --recover'", h.Generations())
 	case len(gens) > 1:
