@@ -103,7 +103,7 @@ func (r *rekeyRun) checkAdopt(ctx context.Context) error {
 	case !st.Initialized:
 		return fmt.Errorf("vault node %s is not initialized and every holder is empty: nothing to adopt; run 'unsealer init'", r.Node.Name)
 	case st.Sealed:
-		return fmt.Errorf("vault node %s is sealed: unseal it first with the same shares ('unsealer unseal --file F...'), then rerun the adoption; nothing was changed", r.Node.Name)
+		return fmt.Errorf("vault node %s is initialized but sealed, and every holder is empty: nothing was changed. If an 'unsealer init' was interrupted, run 'unsealer rekey --recover'; if it is an existing vault, unseal it with its current shares ('unsealer unseal --file F...') and rerun the adoption", r.Node.Name)
 	case st.T <= 0:
 		return fmt.Errorf("vault node %s reports no threshold in its seal status: nothing was changed", r.Node.Name)
 	}

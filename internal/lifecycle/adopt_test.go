@@ -146,7 +146,7 @@ func TestAdoptRefusals(t *testing.T) {
 		w := newAdoptWorld(t)
 		w.fake.Seal()
 		_, err := w.adopt(ctx, "", lifecycle.FromCollector(paper(t, w.keys[1], w.keys[2], w.keys[3])))
-		if err == nil || !strings.Contains(err.Error(), "is sealed: unseal it first") {
+		if err == nil || !strings.Contains(err.Error(), "sealed, and every holder is empty") {
 			t.Fatalf("adopt a sealed vault: %v", err)
 		}
 	})
