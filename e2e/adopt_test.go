@@ -14,6 +14,7 @@ import (
 
 	"github.com/keyshare/keyshare/e2e/harness"
 	"github.com/keyshare/keyshare/e2e/topology"
+	"github.com/keyshare/keyshare/internal/lifecycle"
 	"github.com/keyshare/keyshare/pkg/shares"
 )
 
@@ -31,34 +32,7 @@ func TestAdoptExistingVault(t *testing.T) {
 	topo := startTopology(t, topology.Options{VaultIPs: []string{"127.0.0.122"}})
 	node := topo.Vault.Node(0)
 
-	// The operator's own init, with the real vault CLI.
-	initCmd := exec.CommandContext(ctx, harness.RequireVaultBinary(t), "operator", "init",
-		"-key-shares=5", "-key-threshold=3", "-format=json")
-	initCmd.Env = []string{"VAULT_ADDR=" + node.APIAddr(), "VAULT_CACERT=" + topo.Vault.CAPath, "HOME=" + t.TempDir()}
-	out, err := initCmd.Output()
-	if err != nil {
-		t.Fatalf("vault operator init: %v", err)
-	}
-	var paper struct {
-		Keys      []string `json:"unseal_keys_hex"`
-		RootToken string   `json:"root_token"`
-	}
-	if err := json.Unmarshal(out, &paper); err != nil || len(paper.Keys) != 5 || paper.RootToken == "" {
-		t.Fatalf("vault operator init printed no 5 keys and root token (%v)", err)
-	}
-	if err := node.Unseal(ctx, paper.Keys[:3]); err != nil {
-		t.Fatal(err)
-	}
-	// Three operators, one share each, in files.
-	dir := t.TempDir()
-	var files []string
-	for i, k := range paper.Keys[1:4] {
-		f := filepath.Join(dir, "share-"+string(rune('1'+i)))
-		if err := os.WriteFile(f, []byte("# operator "+string(rune('1'+i))+"'s share\n"+k+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		files = append(files, f)
-	}
+	paper, files := operatorInit(t, ctx, topo)
 	paperShares, err := shares.ParseShares(paper.Keys)
 	if err != nil {
 		t.Fatal(err)
@@ -150,4 +124,104 @@ func TestAdoptExistingVault(t *testing.T) {
 		}
 		checkNoLeaks(t, topo, known)
 	})
+}
+
+// paperKeys is what `vault operator init -format=json` prints.
+type paperKeys struct {
+	Keys      []string `json:"unseal_keys_hex"`
+	RootToken string   `json:"root_token"`
+}
+
+// operatorInit is the operator's own init of the topology's first node with
+// the real vault CLI (5 shares, threshold 3), an unseal with the first
+// three, and shares 2-4 kept in a file each, the way operators keep them.
+func operatorInit(t *testing.T, ctx context.Context, topo *topology.Topology) (paperKeys, []string) {
+	t.Helper()
+	node := topo.Vault.Node(0)
+	initCmd := exec.CommandContext(ctx, harness.RequireVaultBinary(t), "operator", "init",
+		"-key-shares=5", "-key-threshold=3", "-format=json")
+	initCmd.Env = []string{"VAULT_ADDR=" + node.APIAddr(), "VAULT_CACERT=" + topo.Vault.CAPath, "HOME=" + t.TempDir()}
+	out, err := initCmd.Output()
+	if err != nil {
+		t.Fatalf("vault operator init: %v", err)
+	}
+	var paper paperKeys
+	if err := json.Unmarshal(out, &paper); err != nil || len(paper.Keys) != 5 || paper.RootToken == "" {
+		t.Fatalf("vault operator init printed no 5 keys and root token (%v)", err)
+	}
+	if err := node.Unseal(ctx, paper.Keys[:3]); err != nil {
+		t.Fatal(err)
+	}
+	// Three operators, one share each, in files.
+	dir := t.TempDir()
+	var files []string
+	for i, k := range paper.Keys[1:4] {
+		f := filepath.Join(dir, "share-"+string(rune('1'+i)))
+		if err := os.WriteFile(f, []byte("# operator "+string(rune('1'+i))+"'s share\n"+k+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	return paper, files
+}
+
+// TestAdoptKilledAfterVerify: the adoption killed (kill -9) after Vault's
+// verify step, before the holders commit: Vault uses generation 1, which
+// the holders hold staged with nothing committed. `unsealer rekey
+// --recover` with the paper shares tests them in a rekey it cancels; Vault
+// rejects them, so it commits generation 1, and a restart heals.
+func TestAdoptKilledAfterVerify(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	topo := startTopology(t, topology.Options{VaultIPs: []string{"127.0.0.125"}})
+	node := topo.Vault.Node(0)
+	paper, files := operatorInit(t, ctx, topo)
+	oldShares := func(args ...string) []string {
+		for _, f := range files {
+			args = append(args, "--old-shares-file", f)
+		}
+		return args
+	}
+	token := "VAULT_TOKEN=" + paper.RootToken
+	p := startCLI(t, topo, topo.OperatorConfig, []string{pauseAtEnv + "=" + string(lifecycle.StepVerify), token}, oldShares("rekey")...)
+	if err := p.waitText(ctx, "paused at step "+string(lifecycle.StepVerify)); err != nil {
+		t.Fatal(err)
+	}
+	p.kill()
+	for _, h := range topo.Holders {
+		st, err := h.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Current != 0 || st.Staged != 1 {
+			t.Fatalf("%s: generation %d staged %d after the kill; want none and 1", h, st.Current, st.Staged)
+		}
+	}
+	res, err := topo.Run(ctx, topology.CLI{AllowFail: true, Env: []string{token}}, topo.Bins.Unsealer, oldShares("rekey", "--recover", "-c", topo.OperatorConfig)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Code != 0 || !strings.Contains(res.Stdout, "committed staged generation 1") {
+		t.Fatalf("unsealer rekey --recover after the adoption was killed: exit %d\n%s", res.Code, res.Combined())
+	}
+	for _, h := range topo.Holders {
+		st, err := h.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Current != 1 || st.Staged != 0 {
+			t.Fatalf("%s: generation %d staged %d after --recover; want 1 and none", h, st.Current, st.Staged)
+		}
+	}
+	if err := topo.StartCoordinator(); err != nil {
+		t.Fatal(err)
+	}
+	if err := node.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	wait, cancelWait := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancelWait()
+	if err := node.WaitUnsealed(wait); err != nil {
+		t.Fatalf("the coordinator did not unseal %s after the recovered adoption: %v", node, err)
+	}
 }
