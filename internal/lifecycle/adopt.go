@@ -63,7 +63,7 @@ func (h Holdings) Generations() string {
 // keyshare dealt one (the operators' shares of an adopted Vault).
 func genWords(g uint64) string {
 	if g == 0 {
-		return "the operators' current shares (from before keyshare)"
+		return "the key from before keyshare (the operators' shares)"
 	}
 	return fmt.Sprintf("generation %d", g)
 }

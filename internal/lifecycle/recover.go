@@ -116,12 +116,12 @@ func provesOld(h Holdings, rk vaultnode.RekeyStatus, next uint64) bool {
 // the generation was staged under; once cancelled, that proof is gone.
 func (c RecoverConfig) dropStaged(ctx context.Context, vr Rekeyer, rk vaultnode.RekeyStatus, staged []string, cur uint64) (string, error) {
 	if err := c.abortAll(ctx, c.Holders, cur+1); err != nil {
-		return "", fmt.Errorf("%w: vault node %s still uses generation %d and waits for the verification of rekey %s; rerun 'unsealer rekey --recover' when the holders are up", err, c.Node.Name, cur, rk.Nonce)
+		return "", fmt.Errorf("%w: vault node %s still uses %s and waits for the verification of rekey %s; rerun 'unsealer rekey --recover' when the holders are up", err, c.Node.Name, genWords(cur), rk.Nonce)
 	}
 	if err := vr.RekeyCancel(ctx, rk.Nonce); err != nil {
-		return "", fmt.Errorf("%w: staged generation %d was dropped, but vault node %s still has rekey %s in progress (it uses generation %d): run 'unsealer rekey --abort'", err, cur+1, c.Node.Name, rk.Nonce, cur)
+		return "", fmt.Errorf("%w: staged generation %d was dropped, but vault node %s still has rekey %s in progress (it uses %s): run 'unsealer rekey --abort'", err, cur+1, c.Node.Name, rk.Nonce, genWords(cur))
 	}
-	return fmt.Sprintf("vault node %s still waited for the verification of rekey %s, so it uses generation %d: cancelled that rekey and dropped staged generation %d (from %v); generation %d stays in force", c.Node.Name, rk.Nonce, cur, cur+1, staged, cur), nil
+	return fmt.Sprintf("vault node %s still waited for the verification of rekey %s, so it uses %s: cancelled that rekey and dropped staged generation %d (from %v); %s stays in force", c.Node.Name, rk.Nonce, genWords(cur), cur+1, staged, genWords(cur)), nil
 }
 
 // undecided is the error when no test could be made, with the command that
@@ -185,10 +185,10 @@ func (c RecoverConfig) probe(ctx context.Context, vr Rekeyer, m shares.Manifest,
 			return "", fmt.Errorf("vault node %s accepted generation %d's shares in a test rekey (cancelled), so it uses generation %d, but the holders keep staged generation %d until they see generation %d unseal a node (%w): restart one vault node (it comes back sealed; the coordinator unseals it with generation %d) and rerun 'unsealer rekey --recover'",
 				c.Node.Name, m.Generation, m.Generation, next, m.Generation, err, m.Generation)
 		}
-		return fmt.Sprintf("vault node %s accepted generation %d's shares in a test rekey (cancelled), so it uses generation %d: dropped staged generation %d (from %v)", c.Node.Name, m.Generation, m.Generation, next, staged), nil
+		return fmt.Sprintf("vault node %s accepted %s in a test rekey (cancelled), so it uses that key: dropped staged generation %d (from %v)", c.Node.Name, genWords(m.Generation), next, staged), nil
 	case oldRejected:
 		_, _ = cancel(nil)
-		return c.commitStaged(ctx, next, staged, fmt.Sprintf("vault node %s rejected a threshold of generation %d's shares (%v), so it moved on", c.Node.Name, m.Generation, err))
+		return c.commitStaged(ctx, next, staged, fmt.Sprintf("vault node %s rejected a threshold of %s (%v), so it moved on", c.Node.Name, genWords(m.Generation), err))
 	}
 	return cancel(fmt.Errorf("%w: testing generation %d on %s: %w; nothing was changed: rerun 'unsealer rekey --recover'", ErrUndecided, m.Generation, c.Node.Name, err))
 }

@@ -171,7 +171,7 @@ func (r *rekeyRun) collectOld(ctx context.Context) error {
 	old, err := r.Old(ctx, r.current, r.Node.Name, r.rk.Nonce)
 	r.old = old
 	if err != nil {
-		return r.cancel(ctx, fmt.Errorf("collecting %s: %w", genWords(r.current.Generation), err))
+		return r.cancel(ctx, fmt.Errorf("collecting the current shares of %s: %w", genWords(r.current.Generation), err))
 	}
 	if err := checkOld(old, r.current); err != nil {
 		return r.cancel(ctx, err)
@@ -268,7 +268,7 @@ func (c RekeyConfig) cancelRekey(ctx context.Context, vr Rekeyer, nonce string, 
 	if cerr := vr.RekeyCancel(ctx, nonce); cerr != nil {
 		return fmt.Errorf("%w; cancelling rekey %s failed (%w): vault still uses %s; run 'unsealer rekey --abort'", err, nonce, cerr, genWords(res.From))
 	}
-	return fmt.Errorf("%w: rekey cancelled; %s stay(s) in force", err, genWords(res.From))
+	return fmt.Errorf("%w: rekey cancelled; %s stays in force", err, genWords(res.From))
 }
 
 // verifyFailed handles an error after verify shares were sent: Vault may

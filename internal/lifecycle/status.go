@@ -137,7 +137,7 @@ func AbortRekey(ctx context.Context, c RecoverConfig) (string, error) {
 		if len(gens) > 0 {
 			return "", fmt.Errorf("vault node %s has no rekey in progress, so it may already use generation %d, which holders %v have staged: nothing was changed; run 'unsealer rekey --recover', not --abort", c.Node.Name, gens[0], h.StagedHolders(gens[0]))
 		}
-		return fmt.Sprintf("nothing to abort: vault node %s has no rekey in progress and no holder has a generation staged; generation %d stays in force", c.Node.Name, hi), nil
+		return fmt.Sprintf("nothing to abort: vault node %s has no rekey in progress and no holder has a generation staged; %s stays in force", c.Node.Name, genWords(hi)), nil
 	}
 	if len(gens) > 0 && !provesOld(h, rk, hi+1) {
 		if err := vr.RekeyCancel(ctx, rk.Nonce); err != nil {
@@ -152,5 +152,5 @@ func AbortRekey(ctx context.Context, c RecoverConfig) (string, error) {
 	if err := vr.RekeyCancel(ctx, rk.Nonce); err != nil {
 		return "", fmt.Errorf("%w: rekey %s is still in progress on %s; vault uses generation %d: rerun 'unsealer rekey --abort'", err, rk.Nonce, c.Node.Name, hi)
 	}
-	return fmt.Sprintf("cancelled rekey %s on %s; no holder had anything staged; generation %d stays in force", rk.Nonce, c.Node.Name, hi), nil
+	return fmt.Sprintf("cancelled rekey %s on %s; no holder had anything staged; %s stays in force", rk.Nonce, c.Node.Name, genWords(hi)), nil
 }
