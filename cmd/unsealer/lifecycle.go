@@ -217,6 +217,16 @@ the rekey is shown its nonce and waits (--approval-wait); a second operator
 runs 'unsealer rekey --approve NONCE' with their own operator config, and
 the rekey goes on. Paper shares (--old-shares-file) need no approval.
 
+Adopting an existing Vault: when Vault is initialized and unsealed and every
+holder is empty (nothing committed or staged), rekey adopts it: give a
+threshold of its current shares with --old-shares-file (one per file or one
+per line) or --old-shares-prompt. They are checked for format, duplicates and
+Vault's own threshold, and Vault judges them (a rejected set stages nothing);
+the holders' shares are never used. Vault is rekeyed with verification to the
+configured plan and generation 1 is dealt to the holders, so the shares
+people have seen are retired. Holders of which some are empty and others
+hold a generation are refused.
+
 A listener with the unauthenticated rekey endpoints disabled needs VAULT_TOKEN.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return fl.run(cmd, load) },
 	}

@@ -240,9 +240,13 @@ func ConfirmGeneration(c Config, gen uint64, confirm bool) (string, error) {
 	return msg, nil
 }
 
-// ImportInput is what `holder import` reads: a manifest file (JSON, from
-// `unsealer init --manifest-out` or another holder) and one share per line,
-// "index<TAB or space>hex-or-base64".
+// ImportInput is what `holder import` reads: a manifest file (the JSON of
+// shares.Manifest: generation, threshold and the digest of every share, as
+// shares.NewManifest makes it; no keyshare command writes one) and one share
+// per line, "index<TAB or space>hex-or-base64" (what `holder export` prints).
+// It is a by-hand path for restoring a holder. An existing Vault is not
+// imported: it is adopted with `unsealer rekey --old-shares-file ...`, which
+// deals new shares and their manifest to the holders itself.
 type ImportInput struct {
 	Manifest shares.Manifest
 	Lines    io.Reader

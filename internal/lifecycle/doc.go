@@ -89,6 +89,46 @@
 // command that makes one. AbortRekey cancels a rekey in progress with its
 // nonce, and drops a staged generation only on the proof above.
 //
+// # Adopting an existing Vault
+//
+// An operator who already runs Vault holds its shares on paper, and the
+// holders start empty. When every holder answers and holds nothing
+// (neither committed nor staged) and the node is initialized and unsealed,
+// Rekey adopts: the paper shares are the committed generation, From = 0,
+// and it deals To = 1. The paper shares come from the operators
+// (FromCollector: --old-shares-file or --old-shares-prompt), never from
+// the holders (FromHolders refuses generation 0). No manifest records
+// them, so they are checked for format and length, duplicates and Vault's
+// own threshold from seal-status, and Vault judges them: a set it rejects
+// cancels the rekey before anything is staged. Holders of which some are
+// empty and others hold a generation are refused, naming each one's. The
+// holders accept Stage, Commit and Abort while they hold no committed
+// generation. The kill table is the rekey's, read with N = the paper
+// shares and N+1 = 1:
+//
+//	step         after it                       what --recover does, and why
+//	rekey-init,  Vault rekey started, nothing   every holder empty: cancels
+//	collect,     staged; Vault uses the paper   the rekey with its nonce;
+//	rekey-update shares                         rerun the adoption
+//	stage        1 staged on the holders,       Vault still waits for the
+//	             nothing committed; Vault uses  verification: cancels the rekey
+//	             the paper shares               and drops 1 (recoverAdopt)
+//	verify       Vault uses 1; holders hold     a sealed node: unseal with 1,
+//	             nothing committed, 1 staged    committed on success, dropped
+//	                                            if Vault rejects it (testStaged);
+//	                                            none sealed: a test rekey with
+//	                                            the paper shares given by
+//	                                            --old-shares-file: rejected, so
+//	                                            commits 1 (accepted: drops 1);
+//	                                            without them ErrUndecided names
+//	                                            both ways
+//	commit       some or all holders at 1       a holder committed: commits 1
+//	                                            everywhere
+//
+// A Vault restart after stage leaves the node sealed with the paper shares
+// in force: --recover tests 1 on it, Vault rejects it, and 1 is dropped;
+// the operators unseal with their shares and adopt again.
+//
 // The holders' Manifest answer reports their staged generation beside the
 // current one (ReadHoldings reads it there; it does not carry the rekey
 // nonce, so provesOld relies on Vault's verification step), and the staged

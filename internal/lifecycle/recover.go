@@ -90,7 +90,7 @@ func RecoverRekey(ctx context.Context, c RecoverConfig) (string, error) {
 		}
 	}
 	if c.Old != nil && rkErr == nil {
-		return c.probe(ctx, vr, h, staged, next)
+		return c.probe(ctx, vr, h.Manifest, len(h.Manifest.Digests), h, staged, next)
 	}
 	return "", c.undecided(h, staged, next, rkErr)
 }
@@ -116,12 +116,12 @@ func provesOld(h Holdings, rk vaultnode.RekeyStatus, next uint64) bool {
 // the generation was staged under; once cancelled, that proof is gone.
 func (c RecoverConfig) dropStaged(ctx context.Context, vr Rekeyer, rk vaultnode.RekeyStatus, staged []string, cur uint64) (string, error) {
 	if err := c.abortAll(ctx, c.Holders, cur+1); err != nil {
-		return "", fmt.Errorf("%w: vault node %s still uses generation %d and waits for the verification of rekey %s; rerun 'unsealer rekey --recover' when the holders are up", err, c.Node.Name, cur, rk.Nonce)
+		return "", fmt.Errorf("%w: vault node %s still uses %s and waits for the verification of rekey %s; rerun 'unsealer rekey --recover' when the holders are up", err, c.Node.Name, genWords(cur), rk.Nonce)
 	}
 	if err := vr.RekeyCancel(ctx, rk.Nonce); err != nil {
-		return "", fmt.Errorf("%w: staged generation %d was dropped, but vault node %s still has rekey %s in progress (it uses generation %d): run 'unsealer rekey --abort'", err, cur+1, c.Node.Name, rk.Nonce, cur)
+		return "", fmt.Errorf("%w: staged generation %d was dropped, but vault node %s still has rekey %s in progress (it uses %s): run 'unsealer rekey --abort'", err, cur+1, c.Node.Name, rk.Nonce, genWords(cur))
 	}
-	return fmt.Sprintf("vault node %s still waited for the verification of rekey %s, so it uses generation %d: cancelled that rekey and dropped staged generation %d (from %v); generation %d stays in force", c.Node.Name, rk.Nonce, cur, cur+1, staged, cur), nil
+	return fmt.Sprintf("vault node %s still waited for the verification of rekey %s, so it uses %s: cancelled that rekey and dropped staged generation %d (from %v); %s stays in force", c.Node.Name, rk.Nonce, genWords(cur), cur+1, staged, genWords(cur)), nil
 }
 
 // undecided is the error when no test could be made, with the command that
@@ -141,18 +141,18 @@ func (c RecoverConfig) undecided(h Holdings, staged []string, next uint64, rkErr
 }
 
 // probe tells which generation an unsealed Vault uses without sealing it:
-// it starts a rekey and gives it a threshold of the committed generation's
-// shares. Vault accepting them (the rekey makes new keys) proves it uses
+// it starts a rekey (of n shares) and gives it a threshold of the
+// committed generation's shares (m; generation 0 for the operators' shares
+// of an adopted Vault). Vault accepting them (the rekey makes new keys) proves it uses
 // the committed generation: the probe rekey is cancelled and the staged
 // generation dropped. Vault rejecting them (it cannot open its root key)
 // proves it moved on: the staged generation is committed. The probe's new
 // keys are zeroed at once; they never leave this process.
-func (c RecoverConfig) probe(ctx context.Context, vr Rekeyer, h Holdings, staged []string, next uint64) (string, error) {
-	m := h.Manifest
+func (c RecoverConfig) probe(ctx context.Context, vr Rekeyer, m shares.Manifest, n int, h Holdings, staged []string, next uint64) (string, error) {
 	if m.Generation != next-1 {
 		return "", c.undecided(h, staged, next, nil)
 	}
-	st, err := vr.RekeyInit(ctx, len(m.Digests), m.Threshold)
+	st, err := vr.RekeyInit(ctx, n, m.Threshold)
 	if err != nil {
 		return "", fmt.Errorf("%w: starting a rekey to test generation %d: %w", ErrUndecided, m.Generation, err)
 	}
@@ -185,10 +185,10 @@ func (c RecoverConfig) probe(ctx context.Context, vr Rekeyer, h Holdings, staged
 			return "", fmt.Errorf("vault node %s accepted generation %d's shares in a test rekey (cancelled), so it uses generation %d, but the holders keep staged generation %d until they see generation %d unseal a node (%w): restart one vault node (it comes back sealed; the coordinator unseals it with generation %d) and rerun 'unsealer rekey --recover'",
 				c.Node.Name, m.Generation, m.Generation, next, m.Generation, err, m.Generation)
 		}
-		return fmt.Sprintf("vault node %s accepted generation %d's shares in a test rekey (cancelled), so it uses generation %d: dropped staged generation %d (from %v)", c.Node.Name, m.Generation, m.Generation, next, staged), nil
+		return fmt.Sprintf("vault node %s accepted %s in a test rekey (cancelled), so it uses that key: dropped staged generation %d (from %v)", c.Node.Name, genWords(m.Generation), next, staged), nil
 	case oldRejected:
 		_, _ = cancel(nil)
-		return c.commitStaged(ctx, next, staged, fmt.Sprintf("vault node %s rejected a threshold of generation %d's shares (%v), so it moved on", c.Node.Name, m.Generation, err))
+		return c.commitStaged(ctx, next, staged, fmt.Sprintf("vault node %s rejected a threshold of %s (%v), so it moved on", c.Node.Name, genWords(m.Generation), err))
 	}
 	return cancel(fmt.Errorf("%w: testing generation %d on %s: %w; nothing was changed: rerun 'unsealer rekey --recover'", ErrUndecided, m.Generation, c.Node.Name, err))
 }
@@ -264,15 +264,26 @@ func (c RecoverConfig) recoverInit(ctx context.Context, h Holdings) (string, err
 			return "", err
 		}
 		return fmt.Sprintf("vault node %s is not initialized, so staged generation %d opens nothing: dropped it; run 'unsealer init'", c.Node.Name, gens[len(gens)-1]), nil
+	case len(gens) == 0 && len(h.Errs) == 0 && !st.Sealed:
+		// An adoption killed before it staged leaves Vault's rekey in
+		// progress: cancelling it never changes Vault's key.
+		if rk, err := c.Node.Vault.RekeyStatus(ctx); err == nil && rk.Started {
+			if err := c.Node.Vault.RekeyCancel(ctx, rk.Nonce); err != nil {
+				return "", fmt.Errorf("%w: every holder is empty and vault node %s has rekey %s in progress; vault still uses the operators' shares: rerun 'unsealer rekey --recover'", err, c.Node.Name, rk.Nonce)
+			}
+			return fmt.Sprintf("cancelled rekey %s on %s; every holder is empty, so vault still uses the operators' shares: rerun the adoption ('unsealer rekey --old-shares-file F...')", rk.Nonce, c.Node.Name), nil
+		}
+		fallthrough
+	case len(gens) == 0 && len(h.Errs) == 0:
+		return "", fmt.Errorf("vault node %s is initialized and every holder is empty (nothing committed or staged). If an 'unsealer init' was interrupted before the keys were dealt, they are gone and vault holds no data: stop it, wipe its storage, and rerun init. If it is an existing vault whose shares the operators hold, adopt it with a threshold of them: 'unsealer rekey -c <operator config> --old-shares-file F...'", c.Node.Name)
 	case len(gens) == 0:
-		return "", fmt.Errorf("vault node %s is initialized but no holder holds a generation, committed or staged: an init was interrupted before the keys were dealt, and they are gone; vault holds no data yet: stop it, wipe its storage, and rerun 'unsealer init'", c.Node.Name)
+		return "", fmt.Errorf("no holder that answered holds a generation (%s): start the holders and rerun 'unsealer rekey --recover'", h.Generations())
 	case len(gens) > 1:
-		return "", fmt.Errorf("%w: the holders have different generations staged (%v): check them with 'unsealer rekey --status'", ErrUndecided, h.Staged)
+		return "", fmt.Errorf("%w: the holders have different generations staged (%s): check them with 'unsealer rekey --status'", ErrUndecided, h.Generations())
 	case !st.Sealed:
-		return "", fmt.Errorf("%w: generation %d is staged on %v and vault node %s is unsealed, so it cannot be tested: restart vault node %s (it comes back sealed) and rerun 'unsealer rekey --recover'", ErrUndecided, gens[0], h.StagedHolders(gens[0]), c.Node.Name, c.Node.Name)
+		// Only an adoption leaves the node unsealed with nothing
+		// committed (init unseals after its commit).
+		return c.recoverAdopt(ctx, h, gens[0])
 	}
-	if err := c.unsealStaged(ctx, c.Node.Node(), gens[0]); err != nil {
-		return "", err
-	}
-	return c.commitStaged(ctx, gens[0], h.StagedHolders(gens[0]), fmt.Sprintf("vault uses generation %d (it unsealed %s; an init was interrupted before its commit)", gens[0], c.Node.Name))
+	return c.testStaged(ctx, c.Node.Node(), h, gens[0])
 }

@@ -130,9 +130,19 @@ func (r *rekeyRun) check(ctx context.Context) error {
 		return fmt.Errorf("holders %v have generation %d staged from an interrupted rekey or init, and vault may use it: nothing was changed; run 'unsealer rekey --recover' first, which tests it and commits or drops it",
 			h.StagedHolders(gens[0]), gens[0])
 	}
-	r.current = h.Manifest
-	if r.current.Generation == 0 || len(h.Agreeing) != len(r.Holders) {
-		return fmt.Errorf("the holders do not all hold the same generation (%v): nothing was changed; run 'unsealer rekey --recover' first", h.Current)
+	lo, _ := h.Range()
+	switch {
+	case h.Empty():
+		if err := r.checkAdopt(ctx); err != nil {
+			return err
+		}
+	case lo == 0:
+		return fmt.Errorf("some holders hold nothing and others a generation (%s): this is neither an adoption (every holder empty) nor a rekey (every holder on one generation); nothing was changed: run 'unsealer rekey --status' and 'unsealer rekey --recover'", h.Generations())
+	default:
+		r.current = h.Manifest
+		if r.current.Generation == 0 || len(h.Agreeing) != len(r.Holders) {
+			return fmt.Errorf("the holders do not all hold the same generation (%s): nothing was changed; run 'unsealer rekey --recover' first", h.Generations())
+		}
 	}
 	r.res.From, r.res.To = r.current.Generation, r.current.Generation+1
 	st, err := r.vr.RekeyStatus(ctx)
@@ -161,7 +171,7 @@ func (r *rekeyRun) collectOld(ctx context.Context) error {
 	old, err := r.Old(ctx, r.current, r.Node.Name, r.rk.Nonce)
 	r.old = old
 	if err != nil {
-		return r.cancel(ctx, fmt.Errorf("collecting the current shares of generation %d: %w", r.current.Generation, err))
+		return r.cancel(ctx, fmt.Errorf("collecting the current shares of %s: %w", genWords(r.current.Generation), err))
 	}
 	if err := checkOld(old, r.current); err != nil {
 		return r.cancel(ctx, err)
@@ -177,10 +187,12 @@ func (r *rekeyRun) update(ctx context.Context) error {
 	for i, k := range up.Keys {
 		r.newShares[i] = shares.Share{Index: uint8(i + 1), Value: k}
 	}
-	switch outcome {
-	case oldRejected:
+	switch {
+	case outcome == oldRejected && r.res.From == 0:
+		return r.paperRejected(ctx, err)
+	case outcome == oldRejected:
 		return r.rejected(ctx, r.vr, r.rk.Nonce, r.res, err)
-	case oldFailed:
+	case outcome == oldFailed:
 		return r.cancel(ctx, err)
 	}
 	r.rk.VerificationNonce = up.VerificationNonce
@@ -250,13 +262,13 @@ func (r *rekeyRun) commit(ctx context.Context) error {
 func (c RekeyConfig) cancelRekey(ctx context.Context, vr Rekeyer, nonce string, res RekeyResult, staged bool, err error) error {
 	if staged {
 		if aerr := c.abortAll(ctx, c.Holders, res.To); aerr != nil {
-			return fmt.Errorf("%w; dropping staged generation %d failed (%w), so rekey %s was left in progress: vault still uses generation %d; run 'unsealer rekey --recover'", err, res.To, aerr, nonce, res.From)
+			return fmt.Errorf("%w; dropping staged generation %d failed (%w), so rekey %s was left in progress: vault still uses %s; run 'unsealer rekey --recover'", err, res.To, aerr, nonce, genWords(res.From))
 		}
 	}
 	if cerr := vr.RekeyCancel(ctx, nonce); cerr != nil {
-		return fmt.Errorf("%w; cancelling rekey %s failed (%w): vault still uses generation %d; run 'unsealer rekey --abort'", err, nonce, cerr, res.From)
+		return fmt.Errorf("%w; cancelling rekey %s failed (%w): vault still uses %s; run 'unsealer rekey --abort'", err, nonce, cerr, genWords(res.From))
 	}
-	return fmt.Errorf("%w: rekey cancelled; generation %d stays in force", err, res.From)
+	return fmt.Errorf("%w: rekey cancelled; %s stays in force", err, genWords(res.From))
 }
 
 // verifyFailed handles an error after verify shares were sent: Vault may
@@ -268,8 +280,8 @@ func (c RekeyConfig) verifyFailed(ctx context.Context, vr Rekeyer, nonce string,
 	if serr == nil && rk.Started && rk.Nonce == nonce {
 		return c.cancelRekey(ctx, vr, nonce, res, true, err)
 	}
-	return fmt.Errorf("%w: vault node %s may use generation %d now (its rekey status: %v); the holders keep generation %d and staged %d: run 'unsealer rekey --recover'",
-		err, c.Node.Name, res.To, rekeyStatusWords(rk, serr), res.From, res.To)
+	return fmt.Errorf("%w: vault node %s may use generation %d now (its rekey status: %v); the holders keep %s and staged generation %d: run 'unsealer rekey --recover'",
+		err, c.Node.Name, res.To, rekeyStatusWords(rk, serr), genWords(res.From), res.To)
 }
 
 // rejected handles Vault refusing a threshold of the holders' committed
@@ -359,7 +371,12 @@ func zeroKeys(keys [][]byte) {
 }
 
 // checkOld refuses old shares that are not a threshold of m's generation.
+// Generation 0 is an adopted Vault's: the operators' shares, which no
+// manifest records (checkPaper).
 func checkOld(old []shares.Share, m shares.Manifest) error {
+	if m.Generation == 0 {
+		return checkPaper(old, m.Threshold)
+	}
 	if len(old) != m.Threshold {
 		return fmt.Errorf("%d current shares given, the threshold is %d; nothing was changed", len(old), m.Threshold)
 	}
@@ -375,7 +392,12 @@ func checkOld(old []shares.Share, m shares.Manifest) error {
 // must have been filled against the same manifest.
 func FromCollector(c *Collector) OldShares {
 	return func(_ context.Context, m shares.Manifest, _, _ string) ([]shares.Share, error) {
-		if !c.Manifest.Equal(m) {
+		switch {
+		case m.Generation == 0 && c.Manifest.Generation != 0:
+			return nil, fmt.Errorf("the shares were checked against generation %d, but the holders hold none: rerun", c.Manifest.Generation)
+		case m.Generation == 0 && c.Threshold != m.Threshold:
+			return nil, fmt.Errorf("%d shares given, vault's threshold is %d: rerun with %d", c.Threshold, m.Threshold, m.Threshold)
+		case m.Generation != 0 && !c.Manifest.Equal(m):
 			return nil, fmt.Errorf("the shares were checked against generation %d, the holders hold %d", c.Manifest.Generation, m.Generation)
 		}
 		out := make([]shares.Share, 0, c.Count())
@@ -396,6 +418,9 @@ func FromHolders(hs []HolderRef) OldShares {
 		byID[h.ID] = h.Holder
 	}
 	return func(ctx context.Context, m shares.Manifest, node, nonce string) ([]shares.Share, error) {
+		if m.Generation == 0 {
+			return nil, ErrNoPaperShares
+		}
 		ss, err := release(ctx, hs, m, node, func(ctx context.Context, ref unseal.HolderRef, node string, gen uint64) ([]sharerpc.Share, error) {
 			return byID[ref.ID].ReleaseForRekey(ctx, node, gen, nonce)
 		})

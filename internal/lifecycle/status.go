@@ -62,7 +62,7 @@ func settleAdvice(node string, h Holdings, rk vaultnode.RekeyStatus, rkErr error
 	case len(h.Errs) > 0:
 		return fmt.Sprintf("some holders could not be read (%s): start them, and run 'unsealer rekey --status' again", h.Unreachable())
 	case len(gens) > 0 && hi == 0:
-		return fmt.Sprintf("generation %d is staged on %v by an interrupted init and may be vault's only key: run 'unsealer rekey --recover', which tests it on the sealed node and commits it; never abort it by hand", gens[0], h.StagedHolders(gens[0]))
+		return fmt.Sprintf("generation %d is staged on %v by an interrupted init or adoption, nothing is committed, and it may be vault's only key: run 'unsealer rekey --recover' (for an adoption with no node sealed, add --old-shares-file F... with the operators' shares), which tests it and commits or drops it; never abort it by hand", gens[0], h.StagedHolders(gens[0]))
 	case len(gens) > 0 && rkErr == nil && rk.Started && provesOld(h, rk, hi+1):
 		return fmt.Sprintf("generation %d is staged on %v and vault node %s still waits for the verification of rekey %s, so it uses generation %d: run 'unsealer rekey --recover', which cancels that rekey and drops generation %d",
 			gens[0], h.StagedHolders(gens[0]), node, rk.Nonce, hi, gens[0])
@@ -124,7 +124,7 @@ func AbortRekey(ctx context.Context, c RecoverConfig) (string, error) {
 	case len(h.Current) == 0:
 		return "", fmt.Errorf("no holder answered (%s): start the holders and rerun 'unsealer rekey --abort'", h.Unreachable())
 	case lo < hi:
-		return "", fmt.Errorf("the holders hold generations %v: a commit was under way, so vault uses generation %d; nothing was changed: run 'unsealer rekey --recover', not --abort", h.Current, hi)
+		return "", fmt.Errorf("the holders hold different generations (%s): a commit was under way, so vault uses generation %d; nothing was changed: run 'unsealer rekey --recover', not --abort", h.Generations(), hi)
 	case len(h.Errs) > 0:
 		return "", fmt.Errorf("cannot read every holder (%s): nothing was changed; start them and rerun 'unsealer rekey --abort'", h.Unreachable())
 	}
@@ -137,7 +137,7 @@ func AbortRekey(ctx context.Context, c RecoverConfig) (string, error) {
 		if len(gens) > 0 {
 			return "", fmt.Errorf("vault node %s has no rekey in progress, so it may already use generation %d, which holders %v have staged: nothing was changed; run 'unsealer rekey --recover', not --abort", c.Node.Name, gens[0], h.StagedHolders(gens[0]))
 		}
-		return fmt.Sprintf("nothing to abort: vault node %s has no rekey in progress and no holder has a generation staged; generation %d stays in force", c.Node.Name, hi), nil
+		return fmt.Sprintf("nothing to abort: vault node %s has no rekey in progress and no holder has a generation staged; %s stays in force", c.Node.Name, genWords(hi)), nil
 	}
 	if len(gens) > 0 && !provesOld(h, rk, hi+1) {
 		if err := vr.RekeyCancel(ctx, rk.Nonce); err != nil {
@@ -152,5 +152,5 @@ func AbortRekey(ctx context.Context, c RecoverConfig) (string, error) {
 	if err := vr.RekeyCancel(ctx, rk.Nonce); err != nil {
 		return "", fmt.Errorf("%w: rekey %s is still in progress on %s; vault uses generation %d: rerun 'unsealer rekey --abort'", err, rk.Nonce, c.Node.Name, hi)
 	}
-	return fmt.Sprintf("cancelled rekey %s on %s; no holder had anything staged; generation %d stays in force", rk.Nonce, c.Node.Name, hi), nil
+	return fmt.Sprintf("cancelled rekey %s on %s; no holder had anything staged; %s stays in force", rk.Nonce, c.Node.Name, genWords(hi)), nil
 }

@@ -36,13 +36,16 @@ type NodeReport struct {
 
 // HolderReport is one holder in `unsealer status`.
 type HolderReport struct {
-	ID         string  `json:"id"`
-	Address    string  `json:"address"`
-	Alive      bool    `json:"alive"`
-	Generation uint64  `json:"generation"`
-	Shares     []uint8 `json:"shares"`
-	Agrees     bool    `json:"agrees_with_majority"`
-	Error      string  `json:"error,omitempty"`
+	ID         string `json:"id"`
+	Address    string `json:"address"`
+	Alive      bool   `json:"alive"`
+	Generation uint64 `json:"generation"`
+	// Staged is the generation the holder has staged (0 if none): an
+	// interrupted init, rekey or adoption.
+	Staged uint64  `json:"staged,omitempty"`
+	Shares []uint8 `json:"shares"`
+	Agrees bool    `json:"agrees_with_majority"`
+	Error  string  `json:"error,omitempty"`
 }
 
 // Report is the whole `unsealer status`.
@@ -105,6 +108,9 @@ func Status(ctx context.Context, nodes []*vaultnode.Node, hs *HolderSet) Report 
 					m = w.Shares()
 					manifests[i] = m
 					hr.Alive, hr.Generation = true, m.Generation
+					if w.Staged != nil {
+						hr.Staged = w.Staged.Generation
+					}
 				}
 			}
 			if err != nil {
@@ -157,6 +163,13 @@ func (hs *HolderSet) cfgShares(id string, m shares.Manifest) []uint8 {
 	return p.Indices()[id]
 }
 
+// adoptCommand adopts an initialized Vault into empty holders
+// (lifecycle.Rekey from the operators' shares).
+const adoptCommand = "'unsealer rekey -c <operator config> --old-shares-file F1 --old-shares-file F2 ...' with a threshold of its current shares in the files (or --old-shares-prompt) and VAULT_TOKEN set"
+
+// adoptAdvice is the verdict for an initialized Vault and empty holders.
+const adoptAdvice = "vault is initialized and every holder is empty: adopt it (rekey it to the holders' plan with a threshold of the operators' current shares): " + adoptCommand
+
 func (r Report) missing(need, total int) string {
 	var sealedNodes, uninit []string
 	for _, n := range r.Nodes {
@@ -171,13 +184,27 @@ func (r Report) missing(need, total int) string {
 	if len(uninit) > 0 {
 		parts = append(parts, fmt.Sprintf("%s not initialized: run 'unsealer init'", strings.Join(uninit, ", ")))
 	}
-	answering := 0
+	answering, holding, staged := 0, 0, uint64(0)
 	for _, h := range r.Holders {
 		if h.Alive {
 			answering++
 		}
+		if h.Generation != 0 {
+			holding++
+		}
+		staged = max(staged, h.Staged)
+	}
+	initialized := false
+	for _, n := range r.Nodes {
+		initialized = initialized || n.Reachable && n.Initialized
 	}
 	switch {
+	case staged != 0 && holding == 0:
+		parts = append(parts, fmt.Sprintf("generation %d is staged on the holders and nothing is committed (an interrupted init or adoption): run 'unsealer rekey --recover' (for an adoption, with the operators' shares: --old-shares-file F...)", staged))
+	case initialized && holding == 0 && answering == total:
+		parts = append(parts, adoptAdvice)
+	case initialized && holding == 0:
+		parts = append(parts, fmt.Sprintf("vault is initialized and the %d of %d holders that answer hold nothing: start every holder, then adopt this vault: %s", answering, total, adoptCommand))
 	case r.Generation == 0 && answering >= need:
 		parts = append(parts, "the holders hold no shares yet: run 'unsealer init'")
 	case !r.Confirmed:
@@ -217,7 +244,11 @@ func (r Report) Print(w io.Writer) {
 			fmt.Fprintf(tw, "%s\t%s\tno\t-\t-\t-\n", h.ID, h.Address)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\tyes\t%d\t%v\t%t\n", h.ID, h.Address, h.Generation, h.Shares, h.Agrees)
+		gen := fmt.Sprint(h.Generation)
+		if h.Staged != 0 {
+			gen += fmt.Sprintf(" (staged %d)", h.Staged)
+		}
+		fmt.Fprintf(tw, "%s\t%s\tyes\t%s\t%v\t%t\n", h.ID, h.Address, gen, h.Shares, h.Agrees)
 	}
 	tw.Flush()
 	if r.Confirmed {
