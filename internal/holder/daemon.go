@@ -2,15 +2,13 @@ package holder
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"log/slog"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/keyshare/keyshare/internal/confload"
+	"github.com/keyshare/keyshare/internal/metricsrv"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 	"github.com/keyshare/keyshare/internal/version"
 	"github.com/keyshare/keyshare/pkg/policy"
@@ -88,7 +86,7 @@ func reloadAll(c Config, src *identity.Source, svc *Service, m *Metrics, log *sl
 	if err := src.Reload(); err != nil {
 		log.Error("certificate reload failed; keeping the old ones", "err", err)
 	} else {
-		m.certExpiry.Set(certNotAfter(c.TLS.CertFile))
+		m.certExpiry.Set(metricsrv.CertNotAfter(c.TLS.CertFile))
 	}
 	nc, err := Load(c.file, nil)
 	if err != nil {
@@ -162,22 +160,4 @@ func countMembers(ctx context.Context, c *gossip.Cluster, m *Metrics) {
 		case <-t.C:
 		}
 	}
-}
-
-// certNotAfter reads the leaf's NotAfter for the expiry metric (0 if the
-// file cannot be read; the identity package reports that itself).
-func certNotAfter(path string) float64 {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return 0
-	}
-	cert, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		return 0
-	}
-	return float64(cert.NotAfter.Unix())
 }

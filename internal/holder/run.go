@@ -106,7 +106,7 @@ func (d *daemon) open() error {
 		return fmt.Errorf("holder store %s: %w", c.Store.Dir, err)
 	}
 	d.m.storeOK.Set(1)
-	d.m.certExpiry.Set(certNotAfter(c.TLS.CertFile))
+	d.m.certExpiry.Set(metricsrv.CertNotAfter(c.TLS.CertFile))
 	if engine.Hold() != "" {
 		d.m.hold.Set(1)
 	}

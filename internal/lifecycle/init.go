@@ -89,7 +89,7 @@ type initRun struct {
 // lost is the error once Vault is initialized and its keys are not
 // committed anywhere.
 func (r *initRun) lost(err error) (InitResult, error) {
-	return r.res, fmt.Errorf("%w: vault node %s is initialized but its unseal keys were not dealt and are gone; it holds no data yet: stop Vault, wipe its storage, then rerun 'unsealer init'", err, r.Node.Name)
+	return r.res, fmt.Errorf("%w: vault node %s is initialized but its unseal keys were not committed. Holders that staged generation %d keep it (they refuse to drop a first generation once Vault is initialized): 'unsealer rekey --recover' unseals the sealed node with it and commits it if a threshold was staged. Otherwise the keys are gone and Vault holds no data yet: stop Vault, wipe its storage, run 'unsealer init --abort', then rerun 'unsealer init'", err, r.Node.Name, r.res.Generation)
 }
 
 // check is the start: the plan deals to the configured holders, the node

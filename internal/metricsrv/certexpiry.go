@@ -18,10 +18,12 @@ func CertExpiry(name, path string) prometheus.Collector {
 	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: name,
 		Help: "NotAfter of this daemon's TLS certificate, as a Unix time (0: unreadable).",
-	}, func() float64 { return certNotAfter(path) })
+	}, func() float64 { return CertNotAfter(path) })
 }
 
-func certNotAfter(path string) float64 {
+// CertNotAfter reads the NotAfter of the first certificate in the PEM file
+// at path, as a Unix time, or 0 if the file cannot be read or parsed.
+func CertNotAfter(path string) float64 {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0

@@ -17,9 +17,13 @@ import (
 //	commit  a first init; or the holder has seen the staged generation
 //	        unseal a node; or the rekey it was staged under is no longer
 //	        in progress on an unsealed node (Vault finished or dropped it)
-//	abort   a first init; or the rekey it was staged under is still in
-//	        progress (Vault cannot use it yet); or the holder has seen
-//	        another generation unseal a node since it was staged
+//	abort   the rekey it was staged under is still in progress (Vault
+//	        cannot use it yet); or the holder has seen another generation
+//	        unseal a node since it was staged; or, with no committed
+//	        generation (an init or an adoption), every Vault node it
+//	        checks is still uninitialized (an init that never reached
+//	        Vault): once Vault is initialized, a staged first generation
+//	        may be its only key
 //
 // A commit never deletes the generation it replaces (pkg/shares keeps it
 // until a newer one has unsealed a node), so a commit allowed too early
@@ -101,7 +105,13 @@ func NeedsNodes(req WriteRequest) bool {
 	case OpCommit:
 		return h.Current != 0 && req.Generation == h.Staged && h.LastProof != h.Staged && h.StagedNonce != ""
 	case OpAbort:
-		return h.Current != 0 && h.Staged != 0 && req.Generation == h.Staged && (h.LastProof == 0 || h.LastProof == h.Staged) && h.StagedNonce != ""
+		if h.Staged == 0 || req.Generation != h.Staged {
+			return false
+		}
+		if h.Current == 0 {
+			return true
+		}
+		return (h.LastProof == 0 || h.LastProof == h.Staged) && h.StagedNonce != ""
 	}
 	return false
 }
@@ -165,7 +175,7 @@ func DecideWrite(req WriteRequest) (string, error) {
 		case g != h.Staged:
 			return "", Deny(ReasonGenerationMismatch, "cannot abort generation %d: staged is %d", g, h.Staged)
 		case h.Current == 0:
-			return "first-generation", nil
+			return abortFirst(req)
 		case h.LastProof != 0 && h.LastProof != g:
 			return fmt.Sprintf("generation-%d-proven", h.LastProof), nil
 		}
@@ -178,6 +188,30 @@ func DecideWrite(req WriteRequest) (string, error) {
 			g, h.StagedNonce, views(req.Nodes))
 	}
 	return "", Deny(ReasonWriteRefused, "unknown store write %q", req.Op)
+}
+
+// abortFirst decides an abort of the staged generation of a holder that
+// holds no committed one: a first init or an adoption. Its staged
+// generation may be the only key of an initialized Vault (an init killed
+// after Vault's init; an adoption killed after Vault's verify), so it goes
+// only while its rekey is still in progress, or while every Vault node is
+// seen uninitialized.
+func abortFirst(req WriteRequest) (string, error) {
+	h, g := req.Held, req.Generation
+	uninitialized := len(req.Nodes) > 0
+	for _, v := range req.Nodes {
+		if v.rekeying(h.StagedNonce) {
+			return "rekey-in-progress:" + v.Name, nil
+		}
+		if v.Err != nil || v.Initialized {
+			uninitialized = false
+		}
+	}
+	if uninitialized {
+		return "vault-uninitialized", nil
+	}
+	return "", Deny(ReasonWriteRefused, "staged generation %d is this holder's first and may be the only key of an initialized Vault: it is dropped only while every Vault node is uninitialized, or while its rekey (nonce %q) is in progress (%s): abort refused; 'unsealer rekey --recover' settles it",
+		g, h.StagedNonce, views(req.Nodes))
 }
 
 func views(vs []NodeView) string {

@@ -59,7 +59,20 @@ func TestDecideWrite(t *testing.T) {
 		{name: "fail/commit-unproven-without-nonce", reason: ReasonWriteRefused, req: WriteRequest{Op: OpCommit, Generation: 2, Held: HeldState{Current: 1, Staged: 2}, Nodes: []NodeView{idle}}},
 		// Abort.
 		{name: "ok/abort-nothing-staged", rule: "nothing-staged", req: WriteRequest{Op: OpAbort, Generation: 2, Held: held}},
-		{name: "ok/abort-first-generation", rule: "first-generation", req: WriteRequest{Op: OpAbort, Generation: 1, Held: HeldState{Staged: 1}}},
+		{name: "ok/abort-first-generation-vault-uninitialized", rule: "vault-uninitialized", req: WriteRequest{Op: OpAbort, Generation: 1, Held: HeldState{Staged: 1},
+			Nodes: []NodeView{{Name: "vault-1"}, {Name: "vault-2"}}}},
+		{name: "ok/abort-first-generation-adoption-rekey-in-progress", rule: "rekey-in-progress:vault-1", req: WriteRequest{Op: OpAbort, Generation: 1, Held: HeldState{Staged: 1, StagedNonce: "n1"},
+			Nodes: []NodeView{rekeying}}},
+		// Before: a holder with no committed generation dropped its staged
+		// one for any authorized peer ("first-generation"), although after
+		// Vault's init (or an adoption's verify) it may be Vault's only key.
+		{name: "fail/abort-first-generation-vault-initialized", reason: ReasonWriteRefused, req: WriteRequest{Op: OpAbort, Generation: 1, Held: HeldState{Staged: 1},
+			Nodes: []NodeView{{Name: "vault-1", Initialized: true, Sealed: true}}}},
+		{name: "fail/abort-first-generation-adoption-verified", reason: ReasonWriteRefused, req: WriteRequest{Op: OpAbort, Generation: 1, Held: HeldState{Staged: 1, StagedNonce: "n1"},
+			Nodes: []NodeView{idle}}},
+		{name: "fail/abort-first-generation-unchecked", reason: ReasonWriteRefused, req: WriteRequest{Op: OpAbort, Generation: 1, Held: HeldState{Staged: 1},
+			Nodes: []NodeView{{Name: "vault-1", Err: errors.New("connection refused")}}}},
+		{name: "fail/abort-first-generation-no-node-checked", reason: ReasonWriteRefused, req: WriteRequest{Op: OpAbort, Generation: 1, Held: HeldState{Staged: 1}}},
 		{name: "ok/abort-rekey-in-progress", rule: "rekey-in-progress:vault-1", req: WriteRequest{Op: OpAbort, Generation: 2, Held: staged, Nodes: []NodeView{rekeying}}},
 		{name: "ok/abort-other-generation-proven", rule: "generation-1-proven", req: WriteRequest{Op: OpAbort, Generation: 2, Held: HeldState{Current: 1, Staged: 2, StagedNonce: "n1", LastProof: 1}}},
 		{name: "fail/abort-fate-unknown", reason: ReasonWriteRefused, req: WriteRequest{Op: OpAbort, Generation: 2, Held: staged, Nodes: []NodeView{idle, sealed}}},
@@ -83,6 +96,8 @@ func TestNeedsNodes(t *testing.T) {
 		{WriteRequest{Op: OpCommit, Generation: 2, Held: HeldState{Current: 1, Staged: 2, StagedNonce: "n1", LastProof: 2}}, false},
 		{WriteRequest{Op: OpAbort, Generation: 2, Held: staged}, true},
 		{WriteRequest{Op: OpAbort, Generation: 2, Held: HeldState{Current: 1, Staged: 2, StagedNonce: "n1", LastProof: 1}}, false},
+		{WriteRequest{Op: OpAbort, Generation: 1, Held: HeldState{Staged: 1}}, true}, // a first generation: is Vault initialized?
+		{WriteRequest{Op: OpAbort, Generation: 1}, false},                            // nothing staged
 	} {
 		if got := NeedsNodes(c.req); got != c.want {
 			t.Errorf("NeedsNodes(%+v) = %v, want %v", c.req, got, c.want)

@@ -8,8 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync"
 	"time"
+
+	"github.com/keyshare/keyshare/pkg/transport/lograte"
 )
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -59,53 +60,15 @@ const (
 	maxWarnSources = 4096
 )
 
-type warnCount struct {
-	start      time.Time
-	logged     int
-	suppressed int
-}
-
-type warnLimiter struct {
-	mu  sync.Mutex
-	now func() time.Time
-	by  map[netip.Addr]*warnCount
-}
+type warnLimiter = lograte.Limiter[netip.Addr]
 
 func newWarnLimiter() *warnLimiter {
-	return &warnLimiter{now: time.Now, by: map[netip.Addr]*warnCount{}}
-}
-
-// allow reports whether a warning about src is logged, and how many were
-// left out before it.
-func (l *warnLimiter) allow(src netip.Addr) (bool, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	c, ok := l.by[src]
-	if !ok || now.Sub(c.start) >= warnWindow {
-		if !ok && len(l.by) >= maxWarnSources {
-			clear(l.by)
-		}
-		left := 0
-		if ok {
-			left = c.suppressed
-		}
-		l.by[src] = &warnCount{start: now, logged: 1}
-		return true, left
-	}
-	if c.logged < warnBurst {
-		c.logged++
-		left := c.suppressed
-		c.suppressed = 0
-		return true, left
-	}
-	c.suppressed++
-	return false, 0
+	return lograte.New[netip.Addr](warnWindow, warnBurst, maxWarnSources)
 }
 
 // warnAbout logs a warning about something src did, within the limit.
 func (t *Transport) warnAbout(src netip.Addr, msg string, args ...any) {
-	ok, left := t.warns.allow(src)
+	ok, left := t.warns.Allow(src)
 	if !ok {
 		return
 	}

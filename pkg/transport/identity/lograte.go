@@ -2,8 +2,9 @@ package identity
 
 import (
 	"net"
-	"sync"
 	"time"
+
+	"github.com/keyshare/keyshare/pkg/transport/lograte"
 )
 
 // Refused handshakes are logged at most refusalBurst times per source
@@ -19,21 +20,11 @@ const (
 	maxRefusalSources = 4096
 )
 
-type refusalCount struct {
-	start      time.Time
-	logged     int
-	suppressed int
-}
-
-// refusalLimiter decides which refused handshakes are logged.
-type refusalLimiter struct {
-	mu  sync.Mutex
-	now func() time.Time
-	by  map[string]*refusalCount
-}
+// refusalLimiter decides which refused handshakes are logged, by host.
+type refusalLimiter struct{ *lograte.Limiter[string] }
 
 func newRefusalLimiter() *refusalLimiter {
-	return &refusalLimiter{now: time.Now, by: map[string]*refusalCount{}}
+	return &refusalLimiter{lograte.New[string](refusalWindow, refusalBurst, maxRefusalSources)}
 }
 
 // allow reports whether a refusal of remote (host:port) is logged, and how
@@ -43,27 +34,5 @@ func (l *refusalLimiter) allow(remote string) (bool, int) {
 	if err != nil {
 		host = remote
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	c, ok := l.by[host]
-	if !ok || now.Sub(c.start) >= refusalWindow {
-		if !ok && len(l.by) >= maxRefusalSources {
-			clear(l.by)
-		}
-		left := 0
-		if ok {
-			left = c.suppressed
-		}
-		l.by[host] = &refusalCount{start: now, logged: 1}
-		return true, left
-	}
-	if c.logged < refusalBurst {
-		c.logged++
-		left := c.suppressed
-		c.suppressed = 0
-		return true, left
-	}
-	c.suppressed++
-	return false, 0
+	return l.Allow(host)
 }

@@ -17,7 +17,7 @@ func TestRefusedHandshakesLogBounded(t *testing.T) {
 	opts.Logger = logs.logger()
 	server := mustNew(t, opts)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	server.refusals.now = func() time.Time { return now }
+	server.refusals.Now = func() time.Time { return now }
 	intruder := rawClient(p.leaf(t, RoleOperator, "mallory"))
 	cfg := server.ServerConfig(AllowRoles(RoleUnsealer))
 	for range 40 {
