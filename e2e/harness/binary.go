@@ -35,12 +35,12 @@ const buildScript = "e2e/tools/vault/build.sh"
 // minutes). The script's progress goes to stderr.
 func VaultBinary(ctx context.Context) (string, error) {
 	if p := os.Getenv(EnvVaultBin); p != "" {
-		if err := checkExecutable(p); err != nil {
+		if err := CheckExecutable(p); err != nil {
 			return "", fmt.Errorf("$%s: %w", EnvVaultBin, err)
 		}
 		return p, nil
 	}
-	script, err := findBuildScript()
+	script, err := FindBuildScript(buildScript, "set $"+EnvVaultBin)
 	if err != nil {
 		return "", err
 	}
@@ -59,7 +59,7 @@ func VaultBinary(ctx context.Context) (string, error) {
 	if i := strings.LastIndexByte(p, '\n'); i >= 0 {
 		p = p[i+1:]
 	}
-	if err := checkExecutable(p); err != nil {
+	if err := CheckExecutable(p); err != nil {
 		return "", fmt.Errorf("%s printed an unusable path: %w", script, err)
 	}
 	return p, nil
@@ -82,25 +82,28 @@ func RequireVaultBinary(tb testing.TB) string {
 	return p
 }
 
-func checkExecutable(p string) error {
+// CheckExecutable says whether p is an executable file, and why not.
+func CheckExecutable(p string) error {
 	st, err := os.Stat(p)
 	if err != nil {
-		return fmt.Errorf("failed to find vault binary: %w", err)
+		return fmt.Errorf("failed to find binary: %w", err)
 	}
 	if st.IsDir() || st.Mode().Perm()&0o111 == 0 {
-		return fmt.Errorf("vault binary %s is not an executable file", p)
+		return fmt.Errorf("%s is not an executable file", p)
 	}
 	return nil
 }
 
-// findBuildScript looks for e2e/tools/vault/build.sh in the working
-// directory and its parents (tests run in their package folder, the demo
-// from the repository root), then next to this source file.
-func findBuildScript() (string, error) {
+// FindBuildScript looks for rel (a build script such as
+// e2e/tools/vault/build.sh) in the working directory and its parents (tests
+// run in their package folder, the demo from the repository root), then
+// relative to this source file's repository. hint ends the error: what to
+// set instead.
+func FindBuildScript(rel, hint string) (string, error) {
 	var tried []string
 	if wd, err := os.Getwd(); err == nil {
 		for dir := wd; ; dir = filepath.Dir(dir) {
-			p := filepath.Join(dir, buildScript)
+			p := filepath.Join(dir, rel)
 			tried = append(tried, p)
 			if _, err := os.Stat(p); err == nil {
 				return p, nil
@@ -111,12 +114,12 @@ func findBuildScript() (string, error) {
 		}
 	}
 	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		p := filepath.Join(filepath.Dir(file), "..", "tools", "vault", "build.sh")
+		p := filepath.Join(filepath.Dir(file), "..", "..", rel)
 		tried = append(tried, p)
 		if _, err := os.Stat(p); err == nil {
 			return p, nil
 		}
 	}
-	return "", errors.New("failed to find " + buildScript + " (looked at " + strings.Join(tried, ", ") +
-		"); run from inside the repository or set $" + EnvVaultBin)
+	return "", errors.New("failed to find " + rel + " (looked at " + strings.Join(tried, ", ") +
+		"); run from inside the repository or " + hint)
 }

@@ -4,16 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keyshare/keyshare/e2e/harness"
 )
 
 // Versions of the binaries the suite runs, built by e2e/tools/kube/build.sh.
@@ -47,7 +46,7 @@ type Binaries struct {
 func FindBinaries(ctx context.Context) (Binaries, error) {
 	b := Binaries{APIServer: os.Getenv(EnvAPIServerBin), Etcd: os.Getenv(EnvEtcdBin), Etcdctl: os.Getenv(EnvEtcdctlBin)}
 	if b.APIServer == "" || b.Etcd == "" || b.Etcdctl == "" {
-		script, err := findBuildScript()
+		script, err := harness.FindBuildScript(buildScript, "set $"+EnvAPIServerBin+", $"+EnvEtcdBin+" and $"+EnvEtcdctlBin)
 		if err != nil {
 			return Binaries{}, err
 		}
@@ -67,7 +66,7 @@ func FindBinaries(ctx context.Context) (Binaries, error) {
 		}
 	}
 	for name, p := range map[string]string{EnvAPIServerBin: b.APIServer, EnvEtcdBin: b.Etcd, EnvEtcdctlBin: b.Etcdctl} {
-		if err := checkExecutable(p); err != nil {
+		if err := harness.CheckExecutable(p); err != nil {
 			return Binaries{}, fmt.Errorf("%s: %w", name, err)
 		}
 	}
@@ -115,42 +114,4 @@ func RequireBinaries(tb testing.TB) Binaries {
 		tb.Logf("kube-apiserver and etcd ready in %s", d.Round(time.Second))
 	}
 	return b
-}
-
-func checkExecutable(p string) error {
-	st, err := os.Stat(p)
-	if err != nil {
-		return fmt.Errorf("failed to find binary: %w", err)
-	}
-	if st.IsDir() || st.Mode().Perm()&0o111 == 0 {
-		return fmt.Errorf("%s is not an executable file", p)
-	}
-	return nil
-}
-
-// findBuildScript looks for e2e/tools/kube/build.sh in the working folder
-// and its parents, then next to this source file.
-func findBuildScript() (string, error) {
-	var tried []string
-	if wd, err := os.Getwd(); err == nil {
-		for dir := wd; ; dir = filepath.Dir(dir) {
-			p := filepath.Join(dir, buildScript)
-			tried = append(tried, p)
-			if _, err := os.Stat(p); err == nil {
-				return p, nil
-			}
-			if filepath.Dir(dir) == dir {
-				break
-			}
-		}
-	}
-	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		p := filepath.Join(filepath.Dir(file), "..", "tools", "kube", "build.sh")
-		tried = append(tried, p)
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	return "", errors.New("failed to find " + buildScript + " (looked at " + strings.Join(tried, ", ") +
-		"); run from inside the repository or set $" + EnvAPIServerBin + ", $" + EnvEtcdBin + " and $" + EnvEtcdctlBin)
 }
