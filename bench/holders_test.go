@@ -20,12 +20,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/keyshare/keyshare/internal/testkit/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/holdercfg"
 	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
 	"github.com/keyshare/keyshare/pkg/shares"
 	"github.com/keyshare/keyshare/pkg/transport/identity"
 	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 // Addresses: holders on 127.0.0.221-223, their fake Vault on .224, the
@@ -153,24 +155,14 @@ func TestHolderIdleCost(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfg := filepath.Join(hdir, "holder.yaml")
-		body := fmt.Sprintf(`id: %s
-listen: %s
-gossip: {bind: "%s", seeds: [%s]}
-tls: {ca_file: %s, cert_file: %s, key_file: %s}
-store: {dir: %s, seal_key_file: %s}
-audit: {file: %s}
-vault:
-  ca_file: %s
-  timeout: 2s
-  nodes: [{name: vault-1, address: "%s"}]
-policy:
-  allow_roles: [{role: unsealer, cidrs: [%s/32]}]
-metrics_listen: %s
-log_level: info
-`, ca.ID("holder", h.name), h.listen, h.gossip, strings.Join(seeds, ", "), caFile, cert, key,
-			filepath.Join(hdir, "store"), filepath.Join(hdir, "seal.key"), filepath.Join(hdir, "audit.log"),
-			vcaFile, fake.URL(), unsealerAddr, h.metrics)
-		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		hc := holdercfg.Config{
+			ID: ca.ID("holder", h.name), Listen: h.listen, GossipBind: h.gossip, Seeds: seeds,
+			CAFile: caFile, CertFile: cert, KeyFile: key,
+			StoreDir: filepath.Join(hdir, "store"), SealKeyFile: filepath.Join(hdir, "seal.key"), AuditFile: filepath.Join(hdir, "audit.log"),
+			VaultCAFile: vcaFile, VaultURL: fake.URL(), UnsealerCIDR: unsealerAddr + "/32",
+			MetricsListen: h.metrics, LogLev: "info",
+		}
+		if err := hc.Write(cfg); err != nil {
 			t.Fatal(err)
 		}
 		run(t, bin, "", "keygen", filepath.Join(hdir, "seal.key"))

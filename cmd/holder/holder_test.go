@@ -18,6 +18,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc/codes"
 
+	"github.com/keyshare/keyshare/internal/testkit/holdercfg"
 	"github.com/keyshare/keyshare/internal/testkit/proctest"
 	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
 	"github.com/keyshare/keyshare/pkg/policy"
@@ -49,28 +50,21 @@ func (s *holderSetup) boundAddrs(t *testing.T, p *proctest.Proc, hold string) {
 
 func (s *holderSetup) writeConfig(t *testing.T, hold string) {
 	t.Helper()
-	cfg := fmt.Sprintf(`id: spiffe://keyshare.test/holder/a
-listen: %s
-advertise_listen: "proxy.example:7400"
-gossip: {bind: "%s", seeds: [], rejoin_interval: 1s}
-tls: {ca_file: %s, cert_file: %s, key_file: %s}
-store: {dir: %s, seal_key_file: %s}
-audit: {file: %s}
-vault:
-  ca_file: %s
-  timeout: 2s
-  nodes: [{name: vault-1, address: "%s"}]
-policy:
-  allow_roles: [{role: unsealer, cidrs: [127.0.0.20/32]}]
-  operators: [{id: "spiffe://keyshare.test/operator/oncall", cidrs: [127.0.0.30/32]}, {id: "spiffe://keyshare.test/operator/backup", cidrs: [127.0.0.32/32]}]
-  burst: 6
-  rate_per_minute: 1
-  hold: %q
-metrics_listen: %s
-log_level: debug
-`, s.listen, s.gossip, s.w.path("ca.crt"), s.w.cert["holder/a"][0], s.w.cert["holder/a"][1],
-		s.w.path("store"), s.w.path("seal.key"), s.w.path("audit.log"), s.w.path("vault-ca.crt"), s.fake.URL(), hold, s.metri)
-	if err := os.WriteFile(s.cfg, []byte(cfg), 0o600); err != nil {
+	cfg := holdercfg.Config{
+		ID: "spiffe://keyshare.test/holder/a", Listen: s.listen, AdvertiseListen: "proxy.example:7400",
+		GossipBind: s.gossip, RejoinInterval: "1s",
+		CAFile: s.w.path("ca.crt"), CertFile: s.w.cert["holder/a"][0], KeyFile: s.w.cert["holder/a"][1],
+		StoreDir: s.w.path("store"), SealKeyFile: s.w.path("seal.key"), AuditFile: s.w.path("audit.log"),
+		VaultCAFile: s.w.path("vault-ca.crt"), VaultURL: s.fake.URL(),
+		UnsealerCIDR: "127.0.0.20/32",
+		Operators: []holdercfg.Operator{
+			{ID: "spiffe://keyshare.test/operator/oncall", CIDR: "127.0.0.30/32"},
+			{ID: "spiffe://keyshare.test/operator/backup", CIDR: "127.0.0.32/32"},
+		},
+		Policy:        []string{"burst: 6", "rate_per_minute: 1", fmt.Sprintf("hold: %q", hold)},
+		MetricsListen: s.metri, LogLev: "debug",
+	}
+	if err := cfg.Write(s.cfg); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keyshare/keyshare/internal/testkit/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/holdercfg"
 	"github.com/keyshare/keyshare/internal/testkit/proctest"
 	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
 	"github.com/keyshare/keyshare/pkg/shares"
@@ -148,32 +149,20 @@ watch: {holder_timeout: 5s}
 
 func (c *cluster) writeHolderConfig(t *testing.T, i int, name string) {
 	t.Helper()
-	cfg := fmt.Sprintf(`id: spiffe://keyshare.test/holder/%s
-listen: %s
-gossip: {bind: "%s", seeds: [], rejoin_interval: 1s}
-tls: {ca_file: %s, cert_file: %s, key_file: %s}
-store: {dir: %s, seal_key_file: %s}
-audit: {file: %s}
-vault:
-  ca_file: %s
-  timeout: 2s
-  nodes: [{name: vault-1, address: "%s"}]
-policy:
-  allow_roles: [{role: unsealer, cidrs: [%s/32]}]
-  operators: [{id: "spiffe://keyshare.test/operator/oncall", cidrs: [%s/32]}]
-  burst: 50
-  rate_per_minute: 600
-  operator_burst: 10
-  operator_rate_per_minute: 60
-  # One operator identity here; the two-operator rekey rule is tested in
-  # cmd/holder TestHolderRekeyRelease and pkg/policy.
-  rekey_approvals: 1
-metrics_listen: %s
-log_level: debug
-`, name, c.listen[i], anyPort(holderIPs[i]), c.path("ca.crt"), c.path("holder-"+name+".crt"), c.path("holder-"+name+".key"),
-		c.path("store-"+name), c.path("seal-"+name+".key"), c.path("audit-"+name+".log"), c.path("vault-ca.crt"), c.fake.URL(),
-		unsealerIP, operatorIP, anyPort(holderIPs[i]))
-	must(t, os.WriteFile(c.path("holder-"+name+".yaml"), []byte(cfg), 0o600))
+	cfg := holdercfg.Config{
+		ID: "spiffe://keyshare.test/holder/" + name, Listen: c.listen[i], GossipBind: anyPort(holderIPs[i]), RejoinInterval: "1s",
+		CAFile: c.path("ca.crt"), CertFile: c.path("holder-" + name + ".crt"), KeyFile: c.path("holder-" + name + ".key"),
+		StoreDir: c.path("store-" + name), SealKeyFile: c.path("seal-" + name + ".key"), AuditFile: c.path("audit-" + name + ".log"),
+		VaultCAFile: c.path("vault-ca.crt"), VaultURL: c.fake.URL(),
+		UnsealerCIDR: unsealerIP + "/32",
+		Operators:    []holdercfg.Operator{{ID: "spiffe://keyshare.test/operator/oncall", CIDR: operatorIP + "/32"}},
+		Policy: []string{"burst: 50", "rate_per_minute: 600", "operator_burst: 10", "operator_rate_per_minute: 60",
+			// One operator identity here; the two-operator rekey rule is
+			// tested in cmd/holder TestHolderRekeyRelease and pkg/policy.
+			"rekey_approvals: 1"},
+		MetricsListen: anyPort(holderIPs[i]), LogLev: "debug",
+	}
+	must(t, cfg.Write(c.path("holder-"+name+".yaml")))
 }
 
 // importGen1 provisions generation 1 by hand (`holder import`), 2/2/1.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyshare/keyshare/internal/unseal"
+	"github.com/keyshare/keyshare/pkg/policy"
 	"github.com/keyshare/keyshare/pkg/shares"
 	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
 )
@@ -91,6 +92,45 @@ func (a Agreement) Unreachable() string {
 func Collect(ctx context.Context, holders []HolderRef, m shares.Manifest, node string) ([]shares.Share, error) {
 	return release(ctx, holders, m, node, nil)
 }
+
+// collectForProof is Collect for an unseal that is to prove a generation
+// to the holders: every holder that holds m is asked and waited for (not
+// only the first threshold), and a holder that could not check the node
+// ("target unchecked", as right after it or Vault restarted) is asked
+// again a few times within its call's deadline. Each holder proves a
+// generation only by seeing the node unsealed after its own release, and
+// drops a staged generation only on such a proof: a holder left out of
+// the unseal could not settle.
+func collectForProof(ctx context.Context, holders []HolderRef, m shares.Manifest, node string) ([]shares.Share, error) {
+	res, err := unseal.Release(ctx, refs(holders), m, node, unseal.Options{Every: true, Release: releaseRetryingUnchecked})
+	if err != nil {
+		return nil, err
+	}
+	shares.ZeroShares(res.Shares[m.Threshold:])
+	return res.Threshold(), nil
+}
+
+// releaseRetryingUnchecked asks ref for its shares, again while it answers
+// that it could not check the node, at most uncheckedRetries times.
+func releaseRetryingUnchecked(ctx context.Context, ref unseal.HolderRef, node string, gen uint64) ([]sharerpc.Share, error) {
+	for i := 0; ; i++ {
+		ss, err := ref.Holder.Release(ctx, node, gen)
+		d, denied := sharerpc.DenialFromError(err)
+		if err == nil || !denied || d.Reason != policy.ReasonTargetUnchecked || i == uncheckedRetries {
+			return ss, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(uncheckedPause):
+		}
+	}
+}
+
+const (
+	uncheckedRetries = 5
+	uncheckedPause   = 200 * time.Millisecond
+)
 
 // release runs the pipeline's release step (unseal.Release) with rel, or
 // Holder.Release if rel is nil, and keeps exactly a threshold.

@@ -207,7 +207,7 @@ func (c RecoverConfig) commitStaged(ctx context.Context, gen uint64, staged []st
 func (c RecoverConfig) testOn(ctx context.Context, n Node, h Holdings, staged []string, next uint64) (string, error) {
 	cur := h.Manifest
 	if cur.Generation != 0 {
-		ss, err := Collect(ctx, h.Agreeing, cur, n.Name)
+		ss, err := collectForProof(ctx, h.Agreeing, cur, n.Name)
 		if err == nil {
 			_, err = c.Submit(ctx, n, ss)
 			shares.ZeroShares(ss)
