@@ -66,7 +66,7 @@ func FromHoldersApproved(hs []HolderRef, wait time.Duration, o Options) OldShare
 				return nil, fmt.Errorf("for the rekey of %s: no second operator approved nonce %s within %s (%w)", node, nonce, wait, err)
 			}
 			if !told {
-				o.printf("the holders release rekey shares only when a second operator asks for the same rekey: have another operator run\n\n    unsealer rekey --approve %s -c <their operator config>\n\nwaiting up to %s", nonce, wait)
+				o.printf("the holders release rekey shares only when a second operator asks for the same rekey: have another operator run\n\n    unsealer rekey --approve %s --node %s -c <their operator config>\n\nwaiting up to %s", nonce, node, wait)
 				told = true
 			}
 			select {
