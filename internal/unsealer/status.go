@@ -78,18 +78,7 @@ func Status(ctx context.Context, nodes []*vaultnode.Node, hs *HolderSet) Report 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			nr := NodeReport{Name: n.Name, Address: n.Addr}
-			st, err := n.SealStatus(ctx)
-			if err != nil {
-				nr.Error = err.Error()
-			} else {
-				nr.Reachable, nr.Initialized, nr.Sealed = true, st.Initialized, st.Sealed
-				nr.Progress, nr.Threshold, nr.Version = st.Progress, st.T, st.Version
-				if code, err := n.Health(ctx); err == nil {
-					nr.HARole = vaultnode.HARole(code)
-				}
-			}
-			r.Nodes[i] = nr
+			r.Nodes[i] = nodeReport(ctx, n)
 		}()
 	}
 	r.Holders = make([]HolderReport, len(hs.cfgs))
@@ -98,25 +87,7 @@ func Status(ctx context.Context, nodes []*vaultnode.Node, hs *HolderSet) Report 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			hr := HolderReport{ID: h.ID, Address: h.Address}
-			c, err := hs.client(h.ID, h.Address)
-			if err == nil {
-				var m shares.Manifest
-				w, merr := c.Manifest(ctx)
-				err = merr
-				if merr == nil {
-					m = w.Shares()
-					manifests[i] = m
-					hr.Alive, hr.Generation = true, m.Generation
-					if w.Staged != nil {
-						hr.Staged = w.Staged.Generation
-					}
-				}
-			}
-			if err != nil {
-				hr.Error = err.Error()
-			}
-			r.Holders[i] = hr
+			r.Holders[i], manifests[i] = hs.holderReport(ctx, h.ID, h.Address)
 		}()
 	}
 	wg.Wait()
@@ -151,6 +122,44 @@ func Status(ctx context.Context, nodes []*vaultnode.Node, hs *HolderSet) Report 
 	}
 	r.Missing = r.missing(need, len(hs.cfgs))
 	return r
+}
+
+// nodeReport is one Vault node's seal status and HA role.
+func nodeReport(ctx context.Context, n *vaultnode.Node) NodeReport {
+	nr := NodeReport{Name: n.Name, Address: n.Addr}
+	st, err := n.SealStatus(ctx)
+	if err != nil {
+		nr.Error = err.Error()
+		return nr
+	}
+	nr.Reachable, nr.Initialized, nr.Sealed = true, st.Initialized, st.Sealed
+	nr.Progress, nr.Threshold, nr.Version = st.Progress, st.T, st.Version
+	if code, err := n.Health(ctx); err == nil {
+		nr.HARole = vaultnode.HARole(code)
+	}
+	return nr
+}
+
+// holderReport is one holder's answer to Manifest at its configured
+// address, and the manifest of its committed generation (zero if none).
+func (hs *HolderSet) holderReport(ctx context.Context, id, addr string) (HolderReport, shares.Manifest) {
+	hr := HolderReport{ID: id, Address: addr}
+	c, err := hs.client(id, addr)
+	if err != nil {
+		hr.Error = err.Error()
+		return hr, shares.Manifest{}
+	}
+	w, err := c.Manifest(ctx)
+	if err != nil {
+		hr.Error = err.Error()
+		return hr, shares.Manifest{}
+	}
+	m := w.Shares()
+	hr.Alive, hr.Generation = true, m.Generation
+	if w.Staged != nil {
+		hr.Staged = w.Staged.Generation
+	}
+	return hr, m
 }
 
 // cfgShares is what a holder reports holding: the metadata of the
