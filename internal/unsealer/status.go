@@ -216,6 +216,9 @@ func (r Report) missing(need, total int) string {
 		parts = append(parts, fmt.Sprintf("vault is initialized and the %d of %d holders that answer hold nothing: start every holder, then adopt this vault: %s", answering, total, adoptCommand))
 	case r.Generation == 0 && answering >= need:
 		parts = append(parts, "the holders hold no shares yet: run 'unsealer init'")
+	case !r.Confirmed && r.Generation == 0:
+		parts = append(parts, fmt.Sprintf("%d of %d holders answer, %d needed to agree on a manifest: start more holders, or use 'unsealer unseal' (break-glass)",
+			answering, total, need))
 	case !r.Confirmed:
 		parts = append(parts, fmt.Sprintf("%d of %d holders answer, %d needed to agree on a manifest; they hold %d of %d shares (generation %d): start more holders, or use 'unsealer unseal' (break-glass)",
 			answering, total, need, r.SharesUnconfirmed, r.Threshold, r.Generation))
@@ -260,9 +263,12 @@ func (r Report) Print(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%s\tyes\t%s\t%v\t%t\n", h.ID, h.Address, gen, h.Shares, h.Agrees)
 	}
 	tw.Flush()
-	if r.Confirmed {
+	switch {
+	case r.Confirmed:
 		fmt.Fprintf(w, "\nshares reachable: %d of threshold %d (generation %d)\n", r.SharesReachable, r.Threshold, r.Generation)
-	} else {
+	case r.Generation == 0:
+		fmt.Fprintf(w, "\nshares reachable: none (no holder answered with a generation)\n")
+	default:
 		fmt.Fprintf(w, "\nshares reachable: 0 of threshold %d (generation %d unconfirmed: %d share(s) held by too few holders)\n", r.Threshold, r.Generation, r.SharesUnconfirmed)
 	}
 	if r.Missing != "" {
