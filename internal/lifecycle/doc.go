@@ -21,9 +21,12 @@
 // holder with the full manifest; read it back through Release (the node is
 // initialized and sealed, so policy allows it) and compare byte for byte;
 // commit everywhere; read every holder's manifest back; unseal the node
-// through the holders. A failure before the commit aborts the staged
-// generation everywhere: Vault is then initialized with keys that no one
-// holds, and as it holds no data yet the way out is to wipe its storage and
+// through the holders. A failure before the commit asks every holder to
+// abort the staged generation, and the holders refuse once Vault is
+// initialized (a first generation may then be Vault's only key), so the
+// holders that staged it keep it and --recover commits it if a threshold
+// was staged. Otherwise Vault is initialized with keys that no one holds,
+// and as it holds no data yet the way out is to wipe its storage and
 // rerun. A kill leaves:
 //
 //	init-vault      vault initialized, nothing dealt    the keys are gone; vault
