@@ -20,6 +20,7 @@ import (
 	"github.com/keyshare/keyshare/internal/coordinator"
 	"github.com/keyshare/keyshare/internal/holder"
 	"github.com/keyshare/keyshare/internal/testkit/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
 	"github.com/keyshare/keyshare/internal/unseal"
 	"github.com/keyshare/keyshare/internal/vaultnode"
@@ -216,17 +217,6 @@ func (w *world) runCoordinator(t *testing.T) (*coordinator.Coordinator, func()) 
 	return c, stop
 }
 
-func waitFor(t *testing.T, bound time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(bound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", bound, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestRekeyKilledBeforeCommitSettles is the rule "keep N until N+1 has
 // unsealed" end to end, with real holder Services and stores and the
 // coordinator: 'unsealer rekey' killed between Vault's verify and the
@@ -240,7 +230,7 @@ func TestRekeyKilledBeforeCommitSettles(t *testing.T) {
 	w.rekeyUntilVerified(t)
 	w.fake.Seal()
 	c, stop := w.runCoordinator(t)
-	waitFor(t, 20*time.Second, "every holder to commit generation 2", func() bool {
+	proctest.WaitFor(t, 20*time.Second, "every holder to commit generation 2", func() bool {
 		for _, st := range w.store {
 			s, err := st.State()
 			if err != nil || s.Current != 2 {
@@ -257,7 +247,7 @@ func TestRekeyKilledBeforeCommitSettles(t *testing.T) {
 		t.Fatalf("%d attempts wasted, want exactly 1", n)
 	}
 	// Each holder's proof lands within its next look at the node.
-	waitFor(t, 20*time.Second, "every holder to record generation 2 as proven", func() bool {
+	proctest.WaitFor(t, 20*time.Second, "every holder to record generation 2 as proven", func() bool {
 		for i, st := range w.store {
 			s, err := st.State()
 			if err != nil || s.Proven != 2 {

@@ -14,8 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyshare/keyshare/internal/testkit/devpki"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/keyshare/keyshare/internal/testkit/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 )
 
 const (
@@ -179,13 +181,7 @@ func handshake(t *testing.T, serverCfg, clientCfg *tls.Config) outcome {
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", waitFor, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	proctest.WaitFor(t, waitFor, what, cond)
 }
 
 func writeFile(t *testing.T, path string, b []byte) {
