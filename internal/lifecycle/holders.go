@@ -102,12 +102,7 @@ func Collect(ctx context.Context, holders []HolderRef, m shares.Manifest, node s
 // drops a staged generation only on such a proof: a holder left out of
 // the unseal could not settle.
 func collectForProof(ctx context.Context, holders []HolderRef, m shares.Manifest, node string) ([]shares.Share, error) {
-	res, err := unseal.Release(ctx, refs(holders), m, node, unseal.Options{Every: true, Release: releaseRetryingUnchecked})
-	if err != nil {
-		return nil, err
-	}
-	shares.ZeroShares(res.Shares[m.Threshold:])
-	return res.Threshold(), nil
+	return releaseWith(ctx, holders, m, node, unseal.Options{Every: true, Release: releaseRetryingUnchecked})
 }
 
 // releaseRetryingUnchecked asks ref for its shares, again while it answers
@@ -135,7 +130,12 @@ const (
 // release runs the pipeline's release step (unseal.Release) with rel, or
 // Holder.Release if rel is nil, and keeps exactly a threshold.
 func release(ctx context.Context, holders []HolderRef, m shares.Manifest, node string, rel unseal.ReleaseFunc) ([]shares.Share, error) {
-	res, err := unseal.Release(ctx, refs(holders), m, node, unseal.Options{Release: rel})
+	return releaseWith(ctx, holders, m, node, unseal.Options{Release: rel})
+}
+
+// releaseWith runs unseal.Release with o and keeps exactly a threshold.
+func releaseWith(ctx context.Context, holders []HolderRef, m shares.Manifest, node string, o unseal.Options) ([]shares.Share, error) {
+	res, err := unseal.Release(ctx, refs(holders), m, node, o)
 	if err != nil {
 		return nil, err
 	}
