@@ -4,8 +4,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/tls"
-	"net/http"
 	"testing"
 	"time"
 
@@ -33,25 +31,10 @@ func TestVaultContract(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: c.CA.Pool()}}}
-	t.Cleanup(hc.CloseIdleConnections)
-	vaultcontract.Run(t, vaultcontract.Target{Node: node, URL: n.APIAddr(), HTTP: hc, Restart: func(ctx context.Context) error {
+	vaultcontract.Run(t, vaultcontract.Target{Node: node, URL: n.APIAddr(), CACert: c.CA.CertPEM, Restart: func(ctx context.Context) error {
 		if err := n.Restart(); err != nil {
 			return err
 		}
-		if err := n.WaitAPI(ctx); err != nil {
-			return err
-		}
-		// keyshare's client may hold a connection the restart cut.
-		for {
-			if _, err := node.SealStatus(ctx); err == nil {
-				return nil
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
+		return n.WaitAPI(ctx)
 	}})
 }

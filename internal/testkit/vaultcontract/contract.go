@@ -15,6 +15,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,11 +35,13 @@ import (
 type Target struct {
 	// Node is keyshare's client for it.
 	Node *vaultnode.Node
-	// URL is its API address; HTTP a client that trusts its certificate.
-	URL  string
-	HTTP *http.Client
-	// Restart stops and starts the node and returns once its API answers:
-	// it comes back sealed, with any rekey in progress forgotten.
+	// URL is its API address, and CACert (PEM) the CA its certificate
+	// chains to: the suite's raw requests trust it alone.
+	URL    string
+	CACert []byte
+	// Restart stops and starts the node: it comes back sealed, with any
+	// rekey in progress forgotten. Run then waits until Node gets an
+	// answer (a kept-alive connection may have been cut).
 	Restart func(ctx context.Context) error
 }
 
@@ -50,7 +54,8 @@ const (
 // suite is the state carried from one step to the next.
 type suite struct {
 	tg    Target
-	keys  [][]byte // the unseal key in force
+	http  *http.Client // trusts tg.CACert alone
+	keys  [][]byte     // the unseal key in force
 	token string
 	nonce string // the rekey in progress
 	vnone string // its verification nonce
@@ -60,7 +65,13 @@ type suite struct {
 // Run runs every assertion in order, each as a subtest; it stops at the
 // first step that fails, as later ones build on it.
 func Run(t *testing.T, tg Target) {
-	s := &suite{tg: tg}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(tg.CACert) {
+		t.Fatal("vaultcontract: Target.CACert holds no PEM certificate")
+	}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	t.Cleanup(hc.CloseIdleConnections)
+	s := &suite{tg: tg, http: hc}
 	steps := []struct {
 		name string
 		fn   func(*testing.T, context.Context)
@@ -93,15 +104,23 @@ func Run(t *testing.T, tg Target) {
 }
 
 func (s *suite) uninitialized(t *testing.T, ctx context.Context) {
+	s.notUnsealed(t, ctx, "an uninitialized node", 501, func(st vaultnode.Status) bool { return !st.Initialized && st.Sealed })
+}
+
+// notUnsealed asserts what a node that is not unsealed answers: a
+// seal-status that want accepts, health, and a rekey status refused with
+// 503 (it is sealed).
+func (s *suite) notUnsealed(t *testing.T, ctx context.Context, what string, health int, want func(vaultnode.Status) bool) {
+	t.Helper()
 	st, err := s.tg.Node.SealStatus(ctx)
-	if err != nil || st.Initialized || !st.Sealed {
-		t.Fatalf("seal-status of a fresh node: %+v, %v; want uninitialized and sealed", st, err)
+	if err != nil || !want(st) {
+		t.Fatalf("seal-status of %s: %+v, %v", what, st, err)
 	}
-	if code := s.health(t, ctx); code != 501 {
-		t.Fatalf("health of an uninitialized node: %d, want 501", code)
+	if code := s.health(t, ctx); code != health {
+		t.Fatalf("health of %s: %d, want %d", what, code, health)
 	}
 	if _, err := s.tg.Node.RekeyStatus(ctx); apiCode(err) != 503 {
-		t.Fatalf("rekey status of an uninitialized node: %v, want 503 (it is sealed)", err)
+		t.Fatalf("rekey status of %s: %v, want 503 (it is sealed)", what, err)
 	}
 }
 
@@ -127,16 +146,9 @@ func (s *suite) init(t *testing.T, ctx context.Context) {
 }
 
 func (s *suite) sealed(t *testing.T, ctx context.Context) {
-	st, err := s.tg.Node.SealStatus(ctx)
-	if err != nil || !st.Initialized || !st.Sealed || st.T != Threshold || st.N != Shares || st.Progress != 0 {
-		t.Fatalf("seal-status after init: %+v, %v", st, err)
-	}
-	if code := s.health(t, ctx); code != 503 {
-		t.Fatalf("health of a sealed node: %d, want 503", code)
-	}
-	if _, err := s.tg.Node.RekeyStatus(ctx); apiCode(err) != 503 {
-		t.Fatalf("rekey status of a sealed node: %v, want 503", err)
-	}
+	s.notUnsealed(t, ctx, "a sealed node after init", 503, func(st vaultnode.Status) bool {
+		return st.Initialized && st.Sealed && st.T == Threshold && st.N == Shares && st.Progress == 0
+	})
 }
 
 func (s *suite) unsealProgress(t *testing.T, ctx context.Context) {
@@ -233,6 +245,13 @@ func (s *suite) rekeyUnauthenticated(t *testing.T, ctx context.Context) {
 // anon sends a request without a token and returns the code and the body.
 func (s *suite) anon(t *testing.T, ctx context.Context, method, path string, body []byte) (int, []byte) {
 	t.Helper()
+	return s.send(t, ctx, method, path, body, "")
+}
+
+// send sends a request with token (none if empty) and returns the code and
+// the body.
+func (s *suite) send(t *testing.T, ctx context.Context, method, path string, body []byte, token string) (int, []byte) {
+	t.Helper()
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -241,7 +260,10 @@ func (s *suite) anon(t *testing.T, ctx context.Context, method, path string, bod
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := s.tg.HTTP.Do(req)
+	if token != "" {
+		req.Header.Set("X-Vault-Token", token)
+	}
+	resp, err := s.http.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -424,6 +446,10 @@ func (s *suite) restart(t *testing.T, ctx context.Context) {
 	if err := s.tg.Restart(ctx); err != nil {
 		t.Fatalf("restart: %v", err)
 	}
+	answers := func() bool { _, err := s.tg.Node.SealStatus(ctx); return err == nil }
+	if err := poll(ctx, answers); err != nil {
+		t.Fatalf("seal-status never answered after the restart: %v", err)
+	}
 	st, err := s.tg.Node.SealStatus(ctx)
 	if err != nil || !st.Sealed || st.Progress != 0 {
 		t.Fatalf("after a restart: %+v, %v; want sealed", st, err)
@@ -453,26 +479,12 @@ func (s *suite) health(t *testing.T, ctx context.Context) int {
 // the errors in the answer.
 func (s *suite) raw(t *testing.T, ctx context.Context, method, path string, body []byte) (int, string) {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(s.tg.URL, "/")+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("X-Vault-Token", s.token)
-	resp, err := s.tg.HTTP.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	code, b := s.send(t, ctx, method, path, body, s.token)
 	var e struct {
 		Errors []string `json:"errors"`
 	}
 	_ = json.Unmarshal(b, &e)
-	return resp.StatusCode, strings.Join(e.Errors, "; ")
+	return code, strings.Join(e.Errors, "; ")
 }
 
 // apiCode is the HTTP status of a *vaultnode.APIError, or 0.

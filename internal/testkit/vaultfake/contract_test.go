@@ -3,11 +3,8 @@ package vaultfake_test
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"net"
-	"net/http"
 	"testing"
-	"time"
 
 	"github.com/keyshare/keyshare/internal/testkit/devpki"
 	"github.com/keyshare/keyshare/internal/testkit/vaultcontract"
@@ -36,25 +33,8 @@ func TestContract(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca.CertPEM)
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	t.Cleanup(hc.CloseIdleConnections)
-	vaultcontract.Run(t, vaultcontract.Target{Node: node, URL: fake.URL(), HTTP: hc, Restart: func(ctx context.Context) error {
+	vaultcontract.Run(t, vaultcontract.Target{Node: node, URL: fake.URL(), CACert: ca.CertPEM, Restart: func(context.Context) error {
 		fake.Stop()
-		if err := fake.Start(); err != nil {
-			return err
-		}
-		// Kept-alive connections were cut: wait until it answers.
-		for {
-			if _, err := node.SealStatus(ctx); err == nil {
-				return nil
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
+		return fake.Start()
 	}})
 }
