@@ -253,6 +253,19 @@ func keyRequest(w http.ResponseWriter, r *http.Request) ([]byte, string, bool) {
 	return k, req.Nonce, true
 }
 
+// rekeyInProgress returns the rekey in progress, or nil once it has
+// answered that the node is not usable or that there is none (none is
+// Vault's message for that, which differs by endpoint). v.mu is held.
+func (v *Vault) rekeyInProgress(w http.ResponseWriter, none string) *rekeyState {
+	if !v.usable(w) {
+		return nil
+	}
+	if v.rekey == nil {
+		writeErr(w, http.StatusBadRequest, none)
+	}
+	return v.rekey
+}
+
 func (v *Vault) handleRekeyUpdate(w http.ResponseWriter, r *http.Request) {
 	k, nonce, ok := keyRequest(w, r)
 	if !ok {
@@ -260,12 +273,9 @@ func (v *Vault) handleRekeyUpdate(w http.ResponseWriter, r *http.Request) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	rk := v.rekey
+	rk := v.rekeyInProgress(w, "no barrier rekey in progress")
 	switch {
-	case !v.usable(w):
-		return
 	case rk == nil:
-		writeErr(w, http.StatusBadRequest, "no barrier rekey in progress")
 		return
 	case rk.newKey != nil:
 		writeErr(w, http.StatusBadRequest, fmt.Sprintf("rekey operation already finished; verification must be performed; nonce for the verification operation is %q", rk.verifyNonce))
@@ -275,17 +285,11 @@ func (v *Vault) handleRekeyUpdate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v.life.RekeySubmitted++
-	if !collect(&rk.parts, k) {
-		writeErr(w, http.StatusBadRequest, "given key has already been provided during this generation operation")
+	done, match := gather(w, &rk.parts, k, v.t, "generation", v.key, func() any { return v.rekeyStatus() })
+	switch {
+	case !done:
 		return
-	}
-	if len(rk.parts) < v.t {
-		writeJSON(w, http.StatusOK, v.rekeyStatus())
-		return
-	}
-	got, err := shamir.Combine(rk.parts)
-	rk.parts = nil
-	if err != nil || !bytes.Equal(got, v.key) {
+	case !match:
 		// Vault 1.21 opens its stored root key with the combined key; a
 		// wrong one fails there, with a 500.
 		v.life.RekeyFailed++
@@ -299,22 +303,22 @@ func (v *Vault) handleRekeyUpdate(w http.ResponseWriter, r *http.Request) {
 		"verification_required": true, "verification_nonce": rk.verifyNonce})
 }
 
+// verifyStatus is sys/rekey/verify's answer while keys are given to it.
+func (rk *rekeyState) verifyStatus() map[string]any {
+	return map[string]any{"started": true, "nonce": rk.verifyNonce, "t": rk.t, "n": rk.n, "progress": len(rk.verifyParts)}
+}
+
 func (v *Vault) handleVerifyStatus(w http.ResponseWriter, _ *http.Request) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if !v.usable(w) {
-		return
-	}
-	rk := v.rekey
-	if rk == nil {
-		writeErr(w, http.StatusBadRequest, "no rekey configuration found")
-		return
-	}
-	if rk.newKey == nil {
+	rk := v.rekeyInProgress(w, "no rekey configuration found")
+	switch {
+	case rk == nil:
+	case rk.newKey == nil:
 		writeJSON(w, http.StatusOK, map[string]any{"started": false, "nonce": "", "t": rk.t, "n": rk.n, "progress": 0})
-		return
+	default:
+		writeJSON(w, http.StatusOK, rk.verifyStatus())
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"started": true, "nonce": rk.verifyNonce, "t": rk.t, "n": rk.n, "progress": len(rk.verifyParts)})
 }
 
 func (v *Vault) handleVerify(w http.ResponseWriter, r *http.Request) {
@@ -324,12 +328,9 @@ func (v *Vault) handleVerify(w http.ResponseWriter, r *http.Request) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	rk := v.rekey
+	rk := v.rekeyInProgress(w, "no rekey in progress")
 	switch {
-	case !v.usable(w):
-		return
 	case rk == nil:
-		writeErr(w, http.StatusBadRequest, "no rekey in progress")
 		return
 	case rk.newKey == nil:
 		writeErr(w, http.StatusBadRequest, "no rekey verification in progress")
@@ -339,17 +340,11 @@ func (v *Vault) handleVerify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v.life.VerifySubmitted++
-	if !collect(&rk.verifyParts, k) {
-		writeErr(w, http.StatusBadRequest, "given key has already been provided during this verify operation")
+	done, match := gather(w, &rk.verifyParts, k, rk.t, "verify", rk.newKey, func() any { return rk.verifyStatus() })
+	switch {
+	case !done:
 		return
-	}
-	if len(rk.verifyParts) < rk.t {
-		writeJSON(w, http.StatusOK, map[string]any{"started": true, "nonce": rk.verifyNonce, "t": rk.t, "n": rk.n, "progress": len(rk.verifyParts)})
-		return
-	}
-	got, err := shamir.Combine(rk.verifyParts)
-	rk.verifyParts = nil
-	if err != nil || !bytes.Equal(got, rk.newKey) {
+	case !match:
 		v.life.RekeyFailed++
 		rk.verifyNonce = newNonce()
 		writeErr(w, http.StatusBadRequest, "rekey verification failed; incorrect key shares supplied")
@@ -359,6 +354,25 @@ func (v *Vault) handleVerify(w http.ResponseWriter, r *http.Request) {
 	v.rekey = nil
 	v.life.Rekeys++
 	writeJSON(w, http.StatusOK, map[string]any{"nonce": nonce, "complete": true})
+}
+
+// gather adds k to one of the rekey's two rounds of keys (the old keys to
+// update, the new ones to verify; op names the round in Vault's message).
+// It answers a duplicate, or progress while fewer than t were given, and
+// returns done false. With t given it empties parts and returns done, and
+// match if they combine to want.
+func gather(w http.ResponseWriter, parts *[][]byte, k []byte, t int, op string, want []byte, progress func() any) (done, match bool) {
+	if !collect(parts, k) {
+		writeErr(w, http.StatusBadRequest, "given key has already been provided during this "+op+" operation")
+		return false, false
+	}
+	if len(*parts) < t {
+		writeJSON(w, http.StatusOK, progress())
+		return false, false
+	}
+	got, err := shamir.Combine(*parts)
+	*parts = nil
+	return true, err == nil && bytes.Equal(got, want)
 }
 
 // collect appends k to parts unless it is there already.

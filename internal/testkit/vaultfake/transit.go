@@ -285,14 +285,9 @@ func (ts *transitState) route(w http.ResponseWriter, method, path string, body m
 			writeErr(w, 400, "failed to parse certificate")
 			return
 		}
-		var cidrs []netip.Prefix
-		for _, c := range strs(body["token_bound_cidrs"]) {
-			pr, err := netip.ParsePrefix(c)
-			if err != nil {
-				writeErr(w, 400, "invalid token_bound_cidrs: "+c)
-				return
-			}
-			cidrs = append(cidrs, pr)
+		cidrs, ok := boundCIDRs(w, body)
+		if !ok {
+			return
 		}
 		ts.certs[p[1]+"/"+p[3]] = fakeCertRole{pool: pool, policies: strs(body["token_policies"]), cidrs: cidrs, period: duration(body["token_period"])}
 		w.WriteHeader(204)
@@ -447,6 +442,21 @@ func strs(v any) []string {
 		}
 	}
 	return out
+}
+
+// boundCIDRs reads token_bound_cidrs from a request body; it answers 400
+// and returns false for one that does not parse.
+func boundCIDRs(w http.ResponseWriter, body map[string]any) ([]netip.Prefix, bool) {
+	var cidrs []netip.Prefix
+	for _, c := range strs(body["token_bound_cidrs"]) {
+		pr, err := netip.ParsePrefix(c)
+		if err != nil {
+			writeErr(w, 400, "invalid token_bound_cidrs: "+c)
+			return nil, false
+		}
+		cidrs = append(cidrs, pr)
+	}
+	return cidrs, true
 }
 
 func duration(v any) time.Duration {

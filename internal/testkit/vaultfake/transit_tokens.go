@@ -51,14 +51,9 @@ func (ts *transitState) tokenRoute(w http.ResponseWriter, method string, p []str
 		}
 		writeJSON(w, 200, map[string]any{"data": map[string]any{"keys": keys}})
 	case len(p) == 2 && p[0] == "roles":
-		var cidrs []netip.Prefix
-		for _, c := range strs(body["token_bound_cidrs"]) {
-			pr, err := netip.ParsePrefix(c)
-			if err != nil {
-				writeErr(w, 400, "invalid token_bound_cidrs: "+c)
-				return
-			}
-			cidrs = append(cidrs, pr)
+		cidrs, ok := boundCIDRs(w, body)
+		if !ok {
+			return
 		}
 		ren, ok := body["renewable"].(bool)
 		ts.roles[p[1]] = fakeRole{allowed: strs(body["allowed_policies"]), cidrs: cidrs, period: duration(body["token_period"]), renewable: ren || !ok}
