@@ -2,36 +2,16 @@ package vaultnode_test
 
 import (
 	"context"
-	"crypto/tls"
-	"net"
 	"testing"
 	"time"
 
-	"github.com/keyshare/keyshare/internal/testkit/devpki"
-	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 )
 
 // TestWatchCloseWakesOnStop: the held connection ends when the node stops,
 // the watcher says so at once, and holds a new one when the node is back.
 func TestWatchCloseWakesOnStop(t *testing.T) {
-	ca, err := devpki.NewCA("keyshare.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := ca.IssueID("vault", "v1", net.ParseIP("127.0.0.62"))
-	fake, _, err := vaultfake.New("127.0.0.62:0", &tls.Config{Certificates: []tls.Certificate{leaf.TLSCertificate()}}, 5, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fake.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer fake.Stop()
-	n, err := vaultnode.New("vault-1", fake.URL(), vaultnode.Options{CACert: ca.CertPEM})
-	if err != nil {
-		t.Fatal(err)
-	}
+	fake, _, n := startFake(t, "127.0.0.62", 0)
 	events := make(chan vaultnode.ConnEvent)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -2,37 +2,15 @@ package vaultnode_test
 
 import (
 	"context"
-	"crypto/tls"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/keyshare/keyshare/internal/testkit/devpki"
-	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 )
 
 func TestAgainstFake(t *testing.T) {
-	ca, err := devpki.NewCA("keyshare.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.IssueID("vault", "v1", net.ParseIP("127.0.0.61"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fake, keys, err := vaultfake.New("127.0.0.61:0", &tls.Config{Certificates: []tls.Certificate{leaf.TLSCertificate()}}, 5, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fake.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer fake.Stop()
-	n, err := vaultnode.New("vault-1", fake.URL(), vaultnode.Options{CACert: ca.CertPEM})
-	if err != nil {
-		t.Fatal(err)
-	}
+	fake, keys, n := startFake(t, "127.0.0.61", 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 

@@ -13,7 +13,9 @@ import (
 	"github.com/keyshare/keyshare/internal/vaultnode"
 )
 
-func startFake(t *testing.T, ip string) (*vaultfake.Vault, [][]byte, *vaultnode.Node) {
+// startFake starts a fake Vault (5 shares, threshold 3, sealed) on ip and
+// returns it, its keys and a client for it with timeout (the default if 0).
+func startFake(t *testing.T, ip string, timeout time.Duration) (*vaultfake.Vault, [][]byte, *vaultnode.Node) {
 	t.Helper()
 	ca, err := devpki.NewCA("keyshare.test")
 	if err != nil {
@@ -31,7 +33,7 @@ func startFake(t *testing.T, ip string) (*vaultfake.Vault, [][]byte, *vaultnode.
 		t.Fatal(err)
 	}
 	t.Cleanup(fake.Stop)
-	n, err := vaultnode.New("vault-1", fake.URL(), vaultnode.Options{CACert: ca.CertPEM, Timeout: 2 * time.Second})
+	n, err := vaultnode.New("vault-1", fake.URL(), vaultnode.Options{CACert: ca.CertPEM, Timeout: timeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +44,7 @@ func startFake(t *testing.T, ip string) (*vaultfake.Vault, [][]byte, *vaultnode.
 // node that restarted is not an error: the next status is the new
 // process's (sealed), and a stopped node reads as unreachable.
 func TestSealStatusAcrossRestart(t *testing.T) {
-	fake, keys, n := startFake(t, "127.0.0.67")
+	fake, keys, n := startFake(t, "127.0.0.67", 2*time.Second)
 	ctx := context.Background()
 	for _, k := range keys[:3] {
 		if _, err := n.Unseal(ctx, k); err != nil {
@@ -71,7 +73,7 @@ func TestSealStatusAcrossRestart(t *testing.T) {
 // several releases) all get an answer; one uses the kept-alive connection,
 // the others the pooled client.
 func TestSealStatusConcurrent(t *testing.T) {
-	_, _, n := startFake(t, "127.0.0.68")
+	_, _, n := startFake(t, "127.0.0.68", 2*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
