@@ -1,9 +1,11 @@
 // Package tlstest runs one real TLS handshake between two configs, for
-// tests that check who accepts whom (roles, trust domains, revocation).
+// tests that check who accepts whom (roles, trust domains, revocation),
+// and records a client's first flight for tests that replay it slowly.
 package tlstest
 
 import (
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -70,4 +72,24 @@ func Refusal(tb testing.TB, server, client *tls.Config) error {
 		return fmt.Errorf("server: %w (client: %v)", serverErr, clientErr)
 	}
 	return clientErr
+}
+
+// ClientHello returns the first TLS record a client with cfg sends (its
+// ClientHello), read over a pipe with nothing answering it.
+func ClientHello(tb testing.TB, cfg *tls.Config) []byte {
+	tb.Helper()
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	go func() { _ = tls.Client(a, cfg).Handshake() }()
+	_ = b.SetReadDeadline(time.Now().Add(10 * time.Second))
+	hdr := make([]byte, 5)
+	if _, err := io.ReadFull(b, hdr); err != nil {
+		tb.Fatal(err)
+	}
+	body := make([]byte, binary.BigEndian.Uint16(hdr[3:]))
+	if _, err := io.ReadFull(b, body); err != nil {
+		tb.Fatal(err)
+	}
+	return append(hdr, body...)
 }

@@ -3,7 +3,6 @@ package gossip
 import (
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -12,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/keyshare/keyshare/internal/testkit/tlstest"
 )
 
 // Addresses of the slowloris tests: members on 127.0.0.211-214, the
@@ -30,20 +31,7 @@ func helloRecord(t *testing.T, cfg *tls.Config) []byte {
 	cfg = cfg.Clone()
 	cfg.NextProtos = []string{alpnProtocol}
 	cfg.ServerName = "gossip" // only the first flight is sent
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
-	go func() { _ = tls.Client(a, cfg).Handshake() }()
-	_ = b.SetReadDeadline(time.Now().Add(10 * time.Second))
-	hdr := make([]byte, 5)
-	if _, err := io.ReadFull(b, hdr); err != nil {
-		t.Fatal(err)
-	}
-	body := make([]byte, binary.BigEndian.Uint16(hdr[3:]))
-	if _, err := io.ReadFull(b, body); err != nil {
-		t.Fatal(err)
-	}
-	return append(hdr, body...)
+	return tlstest.ClientHello(t, cfg)
 }
 
 // siege keeps n connections open to addr from ip until ctx ends: each sends

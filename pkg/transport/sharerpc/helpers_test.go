@@ -167,11 +167,17 @@ func newFixture(t testing.TB, tune ...func(*ServerOptions)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", serverIP+":0")
+	f.addr = serve(t, srv, serverIP)
+	return f
+}
+
+// serve runs srv on ip:0 until the test ends and returns its address.
+func serve(t testing.TB, srv *Server, ip string) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.addr = lis.Addr().String()
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(lis) }()
 	t.Cleanup(func() {
@@ -181,7 +187,7 @@ func newFixture(t testing.TB, tune ...func(*ServerOptions)) *fixture {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return f
+	return lis.Addr().String()
 }
 
 func (f *fixture) id(role, name string) spiffeid.ID {

@@ -2,8 +2,6 @@ package sharerpc
 
 import (
 	"context"
-	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyshare/keyshare/internal/testkit/tlstest"
 	"github.com/keyshare/keyshare/pkg/transport/identity"
-	"google.golang.org/grpc"
 )
 
 // Addresses of the hostile-input tests, apart from the rest of the suite.
@@ -37,19 +35,7 @@ func hostileServer(t *testing.T, f *fixture, handshake time.Duration) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", hostileServerIP+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(lis) }()
-	t.Cleanup(func() {
-		srv.Stop()
-		if err := <-done; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return lis.Addr().String()
+	return serve(t, srv, hostileServerIP)
 }
 
 // probeClient is a coordinator's client from hostileProbeIP.
@@ -62,25 +48,6 @@ func probeClient(t *testing.T, f *fixture, addr string, timeout time.Duration) *
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-// clientHello returns the first TLS record a client with cfg sends.
-func clientHello(t *testing.T, cfg *tls.Config) []byte {
-	t.Helper()
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
-	go func() { _ = tls.Client(a, cfg).Handshake() }()
-	_ = b.SetReadDeadline(time.Now().Add(10 * time.Second))
-	hdr := make([]byte, 5)
-	if _, err := io.ReadFull(b, hdr); err != nil {
-		t.Fatal(err)
-	}
-	body := make([]byte, binary.BigEndian.Uint16(hdr[3:]))
-	if _, err := io.ReadFull(b, body); err != nil {
-		t.Fatal(err)
-	}
-	return append(hdr, body...)
 }
 
 // attack is a set of hostile connections and when the server closed each.
@@ -191,7 +158,7 @@ func TestHealthUnderSlowloris(t *testing.T) {
 		t.Fatalf("health before the attack: %v", err)
 	}
 	base := runtime.NumGoroutine()
-	hello := clientHello(t, f.unsealer.ClientConfig(expectHolder()))
+	hello := tlstest.ClientHello(t, f.unsealer.ClientConfig(expectHolder()))
 
 	closeBound := handshake + 5*time.Second
 	var a attack
