@@ -75,15 +75,8 @@ func CreateCA(dir string, opts CAOptions) (*CA, error) {
 	if err != nil {
 		return nil, invalidf("trust domain %q is not usable (want a lowercase name such as keyshare.example): %w", opts.TrustDomain, err)
 	}
-	if opts.Days < 0 {
-		return nil, invalidf("CA validity of %d days is not positive", opts.Days)
-	}
-	if opts.Days == 0 {
-		opts.Days = DefaultCADays
-	}
-	now := time.Now
-	if opts.Now != nil {
-		now = opts.Now
+	if opts.Days, err = validityDays("CA", opts.Days, DefaultCADays); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("failed to create CA folder %s: %w", dir, err)
@@ -104,7 +97,7 @@ func CreateCA(dir string, opts CAOptions) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := now()
+	t := clock(opts.Now)
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: cn, Organization: []string{"keyshare"}},
@@ -261,4 +254,24 @@ func readPEMCerts(path string, b []byte) ([]*x509.Certificate, error) {
 		return nil, fmt.Errorf("%s holds no PEM certificate", path)
 	}
 	return out, nil
+}
+
+// clock returns now(), the options' clock, or the time of day if it is nil.
+func clock(now func() time.Time) time.Time {
+	if now != nil {
+		return now()
+	}
+	return time.Now()
+}
+
+// validityDays is days, or def if days is 0; what names the validity in
+// the error for a negative one.
+func validityDays(what string, days, def int) (int, error) {
+	if days < 0 {
+		return 0, invalidf("%s validity of %d days is not positive", what, days)
+	}
+	if days == 0 {
+		return def, nil
+	}
+	return days, nil
 }

@@ -115,17 +115,12 @@ func (ca *CA) RevokeSerial(serial *big.Int, opts CRLOptions) (CRLInfo, error) {
 // writeCRL signs and writes cur's entries plus add (if not nil) with the
 // next CRL number.
 func (ca *CA) writeCRL(cur *x509.RevocationList, add *big.Int, opts CRLOptions) (CRLInfo, error) {
-	if opts.Days < 0 {
-		return CRLInfo{}, invalidf("CRL validity of %d days is not positive", opts.Days)
+	days, err := validityDays("CRL", opts.Days, DefaultCRLDays)
+	if err != nil {
+		return CRLInfo{}, err
 	}
-	if opts.Days == 0 {
-		opts.Days = DefaultCRLDays
-	}
-	now := time.Now
-	if opts.Now != nil {
-		now = opts.Now
-	}
-	t := now()
+	opts.Days = days
+	t := clock(opts.Now)
 	number := big.NewInt(1)
 	var entries []x509.RevocationListEntry
 	if cur != nil {

@@ -199,11 +199,7 @@ func (ca *CA) Issue(opts LeafOptions) (*Leaf, error) {
 	if opts.Days == 0 {
 		opts.Days = DefaultLeafDays
 	}
-	now := time.Now
-	if opts.Now != nil {
-		now = opts.Now
-	}
-	t := now()
+	t := clock(opts.Now)
 	notAfter := t.AddDate(0, 0, opts.Days)
 	if notAfter.After(ca.Cert.NotAfter) {
 		return nil, invalidf("a certificate for %d days would outlive the CA %s, which expires %s; issue for fewer days or make a new CA",

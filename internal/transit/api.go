@@ -164,21 +164,20 @@ func (t Token) TTL() time.Duration { return time.Duration(t.TTLSeconds) * time.S
 
 // LookupSelf describes the client's own token.
 func (c *Client) LookupSelf(ctx context.Context) (Token, error) {
-	var r struct {
-		Data Token `json:"data"`
-	}
-	if err := c.Do(ctx, "GET", "auth/token/lookup-self", nil, &r); err != nil {
-		return Token{}, err
-	}
-	return r.Data, nil
+	return c.lookup(ctx, "GET", "auth/token/lookup-self", nil)
 }
 
 // LookupAccessor describes the token with that accessor (admin).
 func (c *Client) LookupAccessor(ctx context.Context, accessor string) (Token, error) {
+	return c.lookup(ctx, "POST", "auth/token/lookup-accessor", map[string]any{"accessor": accessor})
+}
+
+// lookup reads the Token in the data of a token lookup's answer.
+func (c *Client) lookup(ctx context.Context, method, path string, body any) (Token, error) {
 	var r struct {
 		Data Token `json:"data"`
 	}
-	if err := c.Do(ctx, "POST", "auth/token/lookup-accessor", map[string]any{"accessor": accessor}, &r); err != nil {
+	if err := c.Do(ctx, method, path, body, &r); err != nil {
 		return Token{}, err
 	}
 	return r.Data, nil
