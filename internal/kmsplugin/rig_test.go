@@ -1,7 +1,6 @@
 package kmsplugin
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/keyshare/keyshare/internal/confload"
 	"github.com/keyshare/keyshare/internal/testkit/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
 )
 
@@ -40,21 +40,8 @@ type rig struct {
 	caFile string
 	admin  Admin
 	cfg    Config
-	logs   *syncBuffer
+	logs   *proctest.Buffer // the daemon's log, for the leak checks
 }
-
-// syncBuffer collects a daemon's log for the leak checks.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func newRig(t testing.TB, nodes int) *rig {
 	t.Helper()
@@ -63,7 +50,7 @@ func newRig(t testing.TB, nodes int) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{dir: dir, caFile: filepath.Join(dir, "vault-ca.crt"), logs: &syncBuffer{}}
+	r := &rig{dir: dir, caFile: filepath.Join(dir, "vault-ca.crt"), logs: &proctest.Buffer{}}
 	if err := ca.WriteCA(r.caFile); err != nil {
 		t.Fatal(err)
 	}

@@ -174,11 +174,43 @@ func logAttr(out, msg, key string) string {
 // bound.
 func WaitFor(tb testing.TB, bound time.Duration, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(bound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s", bound, what)
+	poll(tb, bound, 50*time.Millisecond, what, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		return errNotYet
+	})
+}
+
+// WaitForErr is WaitFor for a condition that says why it does not hold
+// yet: cond returns nil once it holds, and the failure names its last
+// error. It polls every 25 ms and returns how long the wait took, for tests
+// that report or bound it.
+func WaitForErr(tb testing.TB, bound time.Duration, what string, cond func() error) time.Duration {
+	tb.Helper()
+	return poll(tb, bound, 25*time.Millisecond, what, cond)
+}
+
+// errNotYet is WaitFor's condition not holding: it has nothing to say.
+var errNotYet = errors.New("not yet")
+
+// poll calls cond every interval until it returns nil, failing the test
+// after bound, and returns the time it took.
+func poll(tb testing.TB, bound, interval time.Duration, what string, cond func() error) time.Duration {
+	tb.Helper()
+	start := time.Now()
+	deadline := start.Add(bound)
+	for {
+		err := cond()
+		if err == nil {
+			return time.Since(start)
+		}
+		if time.Now().After(deadline) {
+			if errors.Is(err, errNotYet) {
+				tb.Fatalf("timed out after %s waiting for %s", bound, what)
+			}
+			tb.Fatalf("timed out after %s waiting for %s: %v", bound, what, err)
+		}
+		time.Sleep(interval)
 	}
 }

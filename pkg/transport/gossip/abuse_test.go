@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
+
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 )
 
 // rawClient opens a TLS connection to addr with a valid holder certificate,
@@ -69,7 +71,7 @@ func encodePing(t testing.TB, sourceNode string) []byte {
 func TestAbusiveConnectionsAreHarmless(t *testing.T) {
 	ca := newCA(t, testTrustDomain)
 	cs := startCluster(t, ca, 80, 3)
-	waitFor(t, 20*time.Second, "3 members to converge", func() error { return converged(cs) })
+	proctest.WaitForErr(t, 20*time.Second, "3 members to converge", func() error { return converged(cs) })
 	target := cs[0].AdvertiseAddr()
 	rawID := ca.ID("holder", "raw")
 	_, client := tlsPair(ca, issue(t, ca, rawID, hostIP(89)))
@@ -137,7 +139,7 @@ func TestAbusiveConnectionsAreHarmless(t *testing.T) {
 	if err := cs[0].UpdateMeta(Meta{Version: "after-abuse"}); err != nil {
 		t.Fatalf("target no longer gossips: %v", err)
 	}
-	waitFor(t, 10*time.Second, "metadata to spread after the abuse", func() error {
+	proctest.WaitForErr(t, 10*time.Second, "metadata to spread after the abuse", func() error {
 		for _, c := range cs[1:] {
 			for _, m := range c.Members() {
 				if m.Name == cs[0].Name() && m.Meta.Version != "after-abuse" {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 )
 
 // BenchmarkConverge5 measures how long five fresh members, seeded with the
@@ -31,7 +33,7 @@ func BenchmarkConverge5(b *testing.B) {
 			}
 			cs = append(cs, c)
 		}
-		waitFor(b, 30*time.Second, "convergence", func() error { return converged(cs) })
+		proctest.WaitForErr(b, 30*time.Second, "convergence", func() error { return converged(cs) })
 		b.StopTimer()
 		for _, c := range cs {
 			_ = c.Shutdown()

@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 )
 
 func TestConverge(t *testing.T) {
 	ca := newCA(t, testTrustDomain)
 	cs := startCluster(t, ca, 30, 5)
-	took := waitFor(t, 20*time.Second, "5 members to converge", func() error { return converged(cs) })
+	took := proctest.WaitForErr(t, 20*time.Second, "5 members to converge", func() error { return converged(cs) })
 	t.Logf("5 members converged in %s", took)
 	for _, m := range cs[4].Members() {
 		if m.Meta.Role != "holder" || m.Meta.Version != "test" {
@@ -21,7 +23,7 @@ func TestConverge(t *testing.T) {
 func TestKilledMemberFails(t *testing.T) {
 	ca := newCA(t, testTrustDomain)
 	cs := startCluster(t, ca, 30, 5)
-	waitFor(t, 20*time.Second, "5 members to converge", func() error { return converged(cs) })
+	proctest.WaitForErr(t, 20*time.Second, "5 members to converge", func() error { return converged(cs) })
 
 	victim := cs[4]
 	if err := victim.Shutdown(); err != nil {
@@ -35,7 +37,7 @@ func TestKilledMemberFails(t *testing.T) {
 	tu := LoopbackTuning()
 	suspicionMax := time.Duration(tu.SuspicionMaxTimeoutMult*tu.SuspicionMult) * tu.ProbeInterval
 	bound := 2*5*tu.ProbeInterval + tu.ProbeTimeout + suspicionMax + 3*time.Second
-	took := waitFor(t, bound, "survivors to declare the killed member dead", func() error {
+	took := proctest.WaitForErr(t, bound, "survivors to declare the killed member dead", func() error {
 		for _, c := range cs[:4] {
 			if s := stateOf(c, victim.Name()); s != StateDead && s != 0 {
 				return fmt.Errorf("%s sees %s as %v", c.Name(), victim.Name(), s)
@@ -52,7 +54,7 @@ func TestKilledMemberFails(t *testing.T) {
 func TestFailedEvent(t *testing.T) {
 	ca := newCA(t, testTrustDomain)
 	cs := startCluster(t, ca, 30, 3)
-	waitFor(t, 20*time.Second, "3 members to converge", func() error { return converged(cs) })
+	proctest.WaitForErr(t, 20*time.Second, "3 members to converge", func() error { return converged(cs) })
 
 	leaver, killed := cs[1], cs[2]
 	if err := leaver.Leave(5 * time.Second); err != nil {

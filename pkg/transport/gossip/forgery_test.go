@@ -13,6 +13,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/keyshare/keyshare/internal/testkit/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 )
 
 // Members of the forgery tests on 127.0.0.221-223, the forger (a valid
@@ -125,7 +126,7 @@ func memberOf(c *Cluster, name string) (Member, bool) {
 func TestNoMemberSpeaksForAnother(t *testing.T) {
 	ca := newCA(t, testTrustDomain)
 	cs := startCluster(t, ca, 220, 3)
-	waitFor(t, 20*time.Second, "3 members to converge", func() error { return converged(cs) })
+	proctest.WaitForErr(t, 20*time.Second, "3 members to converge", func() error { return converged(cs) })
 	h1, h2, h3 := cs[0], cs[1], cs[2]
 	m := newForger(t, ca, hostIP(226))
 	mallory := ca.ID("holder", "mallory")
@@ -195,7 +196,7 @@ func TestNoMemberSpeaksForAnother(t *testing.T) {
 	if err := h2.UpdateMeta(Meta{RPCAddr: realRPC, Generation: 7, Version: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "h2's own update to reach h1 and h3", func() error {
+	proctest.WaitForErr(t, 15*time.Second, "h2's own update to reach h1 and h3", func() error {
 		for _, c := range []*Cluster{h1, h3} {
 			if mb, _ := memberOf(c, victim); mb.Meta.Generation != 7 || mb.State != StateAlive {
 				return fmt.Errorf("%s sees %s at generation %d, %v", c.Name(), victim, mb.Meta.Generation, mb.State)

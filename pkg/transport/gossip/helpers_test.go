@@ -146,23 +146,6 @@ func startCluster(t testing.TB, ca *devpki.CA, base, n int) []*Cluster {
 	return out
 }
 
-// waitFor polls cond until it returns nil or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error) time.Duration {
-	t.Helper()
-	start := time.Now()
-	deadline := start.Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return time.Since(start)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
 // stateOf returns c's view of name, or 0 if name is not listed.
 func stateOf(c *Cluster, name string) State {
 	for _, m := range c.Members() {

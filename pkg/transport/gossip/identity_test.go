@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
-	"github.com/keyshare/keyshare/internal/testkit/devpki"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/keyshare/keyshare/internal/testkit/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 
 	"github.com/keyshare/keyshare/pkg/transport/identity"
 )
@@ -74,7 +76,7 @@ func neverListed(cs []*Cluster, name string) func() error {
 func TestImpostorsNeverAdmitted(t *testing.T) {
 	ca := newCA(t, testTrustDomain)
 	cs := startCluster(t, ca, 60, 3)
-	waitFor(t, 20*time.Second, "3 members to converge", func() error { return converged(cs) })
+	proctest.WaitForErr(t, 20*time.Second, "3 members to converge", func() error { return converged(cs) })
 	seed := cs[0].AdvertiseAddr()
 	// Long enough for gossip retransmits and a push/pull round.
 	window := LoopbackTuning().PushPullInterval + time.Second
@@ -101,7 +103,7 @@ func TestImpostorsNeverAdmitted(t *testing.T) {
 				}
 				return
 			}
-			waitFor(t, 10*time.Second, "the impostor to learn the cluster", func() error {
+			proctest.WaitForErr(t, 10*time.Second, "the impostor to learn the cluster", func() error {
 				if n := ml.NumMembers(); n < 2 {
 					return fmt.Errorf("impostor knows %d members", n)
 				}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 )
 
 func TestMetaEncoding(t *testing.T) {
@@ -73,7 +75,7 @@ func TestMetaEncoding(t *testing.T) {
 func TestMetaGossip(t *testing.T) {
 	ca := newCA(t, testTrustDomain)
 	cs := startCluster(t, ca, 90, 2)
-	waitFor(t, 20*time.Second, "2 members to converge", func() error { return converged(cs) })
+	proctest.WaitForErr(t, 20*time.Second, "2 members to converge", func() error { return converged(cs) })
 
 	hash := sha256.Sum256([]byte("manifest v2"))
 	want := Meta{Role: "holder", RPCAddr: "127.0.0.92:9443", Generation: 2, Shares: []uint8{2, 5}, ManifestHash: hash[:], Version: "v2"}
@@ -88,7 +90,7 @@ func TestMetaGossip(t *testing.T) {
 		}
 		return nil
 	}
-	waitFor(t, 10*time.Second, "the update to spread", seen)
+	proctest.WaitForErr(t, 10*time.Second, "the update to spread", seen)
 	timeout := time.After(10 * time.Second)
 	for done := false; !done; {
 		select {

@@ -5,6 +5,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 )
 
 // TestPartitionedMemberRejoins isolates a member for longer than
@@ -41,11 +43,11 @@ func TestPartitionedMemberRejoins(t *testing.T) {
 			seed = adv
 		}
 	}
-	waitFor(t, 20*time.Second, "5 members to converge", func() error { return converged(cs) })
+	proctest.WaitForErr(t, 20*time.Second, "5 members to converge", func() error { return converged(cs) })
 
 	lonely, others := cs[hosts-1], cs[:hosts-1]
 	sim.isolate(hostIP(40 + hosts))
-	took := waitFor(t, 30*time.Second, "the others to declare the isolated member dead", func() error {
+	took := proctest.WaitForErr(t, 30*time.Second, "the others to declare the isolated member dead", func() error {
 		for _, c := range others {
 			if s := stateOf(c, lonely.Name()); s == StateAlive {
 				return fmt.Errorf("%s still sees %s alive", c.Name(), lonely.Name())
@@ -64,7 +66,7 @@ func TestPartitionedMemberRejoins(t *testing.T) {
 	t.Logf("isolated member declared dead on both sides in %s", took)
 	deadSince := time.Now()
 	forgetAfter := tu.GossipToTheDeadTime + 3*hosts*tu.ProbeInterval
-	waitFor(t, forgetAfter+20*time.Second, "both sides to forget each other", func() error {
+	proctest.WaitForErr(t, forgetAfter+20*time.Second, "both sides to forget each other", func() error {
 		if time.Since(deadSince) < forgetAfter {
 			return fmt.Errorf("isolated for %s of %s", time.Since(deadSince).Round(time.Millisecond), forgetAfter)
 		}
@@ -76,6 +78,6 @@ func TestPartitionedMemberRejoins(t *testing.T) {
 		return nil
 	})
 	sim.heal(hostIP(40 + hosts))
-	took = waitFor(t, 30*time.Second, "the isolated member to rejoin", func() error { return converged(cs) })
+	took = proctest.WaitForErr(t, 30*time.Second, "the isolated member to rejoin", func() error { return converged(cs) })
 	t.Logf("isolated member back in everyone's view %s after healing", took)
 }

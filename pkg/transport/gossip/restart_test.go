@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 )
 
 // TestRestartedMemberComesBack: a member that restarts (same name, same
@@ -29,14 +31,14 @@ func TestRestartedMemberComesBack(t *testing.T) {
 		cfgs = append(cfgs, cfg)
 		cs = append(cs, c)
 	}
-	waitFor(t, 20*time.Second, "3 members to converge", func() error { return converged(cs) })
+	proctest.WaitForErr(t, 20*time.Second, "3 members to converge", func() error { return converged(cs) })
 	// Move r3's incarnation up, as updates do over a life.
 	for g := uint64(1); g <= 5; g++ {
 		if err := cs[2].UpdateMeta(Meta{Generation: g, Version: "test"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "r3's updates to spread", func() error {
+	proctest.WaitForErr(t, 10*time.Second, "r3's updates to spread", func() error {
 		for _, c := range cs[:2] {
 			if m, _ := memberOf(c, cs[2].Name()); m.Meta.Generation != 5 {
 				return fmt.Errorf("%s sees r3 at generation %d", c.Name(), m.Meta.Generation)
@@ -45,7 +47,7 @@ func TestRestartedMemberComesBack(t *testing.T) {
 		return nil
 	})
 	_ = cs[2].Shutdown()
-	waitFor(t, 20*time.Second, "the others to declare r3 dead", func() error {
+	proctest.WaitForErr(t, 20*time.Second, "the others to declare r3 dead", func() error {
 		for _, c := range cs[:2] {
 			if s := stateOf(c, cs[2].Name()); s == StateAlive {
 				return fmt.Errorf("%s still sees r3 alive", c.Name())
@@ -56,6 +58,6 @@ func TestRestartedMemberComesBack(t *testing.T) {
 	cfg := cfgs[2]
 	cfg.Meta.Generation = 6
 	cs[2] = start(t, cfg)
-	took := waitFor(t, 15*time.Second, "the restarted r3 to be listed alive by all", func() error { return converged(cs) })
+	took := proctest.WaitForErr(t, 15*time.Second, "the restarted r3 to be listed alive by all", func() error { return converged(cs) })
 	t.Logf("restarted member back in everyone's view after %s", took.Round(time.Millisecond))
 }

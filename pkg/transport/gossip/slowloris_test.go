@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 	"github.com/keyshare/keyshare/internal/testkit/tlstest"
 )
 
@@ -116,7 +117,7 @@ func TestSlowlorisKeepsMembersConverged(t *testing.T) {
 	}
 	ca := newCA(t, testTrustDomain)
 	cs := startCluster(t, ca, slowBase, 3)
-	waitFor(t, 20*time.Second, "3 members to converge", func() error { return converged(cs) })
+	proctest.WaitForErr(t, 20*time.Second, "3 members to converge", func() error { return converged(cs) })
 	target := cs[0].AdvertiseAddr()
 	_, client := tlsPair(ca, issue(t, ca, ca.ID("holder", "raw"), hostIP(slowRawIP)))
 	hello := helloRecord(t, client)
@@ -131,7 +132,7 @@ func TestSlowlorisKeepsMembersConverged(t *testing.T) {
 
 	// Let the siege fill the listener, then start a fourth member seeded
 	// only with the besieged one.
-	waitFor(t, 20*time.Second, "the siege to open its connections", func() error {
+	proctest.WaitForErr(t, 20*time.Second, "the siege to open its connections", func() error {
 		if n := s.made.Load(); n < DefaultMaxConns {
 			return fmt.Errorf("%d connections made", n)
 		}
@@ -139,7 +140,7 @@ func TestSlowlorisKeepsMembersConverged(t *testing.T) {
 	})
 	cfg := testConfig(t, ca, node{name: "holder/h4", ip: slowBase + 4, seeds: []string{target}})
 	cs = append(cs, start(t, cfg))
-	took := waitFor(t, DefaultHandshakeTimeout, "a new member to join during the siege", func() error { return converged(cs) })
+	took := proctest.WaitForErr(t, DefaultHandshakeTimeout, "a new member to join during the siege", func() error { return converged(cs) })
 	holdFor(t, DefaultHandshakeTimeout, "members disturbed by the siege", func() error { return converged(cs) })
 	cancel()
 	s.wg.Wait()
@@ -157,7 +158,7 @@ func TestSlowlorisKeepsMembersConverged(t *testing.T) {
 func TestGarbageFloodKeepsMembersConverged(t *testing.T) {
 	ca := newCA(t, testTrustDomain)
 	cs := startCluster(t, ca, slowBase, 3)
-	waitFor(t, 20*time.Second, "3 members to converge", func() error { return converged(cs) })
+	proctest.WaitForErr(t, 20*time.Second, "3 members to converge", func() error { return converged(cs) })
 	target := cs[0].AdvertiseAddr()
 	_, client := tlsPair(ca, issue(t, ca, ca.ID("holder", "raw"), hostIP(slowRawIP)))
 	rng := rand.New(rand.NewPCG(1, 2))

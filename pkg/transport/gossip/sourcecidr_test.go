@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 )
 
 // TestGossipBoundToSourceCIDRs: members on 127.0.0.227-228 accept gossip
@@ -21,7 +23,7 @@ func TestGossipBoundToSourceCIDRs(t *testing.T) {
 	c2 := start(t, c2cfg)
 	outsider := start(t, testConfig(t, ca, node{name: "holder/c3", ip: 229, seeds: []string{c1.AdvertiseAddr(), c2.AdvertiseAddr()}}))
 	cs := []*Cluster{c1, c2}
-	waitFor(t, 20*time.Second, "the two allowed members to converge", func() error { return converged(cs) })
+	proctest.WaitForErr(t, 20*time.Second, "the two allowed members to converge", func() error { return converged(cs) })
 	holdFor(t, 2*time.Second, "the outsider stays out", neverListed(cs, outsider.Name()))
 	if n, err := outsider.Join([]string{c1.AdvertiseAddr()}); err == nil || n != 0 {
 		t.Fatalf("outsider joined %d members (err %v)", n, err)

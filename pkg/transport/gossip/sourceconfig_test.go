@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 	"github.com/keyshare/keyshare/pkg/transport/identity"
 )
 
@@ -53,5 +54,5 @@ func TestConvergeWithIdentitySourceConfigs(t *testing.T) {
 		seed = c.AdvertiseAddr()
 		cs = append(cs, c)
 	}
-	waitFor(t, 20*time.Second, fmt.Sprintf("%d members with identity.Source configs to converge", len(cs)), func() error { return converged(cs) })
+	proctest.WaitForErr(t, 20*time.Second, fmt.Sprintf("%d members with identity.Source configs to converge", len(cs)), func() error { return converged(cs) })
 }

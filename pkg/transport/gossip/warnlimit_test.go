@@ -1,33 +1,16 @@
 package gossip
 
 import (
-	"bytes"
 	"crypto/tls"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 )
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestGossipWarningsBounded: an operator certificate of the deployment's
 // CA (a role gossip does not admit) connecting 30 times from one address
@@ -36,7 +19,7 @@ func (s *syncBuf) String() string {
 func TestGossipWarningsBounded(t *testing.T) {
 	ca := newCA(t, testTrustDomain)
 	server, client := tlsPair(ca, issue(t, ca, ca.ID("holder", "w1"), hostIP(231)))
-	var logs syncBuf
+	var logs proctest.Buffer
 	tr, err := NewTransport(TransportConfig{
 		BindAddr: net.JoinHostPort(hostIP(231).String(), "0"), ServerTLS: server, ClientTLS: client,
 		TrustDomain: spiffeid.RequireTrustDomainFromString(ca.TrustDomain),
