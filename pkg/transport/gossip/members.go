@@ -24,17 +24,9 @@ const (
 	StateLeft
 )
 
-func (s State) String() string {
-	switch s {
-	case StateAlive:
-		return "alive"
-	case StateDead:
-		return "dead"
-	case StateLeft:
-		return "left"
-	}
-	return "unknown(" + strconv.Itoa(int(s)) + ")"
-}
+var stateNames = map[State]string{StateAlive: "alive", StateDead: "dead", StateLeft: "left"}
+
+func (s State) String() string { return enumName(stateNames, s) }
 
 // Member is one node of the cluster. Name is the SPIFFE ID that its
 // certificate carries.
@@ -56,18 +48,16 @@ const (
 	EventUpdate                      // a member's metadata changed
 )
 
-func (e EventType) String() string {
-	switch e {
-	case EventJoin:
-		return "join"
-	case EventLeave:
-		return "leave"
-	case EventFailed:
-		return "failed"
-	case EventUpdate:
-		return "update"
+var eventNames = map[EventType]string{EventJoin: "join", EventLeave: "leave", EventFailed: "failed", EventUpdate: "update"}
+
+func (e EventType) String() string { return enumName(eventNames, e) }
+
+// enumName is v's name in names, or unknown(v).
+func enumName[T ~int](names map[T]string, v T) string {
+	if n, ok := names[v]; ok {
+		return n
 	}
-	return "unknown(" + strconv.Itoa(int(e)) + ")"
+	return "unknown(" + strconv.Itoa(int(v)) + ")"
 }
 
 // Event reports a membership change.
