@@ -24,28 +24,9 @@ import (
 // call (ServerOptions). The frames the server writes are parsed and its
 // PINGs counted (acknowledgements of the client's own pings are fine).
 func TestServerSendsNoPings(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "s.sock")
-	sock, err := ListenSocket(path, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fl := &frameListener{Listener: sock}
-	gs := grpc.NewServer(ServerOptions()...)
-	kmsapi.RegisterKeyManagementServiceServer(gs, kmsservice.NewGRPCService(path, time.Second, echoService{}))
-	go func() { _ = gs.Serve(fl) }()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c, err := kmsv2.NewGRPCService(ctx, "unix://"+path, "test", 3*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var fl *frameListener
 	const calls = 20
-	for range calls {
-		if _, err := c.Encrypt(ctx, "u", make([]byte, 32)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cancel()
+	gs := encryptCalls(t, echoService{}, func(l net.Listener) net.Listener { fl = &frameListener{Listener: l}; return fl }, calls)
 	gs.Stop() // closes the connection: the frame reader sees EOF
 	fl.wait()
 	fl.mu.Lock()
@@ -120,28 +101,10 @@ func (c *teeConn) Close() error {
 // TestCallsRunOnWorkers: sequential calls are served by the few worker
 // goroutines of ServerOptions, not by a new goroutine each.
 func TestCallsRunOnWorkers(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "s.sock")
-	sock, err := ListenSocket(path, "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	svc := &goroutineService{ids: map[string]int{}}
-	gs := grpc.NewServer(ServerOptions()...)
-	kmsapi.RegisterKeyManagementServiceServer(gs, kmsservice.NewGRPCService(path, time.Second, svc))
-	go func() { _ = gs.Serve(sock) }()
-	defer gs.Stop()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c, err := kmsv2.NewGRPCService(ctx, "unix://"+path, "test", 3*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const calls = 20
-	for range calls {
-		if _, err := c.Encrypt(ctx, "u", make([]byte, 32)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	gs := encryptCalls(t, svc, nil, calls)
+	defer gs.Stop()
 	svc.mu.Lock()
 	defer svc.mu.Unlock()
 	if len(svc.ids) > grpcWorkers {
@@ -164,4 +127,38 @@ func (s *goroutineService) Encrypt(ctx context.Context, uid string, data []byte)
 	s.ids[id]++
 	s.mu.Unlock()
 	return s.echoService.Encrypt(ctx, uid, data)
+}
+
+// encryptCalls serves svc on a fresh KMS socket with ServerOptions (its
+// listener wrapped by wrap, if not nil), makes calls sequential Encrypt
+// calls from the apiserver's kmsv2 client, closes the client and returns
+// the server, still serving, for the caller to stop.
+func encryptCalls(t *testing.T, svc kmsservice.Service, wrap func(net.Listener) net.Listener, calls int) *grpc.Server {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "s.sock")
+	var sock net.Listener
+	sock, err := ListenSocket(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wrap != nil {
+		sock = wrap(sock)
+	}
+	gs := grpc.NewServer(ServerOptions()...)
+	kmsapi.RegisterKeyManagementServiceServer(gs, kmsservice.NewGRPCService(path, time.Second, svc))
+	go func() { _ = gs.Serve(sock) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, err := kmsv2.NewGRPCService(ctx, "unix://"+path, "test", 3*time.Second)
+	if err != nil {
+		gs.Stop()
+		t.Fatal(err)
+	}
+	for range calls {
+		if _, err := c.Encrypt(ctx, "u", make([]byte, 32)); err != nil {
+			gs.Stop()
+			t.Fatal(err)
+		}
+	}
+	return gs
 }
