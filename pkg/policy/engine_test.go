@@ -194,6 +194,7 @@ func TestNewValidation(t *testing.T) {
 		{name: "fail/operator-in-ids", opts: []Option{AllowID("spiffe://" + td + "/operator/a")}, want: "operators list"},
 		{name: "fail/bad-id", opts: []Option{AllowID("unsealer-1")}, want: `allowed ID "unsealer-1"`},
 		{name: "fail/rate", opts: []Option{AllowRole(identity.RoleUnsealer, "10.0.0.20"), RateLimit(0, 1)}, want: "rate limit"},
+		{name: "fail/operator-rate-burst", opts: []Option{AllowRole(identity.RoleUnsealer, "10.0.0.20"), OperatorRateLimit(60, 0)}, want: "operator rate limit 60/min burst 0"},
 		{name: "fail/status-age", opts: []Option{AllowRole(identity.RoleUnsealer, "10.0.0.20"), MaxStatusAge(time.Hour)}, want: "max status age"},
 	} {
 		t.Run(c.name, func(t *testing.T) { run(t, c) })

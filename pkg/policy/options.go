@@ -161,22 +161,22 @@ func MaxStatusAge(d time.Duration) Option {
 
 // RateLimit sets releases per minute and burst for each non-operator peer.
 func RateLimit(perMinute float64, burst int) Option {
-	return func(c *config) error {
-		if perMinute <= 0 || burst < 1 {
-			return fmt.Errorf("rate limit %g/min burst %d: both must be positive", perMinute, burst)
-		}
-		c.rate, c.burst = perMinute, burst
-		return nil
-	}
+	return rateLimit("rate limit", perMinute, burst, func(c *config) { c.rate, c.burst = perMinute, burst })
 }
 
 // OperatorRateLimit sets releases per minute and burst for each operator.
 func OperatorRateLimit(perMinute float64, burst int) Option {
+	return rateLimit("operator rate limit", perMinute, burst, func(c *config) { c.opRate, c.opBurs = perMinute, burst })
+}
+
+// rateLimit checks a rate and burst (what names them in the error) before
+// set stores them.
+func rateLimit(what string, perMinute float64, burst int, set func(*config)) Option {
 	return func(c *config) error {
 		if perMinute <= 0 || burst < 1 {
-			return fmt.Errorf("operator rate limit %g/min burst %d: both must be positive", perMinute, burst)
+			return fmt.Errorf("%s %g/min burst %d: both must be positive", what, perMinute, burst)
 		}
-		c.opRate, c.opBurs = perMinute, burst
+		set(c)
 		return nil
 	}
 }

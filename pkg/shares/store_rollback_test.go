@@ -32,13 +32,7 @@ func TestStoreRollbackRefused(t *testing.T) {
 		hint  string // a word the error must hold
 	}
 	run := func(t *testing.T, tc tc) {
-		key := rawKeyT(t)
-		dir := filepath.Join(t.TempDir(), "store")
-		backup := t.TempDir()
-		s, err := OpenStore(dir, "a", key)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s, dir, backup, key := rollbackStore(t)
 		stageCommit(t, s, 1)
 		for _, f := range []string{"state.json", "gen-1.sealed", markName} {
 			copyFile(t, filepath.Join(dir, f), filepath.Join(backup, f))
@@ -54,7 +48,7 @@ func TestStoreRollbackRefused(t *testing.T) {
 		}
 		wantHeld(t, s, 3, 2)
 		tc.setup(t, dir, backup)
-		_, err = OpenStore(dir, "a", key)
+		_, err := OpenStore(dir, "a", key)
 		if tc.want == nil {
 			if err != nil {
 				t.Fatalf("open: %v", err)
@@ -177,13 +171,7 @@ func filepathGen(gen uint64) string { return filepath.Base((&Store{}).GenPath(ge
 // on the code before the fix: after two rekeys, state.json and
 // gen-1.sealed from a backup are copied back; the store must not open.
 func TestStoreRollbackAfterRekeys(t *testing.T) {
-	key := rawKeyT(t)
-	dir := filepath.Join(t.TempDir(), "store")
-	backup := t.TempDir()
-	s, err := OpenStore(dir, "a", key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, dir, backup, key := rollbackStore(t)
 	for gen := uint64(1); gen <= 3; gen++ {
 		_, all := split(t)
 		if err := s.Stage(bundleFor(t, "a", gen, all, []uint8{1, 2})); err != nil {
@@ -256,4 +244,18 @@ func TestStoreReaderDuringWrites(t *testing.T) {
 	if err := <-errs; err != nil {
 		t.Fatalf("a reader saw: %v", err)
 	}
+}
+
+// rollbackStore opens a new store of holder "a" in a fresh folder and
+// returns it, its folder, an empty folder for backups, and its key.
+func rollbackStore(t *testing.T) (s *Store, dir, backup string, key SealKey) {
+	t.Helper()
+	key = rawKeyT(t)
+	dir = filepath.Join(t.TempDir(), "store")
+	backup = t.TempDir()
+	s, err := OpenStore(dir, "a", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, dir, backup, key
 }
