@@ -46,28 +46,23 @@ func (c *TransportConfig) defaults() error {
 	if len(c.Roles) == 0 {
 		c.Roles = DefaultRoles
 	}
-	if c.MaxPacketSize <= 0 {
-		c.MaxPacketSize = DefaultMaxPacketSize
-	}
-	if c.HandshakeTimeout <= 0 {
-		c.HandshakeTimeout = DefaultHandshakeTimeout
-	}
-	if c.DialTimeout <= 0 {
-		c.DialTimeout = DefaultDialTimeout
-	}
-	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = DefaultIdleTimeout
-	}
-	if c.QueueDepth <= 0 {
-		c.QueueDepth = DefaultQueueDepth
-	}
-	if c.MaxConns <= 0 {
-		c.MaxConns = DefaultMaxConns
-	}
+	positiveOr(&c.MaxPacketSize, DefaultMaxPacketSize)
+	positiveOr(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	positiveOr(&c.DialTimeout, DefaultDialTimeout)
+	positiveOr(&c.IdleTimeout, DefaultIdleTimeout)
+	positiveOr(&c.QueueDepth, DefaultQueueDepth)
+	positiveOr(&c.MaxConns, DefaultMaxConns)
 	if c.Logger == nil {
 		c.Logger = discardLogger()
 	}
 	return nil
+}
+
+// positiveOr sets *v to def unless it is positive.
+func positiveOr[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // gossipTLS checks the caller's TLS configs and returns clones pinned to
