@@ -63,5 +63,5 @@ func BenchmarkSocketIdle(b *testing.B) {
 	slices.Sort(direct)
 	b.ReportMetric(float64(hop[len(hop)/2].Microseconds()), "socket-p50-us")
 	b.ReportMetric(float64(direct[len(direct)/2].Microseconds()), "direct-p50-us")
-	b.ReportMetric(float64((hop[len(hop)/2]-direct[len(direct)/2]).Microseconds()), "hop-p50-us")
+	b.ReportMetric(float64((hop[len(hop)/2] - direct[len(direct)/2]).Microseconds()), "hop-p50-us")
 }
