@@ -93,6 +93,7 @@ func Build(c Config, log *slog.Logger) (*Daemon, error) {
 		tokens.source = "cert login " + role
 	}
 	d.Prober.onDenied = tokens.Invalidate
+	d.Prober.preferActive = vc.PreferActive
 	d.Tokens = tokens
 
 	if c.MetricsListen != "" {

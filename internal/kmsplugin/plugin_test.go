@@ -372,3 +372,44 @@ func leakCheck(t *testing.T, r *rig, secrets [][]byte, token string) {
 		t.Error("the plugin's log holds a transit ciphertext")
 	}
 }
+
+// TestCallsGoToTheActiveNode: with the standbys listed first, the plugin's
+// Encrypt and Decrypt calls go to the active node (a standby would forward
+// each one: a second hop), and follow it when another node becomes active.
+func TestCallsGoToTheActiveNode(t *testing.T) {
+	r := newRig(t, 3)
+	r.fakes[0].SetStandby(true)
+	r.fakes[1].SetStandby(true)
+	r.issue(t, pluginIP)
+	p := r.start(t)
+	ctx := testCtx(t, 20*time.Second)
+	waitStatus(t, p.client, 5*time.Second, "ok", isOK)
+	seed := []byte("seed-seed-seed-seed-seed-seed-32")
+	calls := func(active int) {
+		t.Helper()
+		p.d.Prober.Check(ctx) // steers, as every background check does
+		before := []int{r.fakes[0].APICalls(), r.fakes[1].APICalls(), r.fakes[2].APICalls()}
+		for i := range 5 {
+			e, err := p.client.Encrypt(ctx, "u", seed)
+			if err != nil {
+				t.Fatalf("encrypt %d: %v", i, err)
+			}
+			if got, err := p.client.Decrypt(ctx, "u", &kmsservice.DecryptRequest{Ciphertext: e.Ciphertext, KeyID: e.KeyID}); err != nil || !bytes.Equal(got, seed) {
+				t.Fatalf("decrypt %d: %v", i, err)
+			}
+		}
+		for i, f := range r.fakes {
+			n := f.APICalls() - before[i]
+			if (i == active) != (n >= 10) || (i != active && n != 0) {
+				t.Errorf("node %d answered %d of 10 calls; want all at node %d (the active one)", i, n, active)
+			}
+		}
+	}
+	calls(2)
+	r.fakes[2].SetStandby(true)
+	r.fakes[0].SetStandby(false)
+	calls(0)
+	if !strings.Contains(r.logs.String(), `"msg":"calls go to the active vault node","node":"`+r.fakes[0].URL()+`"`) {
+		t.Errorf("no log line naming the new active node %s:\n%s", r.fakes[0].URL(), r.logs.String())
+	}
+}

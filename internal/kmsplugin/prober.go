@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/keyshare/keyshare/internal/transit"
@@ -24,7 +25,13 @@ type Prober struct {
 	tokenProblem func() string
 	// onDenied, if set, is called when Vault refuses the token.
 	onDenied func()
-	kick     chan struct{}
+	// preferActive, if set, steers the Vault client to the active node
+	// before each check (transit.Client.PreferActive); active is the node
+	// it last found, "" if none.
+	preferActive func(context.Context) (string, error)
+	activeMu     sync.Mutex
+	active       string
+	kick         chan struct{}
 }
 
 // NewProber makes a prober for svc. host names this host in reasons.
@@ -65,6 +72,7 @@ func (p *Prober) Run(ctx context.Context) {
 // changes, with the reason.
 func (p *Prober) Check(ctx context.Context) State {
 	s := p.svc
+	p.steer(ctx)
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	prev := s.state.Load()
@@ -100,6 +108,29 @@ func (p *Prober) Check(ctx context.Context) State {
 		s.log.Error("vault round trip failed", "reason", next.Reason, "err", err)
 	}
 	return next
+}
+
+// steer points the Vault client at the active node, so that calls do not
+// pay a standby's forwarding, and says when that node changes or none is
+// found. It has its own deadline: a node that hangs costs the round trip
+// nothing.
+func (p *Prober) steer(ctx context.Context) {
+	if p.preferActive == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	addr, err := p.preferActive(ctx)
+	p.activeMu.Lock()
+	prev := p.active
+	p.active = addr
+	p.activeMu.Unlock()
+	switch {
+	case err != nil && prev != "":
+		p.svc.log.Warn("no active vault node found; calls go to any node that answers", "err", err)
+	case err == nil && addr != prev:
+		p.svc.log.Info("calls go to the active vault node", "node", addr)
+	}
 }
 
 var errProbeMismatch = errors.New("transit round trip returned a different plaintext")

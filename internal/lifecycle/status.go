@@ -71,6 +71,11 @@ func settleAdvice(node string, h Holdings, rk vaultnode.RekeyStatus, rkErr error
 			gens[0], h.StagedHolders(gens[0]))
 	case rkErr == nil && rk.Started:
 		return fmt.Sprintf("vault node %s has rekey %s in progress and no holder has anything staged, so vault uses generation %d: run 'unsealer rekey --abort', which cancels it", node, rk.Nonce, hi)
+	case hi == 0 && rkErr == nil:
+		// Vault answers its rekey status only once initialized.
+		return fmt.Sprintf("every holder is empty but vault node %s is initialized: keyshare holds no key of it yet, so nothing unseals it; adopt it with 'unsealer rekey --old-shares-file F...' (the operators' current unseal keys; README, Adopting an existing Vault)", node)
+	case hi == 0:
+		return fmt.Sprintf("every holder is empty and vault node %s is sealed, uninitialized or down: run 'unsealer status', which says which and whether to init or adopt it", node)
 	}
 	return ""
 }

@@ -3,10 +3,11 @@
 // token self-service endpoints (lookup, renew, revoke), and a generic call
 // for the operator's provisioning commands.
 //
-// It talks to every listed Vault node over TLS with a pinned CA and sticks
-// to the last node that answered; when a node is down, sealed or has no
-// active leader it tries the next one (standbys forward to the active node,
-// so any unsealed node will do). Nothing is read from the environment:
+// It talks to every listed Vault node over TLS with a pinned CA. It sends
+// calls to the active node once PreferActive has found it, else to the
+// last node that answered; when a node is down, sealed or has no active
+// leader it tries the next one (standbys forward to the active node, so any
+// unsealed node will do, one hop slower). Nothing is read from the environment:
 // VAULT_ADDR, VAULT_CACERT, VAULT_SKIP_VERIFY and the proxy variables have
 // no effect, because the HTTP transport is built here and not by the Vault
 // API package's DefaultConfig.

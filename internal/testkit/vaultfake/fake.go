@@ -38,6 +38,8 @@ type Vault struct {
 	t, n        int
 	initialized bool
 	sealed      bool
+	standby     bool // see SetStandby
+	apiCalls    int  // see APICalls
 	parts       [][]byte
 	nonce       string
 	rekey       *rekeyState // in memory only, as in Vault: lost on restart
@@ -185,9 +187,17 @@ func (v *Vault) handleHealth(w http.ResponseWriter, _ *http.Request) {
 		code = 501
 	case v.sealed:
 		code = 503
+	case v.standby:
+		code = 429
 	}
-	writeJSON(w, code, map[string]any{"initialized": v.initialized, "sealed": v.sealed})
+	writeJSON(w, code, map[string]any{"initialized": v.initialized, "sealed": v.sealed, "standby": v.standby && !v.sealed})
 }
+
+// SetStandby makes the node an HA standby (not a performance standby), as Vault's
+// other raft nodes are: while unsealed, sys/health answers 429 instead of
+// 200 (vaultcontract.Roles asserts both against the real Vault). Its other
+// answers do not change: a real standby forwards them to the active node.
+func (v *Vault) SetStandby(standby bool) { v.mu.Lock(); v.standby = standby; v.mu.Unlock() }
 
 func (v *Vault) handleUnseal(w http.ResponseWriter, r *http.Request) {
 	var req struct {

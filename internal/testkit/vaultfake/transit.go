@@ -125,6 +125,10 @@ func (v *Vault) TransitStats() TransitStats {
 	return ts.stats
 }
 
+// APICalls counts the transit, token and auth calls this node answered
+// (its share of the cluster's TransitStats).
+func (v *Vault) APICalls() int { v.mu.Lock(); defer v.mu.Unlock(); return v.apiCalls }
+
 // SetTransitClock sets the clock of key creation times and token TTLs.
 func (v *Vault) SetTransitClock(now func() time.Time) {
 	ts := v.transitOf()
@@ -176,6 +180,9 @@ func (ts *transitState) allowed(t *fakeToken, path, capability string) bool {
 }
 
 func (v *Vault) handleAPI(w http.ResponseWriter, r *http.Request) {
+	v.mu.Lock()
+	v.apiCalls++
+	v.mu.Unlock()
 	path := strings.TrimPrefix(r.URL.Path, "/v1/")
 	method := r.Method
 	if method == http.MethodGet && r.URL.Query().Get("list") == "true" {
