@@ -24,6 +24,7 @@ import (
 
 	"github.com/keyshare/keyshare/internal/testkit/devpki"
 	"github.com/keyshare/keyshare/internal/testkit/holdercfg"
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
 	"github.com/keyshare/keyshare/pkg/shares"
 	"github.com/keyshare/keyshare/pkg/transport/identity"
@@ -67,7 +68,7 @@ type holderProc struct {
 func (h *holderProc) bound(t *testing.T, msg, key string) string {
 	t.Helper()
 	var v string
-	waitFor(t, 60*time.Second, fmt.Sprintf("holder %s to log %q", h.name, msg), func() error {
+	proctest.WaitForErr(t, 60*time.Second, fmt.Sprintf("holder %s to log %q", h.name, msg), func() error {
 		h.out.mu.Lock()
 		text := h.out.w.String()
 		h.out.mu.Unlock()
@@ -188,9 +189,9 @@ func TestHolderIdleCost(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 60*time.Second, "holder "+h.name+" to serve", func() error { return c.Health(ctx) })
+		proctest.WaitForErr(t, 60*time.Second, "holder "+h.name+" to serve", func() error { return c.Health(ctx) })
 		_ = c.Close()
-		waitFor(t, 60*time.Second, "holder "+h.name+" to see 3 members alive", func() error {
+		proctest.WaitForErr(t, 60*time.Second, "holder "+h.name+" to see 3 members alive", func() error {
 			m, err := httpGet("http://" + h.metrics + "/metrics")
 			if err != nil {
 				return err

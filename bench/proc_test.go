@@ -170,19 +170,3 @@ func window(t *testing.T) time.Duration {
 	}
 	return 30 * time.Second
 }
-
-// waitFor polls cond until it returns nil or bound passes.
-func waitFor(t *testing.T, bound time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(bound)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s: %v", bound, what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}

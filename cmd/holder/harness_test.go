@@ -2,12 +2,10 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/keyshare/keyshare/internal/testkit/devpki"
 	"github.com/keyshare/keyshare/internal/testkit/proctest"
@@ -16,29 +14,12 @@ import (
 var holderBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "holder-bin-")
-	if err != nil {
-		panic(err)
-	}
-	bins, err := proctest.Build(dir, true, ".")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	holderBin = bins["."]
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	proctest.Main(m, true, func(bins map[string]string) { holderBin = bins["."] }, ".")
 }
 
 // anyPort is ip:0: the child binds a port the kernel picks, and the test
 // reads it back from the child's log (boundAddrs).
 func anyPort(ip string) string { return proctest.AnyPort(ip) }
-
-func waitFor(t *testing.T, bound time.Duration, what string, cond func() bool) {
-	t.Helper()
-	proctest.WaitFor(t, bound, what, cond)
-}
 
 // startHolder runs `holder ARGS...` until the test ends.
 func startHolder(t *testing.T, args ...string) *proctest.Proc {

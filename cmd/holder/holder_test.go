@@ -93,6 +93,31 @@ func setupHolder(t *testing.T) *holderSetup {
 	return s
 }
 
+// importGen1 makes the seal key and imports shares 1 and 2 of generation 1
+// (the fake's), as an operator does before the holder's first run.
+func (s *holderSetup) importGen1(t *testing.T) {
+	t.Helper()
+	if out, code := runCLI(t, "", "keygen", s.w.path("seal.key")); code != 0 {
+		t.Fatalf("keygen: %d %s", code, out)
+	}
+	writeJSON(t, s.w.path("manifest.json"), shares.NewManifest(1, 3, s.all))
+	if out, code := runCLI(t, fmt.Sprintf("1 %s\n2 %s\n", s.all[0].Hex(), s.all[1].Hex()), "import", "-c", s.cfg, "--manifest", s.w.path("manifest.json")); code != 0 {
+		t.Fatalf("import: %d %s", code, out)
+	}
+}
+
+// serve runs the holder until the test ends, its bound addresses written
+// into the config, and returns it with a client as id from source address
+// src once the holder answers health checks.
+func (s *holderSetup) serve(t *testing.T, id, src string) (*proctest.Proc, *sharerpc.Client) {
+	t.Helper()
+	p := startHolder(t, "run", "-c", s.cfg)
+	s.boundAddrs(t, p, "")
+	c := s.client(t, id, src)
+	proctest.WaitFor(t, 30*time.Second, "the holder's health service", func() bool { return c.Health(context.Background()) == nil })
+	return p, c
+}
+
 // client dials the holder as id from source address src.
 func (s *holderSetup) client(t *testing.T, id, src string) *sharerpc.Client {
 	t.Helper()
@@ -142,11 +167,8 @@ func TestHolderProcess(t *testing.T) {
 		t.Fatalf("verify: %d %s", code, out)
 	}
 
-	p := startHolder(t, "run", "-c", s.cfg)
-	s.boundAddrs(t, p, "")
-	u := s.client(t, "unsealer/u1", "127.0.0.20")
+	p, u := s.serve(t, "unsealer/u1", "127.0.0.20")
 	ctx := context.Background()
-	waitFor(t, 30*time.Second, "the holder's health service", func() bool { return u.Health(ctx) == nil })
 
 	// Allowed: exactly this holder's shares, while the target is sealed.
 	got, err := u.Release(ctx, "vault-1", 1)
@@ -195,7 +217,7 @@ func TestHolderProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	op := s.client(t, "operator/oncall", "127.0.0.30")
-	waitFor(t, 20*time.Second, "the hold to apply", func() bool {
+	proctest.WaitFor(t, 20*time.Second, "the hold to apply", func() bool {
 		_, err := op.Release(ctx, "vault-1", 1)
 		d, ok := policy.AsDenial(err)
 		return ok && d.Reason == policy.ReasonMaintenanceHold

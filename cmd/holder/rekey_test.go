@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -14,7 +13,6 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/keyshare/keyshare/pkg/policy"
-	"github.com/keyshare/keyshare/pkg/shares"
 )
 
 // TestHolderRekeyRelease: the holder gives its current shares for Vault's
@@ -23,17 +21,9 @@ import (
 // asked for that nonce, and audits it.
 func TestHolderRekeyRelease(t *testing.T) {
 	s := setupHolder(t)
-	if out, code := runCLI(t, "", "keygen", s.w.path("seal.key")); code != 0 {
-		t.Fatalf("keygen: %d %s", code, out)
-	}
-	writeJSON(t, s.w.path("manifest.json"), shares.NewManifest(1, 3, s.all))
-	if out, code := runCLI(t, fmt.Sprintf("1 %s\n2 %s\n", s.all[0].Hex(), s.all[1].Hex()), "import", "-c", s.cfg, "--manifest", s.w.path("manifest.json")); code != 0 {
-		t.Fatalf("import: %d %s", code, out)
-	}
-	s.boundAddrs(t, startHolder(t, "run", "-c", s.cfg), "")
-	op := s.client(t, "operator/oncall", "127.0.0.30")
+	s.importGen1(t)
+	_, op := s.serve(t, "operator/oncall", "127.0.0.30")
 	ctx := context.Background()
-	waitFor(t, 30*time.Second, "the holder's health service", func() bool { return op.Health(ctx) == nil })
 
 	unsealFake(t, s)
 	_, err := op.ReleaseForRekey(ctx, "vault-1", 1, "no-such-rekey")

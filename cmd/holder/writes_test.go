@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/hashicorp/vault/shamir"
 	"google.golang.org/grpc/codes"
 
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 	"github.com/keyshare/keyshare/pkg/policy"
 	"github.com/keyshare/keyshare/pkg/shares"
 	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
@@ -65,17 +65,9 @@ func cancelFakeRekey(t *testing.T, s *holderSetup, nonce string) {
 // succeeded and the commit deleted generation 1.
 func TestHolderRefusesJunkGeneration(t *testing.T) {
 	s := setupHolder(t)
-	if out, code := runCLI(t, "", "keygen", s.w.path("seal.key")); code != 0 {
-		t.Fatalf("keygen: %d %s", code, out)
-	}
-	writeJSON(t, s.w.path("manifest.json"), shares.NewManifest(1, 3, s.all))
-	if out, code := runCLI(t, fmt.Sprintf("1 %s\n2 %s\n", s.all[0].Hex(), s.all[1].Hex()), "import", "-c", s.cfg, "--manifest", s.w.path("manifest.json")); code != 0 {
-		t.Fatalf("import: %d %s", code, out)
-	}
-	s.boundAddrs(t, startHolder(t, "run", "-c", s.cfg), "")
-	coord := s.client(t, "unsealer/u1", "127.0.0.20")
+	s.importGen1(t)
+	_, coord := s.serve(t, "unsealer/u1", "127.0.0.20")
 	ctx := context.Background()
-	waitFor(t, 30*time.Second, "the holder's health service", func() bool { return coord.Health(ctx) == nil })
 	unsealFake(t, s)
 
 	// The attack: no rekey anywhere, Vault unsealed.
@@ -144,7 +136,7 @@ func TestHolderRefusesJunkGeneration(t *testing.T) {
 		}
 	}
 	unsealFake(t, s)
-	waitFor(t, 30*time.Second, "the holder to record generation 1 as proven", func() bool {
+	proctest.WaitFor(t, 30*time.Second, "the holder to record generation 1 as proven", func() bool {
 		m, err := coord.Manifest(ctx)
 		return err == nil && m.Proven == 1
 	})
@@ -165,13 +157,7 @@ func TestHolderRefusesJunkGeneration(t *testing.T) {
 // unseals Vault, with its refusals.
 func TestConfirmGeneration(t *testing.T) {
 	s := setupHolder(t)
-	if out, code := runCLI(t, "", "keygen", s.w.path("seal.key")); code != 0 {
-		t.Fatalf("keygen: %d %s", code, out)
-	}
-	writeJSON(t, s.w.path("manifest.json"), shares.NewManifest(1, 3, s.all))
-	if out, code := runCLI(t, fmt.Sprintf("1 %s\n2 %s\n", s.all[0].Hex(), s.all[1].Hex()), "import", "-c", s.cfg, "--manifest", s.w.path("manifest.json")); code != 0 {
-		t.Fatalf("import: %d %s", code, out)
-	}
+	s.importGen1(t)
 	for _, c := range []struct {
 		name string
 		args []string

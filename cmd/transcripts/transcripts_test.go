@@ -16,7 +16,6 @@
 package transcripts
 
 import (
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -35,20 +34,9 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "keyshare-transcripts-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if _, err := proctest.Build(dir, false, "../holder", "../unsealer", "../kmsplugin"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	proctest.Main(m, false, func(bins map[string]string) {
+		binDir = filepath.Dir(bins["../holder"])
+	}, "../holder", "../unsealer", "../kmsplugin")
 }
 
 func TestTranscripts(t *testing.T) {

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 )
 
 // coreLimit returns the "Max core file size" line of a process's limits.
@@ -36,7 +38,7 @@ func TestNoCoreDumpsWhileHoldingShares(t *testing.T) {
 	oldFile := c.path("old.txt")
 	must(t, os.WriteFile(oldFile, []byte(c.keys[1].Hex()+"\n"+c.keys[2].Hex()+"\n"+c.keys[4].Hex()+"\n"), 0o600))
 	p := start(t, []string{pauseEnv + "=collect"}, unsealerBin, "rekey", "-c", c.cfg, "--old-shares-file", oldFile)
-	waitFor(t, 60*time.Second, "pause after collecting shares", func() bool { return strings.Contains(p.Out.String(), "paused at step collect") })
+	proctest.WaitFor(t, 60*time.Second, "pause after collecting shares", func() bool { return strings.Contains(p.Out.String(), "paused at step collect") })
 	const want = "Max core file size 0 0 bytes"
 	if got := coreLimit(t, p.Cmd.Process.Pid); got != want {
 		t.Errorf("unsealer holding shares: %q, want %q", got, want)

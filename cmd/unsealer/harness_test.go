@@ -32,29 +32,14 @@ const (
 var holderIPs = [3]string{"127.0.0.151", "127.0.0.152", "127.0.0.153"}
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "unsealer-bin-")
-	if err != nil {
-		panic(err)
-	}
-	bins, err := proctest.Build(dir, false, "../holder", ".")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	holderBin, unsealerBin = bins["../holder"], bins["."]
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	proctest.Main(m, false, func(bins map[string]string) {
+		holderBin, unsealerBin = bins["../holder"], bins["."]
+	}, "../holder", ".")
 }
 
 // anyPort is ip:0: the child binds a port the kernel picks, and the test
 // reads it back from the child's log.
 func anyPort(ip string) string { return proctest.AnyPort(ip) }
-
-func waitFor(t *testing.T, bound time.Duration, what string, cond func() bool) {
-	t.Helper()
-	proctest.WaitFor(t, bound, what, cond)
-}
 
 func start(t *testing.T, env []string, bin string, args ...string) *proctest.Proc {
 	t.Helper()
@@ -196,7 +181,7 @@ func (c *cluster) startHolder(t *testing.T, i int) {
 		c.listen[i] = proctest.LogAttr(t, c.holders[i], 20*time.Second, "holder serving", "listen")
 		c.writeHolderConfig(t, i, name)
 	}
-	waitFor(t, 20*time.Second, "holder "+c.listen[i], func() bool {
+	proctest.WaitFor(t, 20*time.Second, "holder "+c.listen[i], func() bool {
 		conn, err := net.DialTimeout("tcp", c.listen[i], 200*time.Millisecond)
 		if err == nil {
 			conn.Close()

@@ -70,7 +70,7 @@ func setup(cmd *cobra.Command, load loader, retryFor time.Duration) (unsealer.Co
 
 // vault picks --node, or the first configured node.
 func (e *env) vault(name string) (*vaultnode.Node, error) {
-	if name == "" {
+	if name == "" && len(e.vaults) > 0 {
 		return e.vaults[0], nil
 	}
 	for _, v := range e.vaults {
@@ -79,6 +79,21 @@ func (e *env) vault(name string) (*vaultnode.Node, error) {
 		}
 	}
 	return nil, usage(fmt.Errorf("--node %s: not in vault.nodes of the config", name))
+}
+
+// withEnv runs f with the env of a lifecycle command and its Vault node
+// (--node, or the first configured), and closes the env after.
+func withEnv(cmd *cobra.Command, load loader, retryFor time.Duration, node string, f func(unsealer.Config, *env, *vaultnode.Node) error) error {
+	c, e, err := setup(cmd, load, retryFor)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	v, err := e.vault(node)
+	if err != nil {
+		return err
+	}
+	return f(c, e, v)
 }
 
 // lifecycleCommands are init, unseal and rekey (see internal/lifecycle).
@@ -149,16 +164,14 @@ func (fl *initFlags) run(cmd *cobra.Command, load loader) error {
 	if err != nil {
 		return err
 	}
-	c, e, err := setup(cmd, load, fl.retryFor)
-	if err != nil {
-		return err
-	}
-	defer e.close()
+	return withEnv(cmd, load, fl.retryFor, fl.node, func(c unsealer.Config, e *env, v *vaultnode.Node) error {
+		return fl.initWith(cmd, c, e, v, pgp)
+	})
+}
+
+// initWith runs init, --abort or --commit through node v.
+func (fl *initFlags) initWith(cmd *cobra.Command, c unsealer.Config, e *env, v *vaultnode.Node, pgp string) error {
 	ctx := cmd.Context()
-	v, err := e.vault(fl.node)
-	if err != nil {
-		return err
-	}
 	switch {
 	case fl.abort:
 		return lifecycle.AbortInit(ctx, lifecycle.Node{Name: v.Name, Vault: v}, e.holders, fl.gen, e.opts)
@@ -246,16 +259,14 @@ A listener with the unauthenticated rekey endpoints disabled needs VAULT_TOKEN.`
 }
 
 func (fl *rekeyFlags) run(cmd *cobra.Command, load loader) error {
-	c, e, err := setup(cmd, load, fl.retryFor)
-	if err != nil {
-		return err
-	}
-	defer e.close()
+	return withEnv(cmd, load, fl.retryFor, fl.node, func(c unsealer.Config, e *env, v *vaultnode.Node) error {
+		return fl.rekeyWith(cmd, c, e, v)
+	})
+}
+
+// rekeyWith runs rekey or one of its other modes through node v.
+func (fl *rekeyFlags) rekeyWith(cmd *cobra.Command, c unsealer.Config, e *env, v *vaultnode.Node) error {
 	ctx := cmd.Context()
-	v, err := e.vault(fl.node)
-	if err != nil {
-		return err
-	}
 	n := lifecycle.RekeyNode{Name: v.Name, Vault: v}
 	rc := lifecycle.RecoverConfig{Node: n, Holders: e.holders, Nodes: e.nodes, Options: e.opts}
 	if fl.status {
@@ -269,6 +280,7 @@ func (fl *rekeyFlags) run(cmd *cobra.Command, load loader) error {
 		return nil
 	}
 	var msg string
+	var err error
 	switch {
 	case fl.approve != "":
 		msg, err = lifecycle.ApproveRekey(ctx, e.holders, n.Name, fl.approve)
@@ -327,33 +339,27 @@ progress.
 for this config's identity (an operator certificate uses the operator rules),
 and the holders audit every release.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, e, err := setup(cmd, load, 0)
-			if err != nil {
+			return withEnv(cmd, load, 0, node, func(_ unsealer.Config, e *env, v *vaultnode.Node) error {
+				ctx := cmd.Context()
+				nodes := e.nodes
+				if node != "" {
+					nodes = []lifecycle.Node{{Name: v.Name, Vault: v}}
+				}
+				var done int
+				var err error
+				if fromHolders {
+					done, err = e.opts.UnsealFromHolders(ctx, nodes, e.holders)
+				} else {
+					col, gerr := lifecycle.Gather(ctx, e.holders, nodes, lifecycle.Input{Files: files, Stdin: cmd.InOrStdin(), Out: cmd.ErrOrStderr()})
+					if gerr != nil {
+						return gerr
+					}
+					defer col.Zero()
+					done, err = e.opts.UnsealAll(ctx, nodes, col.Shares())
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "unsealed %d node(s)\n", done)
 				return err
-			}
-			defer e.close()
-			ctx := cmd.Context()
-			nodes := e.nodes
-			if node != "" {
-				v, err := e.vault(node)
-				if err != nil {
-					return err
-				}
-				nodes = []lifecycle.Node{{Name: v.Name, Vault: v}}
-			}
-			var done int
-			if fromHolders {
-				done, err = e.opts.UnsealFromHolders(ctx, nodes, e.holders)
-			} else {
-				col, gerr := lifecycle.Gather(ctx, e.holders, nodes, lifecycle.Input{Files: files, Stdin: cmd.InOrStdin(), Out: cmd.ErrOrStderr()})
-				if gerr != nil {
-					return gerr
-				}
-				defer col.Zero()
-				done, err = e.opts.UnsealAll(ctx, nodes, col.Shares())
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "unsealed %d node(s)\n", done)
-			return err
+			})
 		},
 	}
 	f := cmd.Flags()

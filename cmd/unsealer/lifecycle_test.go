@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 	"github.com/keyshare/keyshare/pkg/shares"
 )
 
@@ -169,7 +170,7 @@ func TestRekeyKilledProcess(t *testing.T) {
 			oldFile := c.path("old.txt")
 			must(t, os.WriteFile(oldFile, []byte(c.keys[1].Hex()+"\n"+c.keys[2].Hex()+"\n"+c.keys[4].Hex()+"\n"), 0o600))
 			p := start(t, []string{pauseEnv + "=" + step}, unsealerBin, "rekey", "-c", c.cfg, "--old-shares-file", oldFile)
-			waitFor(t, 60*time.Second, "pause at "+step, func() bool { return strings.Contains(p.Out.String(), "paused at step "+step) })
+			proctest.WaitFor(t, 60*time.Second, "pause at "+step, func() bool { return strings.Contains(p.Out.String(), "paused at step "+step) })
 			must(t, p.Cmd.Process.Signal(syscall.SIGKILL))
 			p.Kill()
 			for i, h := range c.holders {
@@ -217,7 +218,7 @@ func TestRekeyAgainAfterKillAfterVerifyProcess(t *testing.T) {
 	oldFile := c.path("old.txt")
 	must(t, os.WriteFile(oldFile, []byte(c.keys[1].Hex()+"\n"+c.keys[2].Hex()+"\n"+c.keys[4].Hex()+"\n"), 0o600))
 	p := start(t, []string{pauseEnv + "=verify"}, unsealerBin, "rekey", "-c", c.cfg, "--old-shares-file", oldFile)
-	waitFor(t, 60*time.Second, "pause at verify", func() bool { return strings.Contains(p.Out.String(), "paused at step verify") })
+	proctest.WaitFor(t, 60*time.Second, "pause at verify", func() bool { return strings.Contains(p.Out.String(), "paused at step verify") })
 	must(t, p.Cmd.Process.Signal(syscall.SIGKILL))
 	p.Kill()
 

@@ -9,6 +9,8 @@ import (
 
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
+
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 )
 
 // TestUnsealTypedShares drives `unsealer unseal` through a pseudo-terminal:
@@ -44,13 +46,13 @@ func TestUnsealTypedShares(t *testing.T) {
 	typeAt := func(prompt, line string) {
 		t.Helper()
 		prompts++
-		waitFor(t, 30*time.Second, "prompt "+prompt, func() bool { return strings.Count(text(), "(input is hidden)") >= prompts })
+		proctest.WaitFor(t, 30*time.Second, "prompt "+prompt, func() bool { return strings.Count(text(), "(input is hidden)") >= prompts })
 		if !strings.Contains(text()[strings.LastIndex(text(), "\n")+1:], prompt) {
 			t.Fatalf("prompt %q not shown; terminal so far:\n%s", prompt, text())
 		}
 		// The prompt is printed just before the program turns echo off:
 		// type only once it has, as a person would see no difference.
-		waitFor(t, 10*time.Second, "echo off", func() bool {
+		proctest.WaitFor(t, 10*time.Second, "echo off", func() bool {
 			tio, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
 			return err == nil && tio.Lflag&unix.ECHO == 0
 		})
@@ -71,7 +73,7 @@ func TestUnsealTypedShares(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("unseal did not finish:\n%s", text())
 	}
-	waitFor(t, 5*time.Second, "final output", func() bool { return strings.Contains(text(), "unsealed 1 node(s)") })
+	proctest.WaitFor(t, 5*time.Second, "final output", func() bool { return strings.Contains(text(), "unsealed 1 node(s)") })
 	out := text()
 	for _, want := range []string{"share 2: share matches no share of the current generation 1", "share 2: duplicate share: same as share 1", "vault-1: 2/3", "vault-1: unsealed"} {
 		if !strings.Contains(out, want) {

@@ -1,6 +1,7 @@
 package confload
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,5 +94,58 @@ func TestErrorsNameKeyAndFile(t *testing.T) {
 	var s sample
 	if err := Load(filepath.Join(dir, "missing.yaml"), &s, nil, nil); err == nil || !strings.Contains(err.Error(), "--config") {
 		t.Fatalf("missing file: err = %v", err)
+	}
+}
+
+// checked is a sample config that refuses an empty listen.
+type checked sample
+
+func (c checked) Validate() error {
+	if c.Listen == "" {
+		return errors.New("listen: missing: set it")
+	}
+	return nil
+}
+
+// TestLoadValidated: Validate runs first, then each check in order; the
+// first failure is a config error naming the file, and no config escapes.
+func TestLoadValidated(t *testing.T) {
+	dir := t.TempDir()
+	type tc struct {
+		name, body string
+		checks     []func(checked) error
+		want       string // "" for ok
+	}
+	later := errors.New("files: missing")
+	run := func(t *testing.T, tc tc) {
+		p := filepath.Join(dir, strings.ReplaceAll(tc.name, "/", "-")+".yaml")
+		if err := os.WriteFile(p, []byte(tc.body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		def := checked{}
+		def.Nested.Timeout = time.Second
+		c, err := LoadValidated(p, def, nil, nil, tc.checks...)
+		if tc.want == "" {
+			if err != nil || c.Listen != "x" || c.Nested.Timeout != time.Second {
+				t.Fatalf("got %+v, %v; want listen x over the default timeout", c, err)
+			}
+			return
+		}
+		if err == nil || !IsConfigError(err) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), p) {
+			t.Fatalf("err = %v, want a config error of %s naming %q", err, p, tc.want)
+		}
+		if c.Listen != "" || c.Nested.Timeout != 0 {
+			t.Fatalf("a failed load returned %+v, want the zero config", c)
+		}
+	}
+	for _, c := range []tc{
+		{name: "ok/valid", body: "listen: x\n", checks: []func(checked) error{func(checked) error { return nil }}},
+		{name: "fail/unknown-key", body: "listn: x\n", want: "listn"},
+		{name: "fail/validate", body: "nested: {timeout: 2s}\n", want: "listen: missing",
+			checks: []func(checked) error{func(checked) error { t.Error("check ran before Validate passed"); return nil }}},
+		{name: "fail/check", body: "listen: x\n", want: "files: missing",
+			checks: []func(checked) error{func(checked) error { return later }, func(checked) error { t.Error("check ran after one failed"); return nil }}},
+	} {
+		t.Run(c.name, func(t *testing.T) { run(t, c) })
 	}
 }

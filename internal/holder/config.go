@@ -116,34 +116,20 @@ var FlagKeys = map[string]string{
 	"store-dir": "store.dir", "seal-key-file": "store.seal_key_file",
 }
 
-// Load reads the config file, the environment and the flags, and validates.
+// Load reads the config file, the environment and the flags, validates,
+// and checks that the files it names exist.
 func Load(path string, flags *pflag.FlagSet) (Config, error) {
-	c := Default()
-	if err := confload.Load(path, &c, flags, FlagKeys); err != nil {
-		return Config{}, err
-	}
-	c.file = path
-	if err := c.Validate(); err != nil {
-		return Config{}, &confload.Error{File: path, Err: err}
-	}
-	if err := c.CheckFiles(); err != nil {
-		return Config{}, &confload.Error{File: path, Err: err}
-	}
-	return c, nil
+	return load(path, flags, Config.CheckFiles)
 }
 
 // LoadShape reads and validates a config without checking that the files
 // it names exist (for example configs and linting).
-func LoadShape(path string) (Config, error) {
-	c := Default()
-	if err := confload.Load(path, &c, nil, nil); err != nil {
-		return Config{}, err
-	}
-	c.file = path
-	if err := c.Validate(); err != nil {
-		return Config{}, &confload.Error{File: path, Err: err}
-	}
-	return c, nil
+func LoadShape(path string) (Config, error) { return load(path, nil) }
+
+func load(path string, flags *pflag.FlagSet, checks ...func(Config) error) (Config, error) {
+	def := Default()
+	def.file = path // not a config key: Load leaves it as it is
+	return confload.LoadValidated(path, def, flags, FlagKeys, checks...)
 }
 
 // CheckFiles checks that the certificate files the config names exist.

@@ -31,9 +31,5 @@ func TestHolderFuzzSeeds(t *testing.T) {
 }
 
 func FuzzHolderLoadShape(f *testing.F) {
-	for _, b := range conffuzz.Seeds(f, holderExample, holderSeeds) {
-		f.Add(b)
-	}
-	f.Add([]byte("&a [*a, *a]"))
-	f.Fuzz(func(t *testing.T, data []byte) { conffuzz.Load(t, data, loadShape) })
+	conffuzz.Fuzz(f, holderExample, holderSeeds, loadShape)
 }

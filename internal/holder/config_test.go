@@ -1,12 +1,11 @@
 package holder
 
 import (
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/keyshare/keyshare/internal/testkit/conffuzz"
 	"github.com/keyshare/keyshare/pkg/transport/identity"
 	"github.com/keyshare/keyshare/pkg/transport/identity/identitytest"
 )
@@ -15,14 +14,8 @@ import (
 // source". It is refused at load, naming the file, the key and what to
 // write; a holder grant is refused the same way.
 func TestGrantWithoutCIDRsRefused(t *testing.T) {
-	base, err := os.ReadFile("../../configs/holder-a.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	const grant = "    - {role: unsealer, cidrs: [127.0.0.20/32]}"
-	if !strings.Contains(string(base), grant) {
-		t.Fatalf("configs/holder-a.yaml no longer has the line %q", grant)
-	}
+	base := conffuzz.Example(t, holderExample, "keyshare.example", grant)
 	for _, tc := range []struct {
 		name, line string
 		want       []string
@@ -38,15 +31,11 @@ func TestGrantWithoutCIDRsRefused(t *testing.T) {
 			want: []string{"policy.allow_roles[0] (holder)", "holders are never allowed"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			text := strings.Replace(string(base), grant, tc.line, 1)
+			text := strings.Replace(base, grant, tc.line, 1)
 			if strings.Contains(tc.line, "allow_ids") {
 				text = strings.Replace(text, "  allow_ids: []\n", "", 1)
 			}
-			p := filepath.Join(t.TempDir(), "holder.yaml")
-			if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			_, err := LoadShape(p)
+			p, err := conffuzz.LoadText(t, text, loadShape)
 			if len(tc.want) == 0 {
 				if err != nil {
 					t.Fatal(err)
@@ -70,34 +59,15 @@ func TestGrantWithoutCIDRsRefused(t *testing.T) {
 // trust domain the policy's other IDs are in, and an allow_ids grant only
 // for an unsealer of that trust domain.
 func TestConfigCraftedIDs(t *testing.T) {
-	b, err := os.ReadFile("../../configs/holder-a.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := strings.ReplaceAll(string(b), "keyshare.example", identitytest.TrustDomain)
-	const idLine, grants = "id: spiffe://ks.test/holder/a\n", "  allow_ids: []\n"
-	if !strings.Contains(base, idLine) || !strings.Contains(base, grants) {
-		t.Fatalf("configs/holder-a.yaml no longer has %q and %q", idLine, grants)
-	}
-	load := func(t *testing.T, text string) error {
-		p := filepath.Join(t.TempDir(), "holder.yaml")
-		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		_, err := LoadShape(p)
-		return err
-	}
-	for _, tc := range identitytest.Crafted {
-		t.Run(tc.Name, func(t *testing.T) {
-			err := load(t, strings.Replace(base, idLine, "id: "+strconv.Quote(tc.ID)+"\n", 1))
-			if (err == nil) != tc.Local(identity.RoleHolder) {
-				t.Fatalf("id %q: %v; want ok only for a holder of %s", tc.ID, err, identitytest.TrustDomain)
-			}
-			grant := "  allow_ids: [{id: " + strconv.Quote(tc.ID) + ", cidrs: [127.0.0.21/32]}]\n"
-			err = load(t, strings.Replace(base, grants, grant, 1))
-			if (err == nil) != tc.Local(identity.RoleUnsealer) {
-				t.Fatalf("policy.allow_ids id %q: %v; want ok only for an unsealer of %s", tc.ID, err, identitytest.TrustDomain)
-			}
-		})
-	}
+	conffuzz.CheckCraftedIDs(t, holderExample, loadShape,
+		conffuzz.IDField{Key: "id", Old: "id: spiffe://ks.test/holder/a\n",
+			New:     func(id string) string { return "id: " + strconv.Quote(id) + "\n" },
+			Accepts: func(c identitytest.Case) bool { return c.Local(identity.RoleHolder) },
+			Want:    "ok only for a holder of " + identitytest.TrustDomain},
+		conffuzz.IDField{Key: "policy.allow_ids id", Old: "  allow_ids: []\n",
+			New: func(id string) string {
+				return "  allow_ids: [{id: " + strconv.Quote(id) + ", cidrs: [127.0.0.21/32]}]\n"
+			},
+			Accepts: func(c identitytest.Case) bool { return c.Local(identity.RoleUnsealer) },
+			Want:    "ok only for an unsealer of " + identitytest.TrustDomain})
 }

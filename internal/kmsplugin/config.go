@@ -164,15 +164,9 @@ func Load(path string, flags *pflag.FlagSet) (Config, error) {
 		return Config{}, confload.Errorf(path, "environment variable %s would change how the plugin reaches vault: set vault.* in the config file only, and unset it",
 			strings.Join(bad, ", "))
 	}
-	c := Default()
-	if err := confload.Load(path, &c, flags, FlagKeys); err != nil {
-		return Config{}, err
-	}
-	c.file = path
-	if err := c.Validate(); err != nil {
-		return Config{}, &confload.Error{File: path, Err: err}
-	}
-	return c, nil
+	def := Default()
+	def.file = path // not a config key: Load leaves it as it is
+	return confload.LoadValidated(path, def, flags, FlagKeys)
 }
 
 // File is the config file it was loaded from.

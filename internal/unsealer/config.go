@@ -95,27 +95,16 @@ var FlagKeys = map[string]string{"log-level": "log_level", "metrics-listen": "me
 // Load reads the config file, the environment and the flags, validates, and
 // checks that the files it names exist.
 func Load(path string, flags *pflag.FlagSet) (Config, error) {
-	c, err := LoadShape(path, flags)
-	if err != nil {
-		return Config{}, err
-	}
-	if err := confload.CheckFiles(c.TLS, c.Vault); err != nil {
-		return Config{}, &confload.Error{File: path, Err: err}
-	}
-	return c, nil
+	return load(path, flags, func(c Config) error { return confload.CheckFiles(c.TLS, c.Vault) })
 }
 
 // LoadShape reads and validates without checking that files exist.
-func LoadShape(path string, flags *pflag.FlagSet) (Config, error) {
-	c := Default()
-	if err := confload.Load(path, &c, flags, FlagKeys); err != nil {
-		return Config{}, err
-	}
-	c.file = path
-	if err := c.Validate(); err != nil {
-		return Config{}, &confload.Error{File: path, Err: err}
-	}
-	return c, nil
+func LoadShape(path string, flags *pflag.FlagSet) (Config, error) { return load(path, flags) }
+
+func load(path string, flags *pflag.FlagSet, checks ...func(Config) error) (Config, error) {
+	def := Default()
+	def.file = path // not a config key: Load leaves it as it is
+	return confload.LoadValidated(path, def, flags, FlagKeys, checks...)
 }
 
 // File is the config file it was loaded from.

@@ -32,9 +32,5 @@ func TestUnsealerFuzzSeeds(t *testing.T) {
 }
 
 func FuzzUnsealerLoadShape(f *testing.F) {
-	for _, b := range conffuzz.Seeds(f, unsealerExample, unsealerSeeds) {
-		f.Add(b)
-	}
-	f.Add([]byte("&a [*a, *a]"))
-	f.Fuzz(func(t *testing.T, data []byte) { conffuzz.Load(t, data, loadUnsealerShape) })
+	conffuzz.Fuzz(f, unsealerExample, unsealerSeeds, loadUnsealerShape)
 }

@@ -1,6 +1,7 @@
 // Package conffuzz is the shared body of the config fuzz targets
 // (internal/holder, internal/unsealer) and their seeds: example configs
-// with one key changed, each checked to reach the check it targets.
+// with one key changed, each checked to reach the check it targets. The
+// config tests that edit an example and load it use Example and LoadText.
 package conffuzz
 
 import (
@@ -47,16 +48,54 @@ func CheckSeeds(t *testing.T, path string, seeds []Seed, load func(path string) 
 	texts := Seeds(t, path, seeds)
 	for _, s := range seeds {
 		t.Run(s.Name, func(t *testing.T) {
-			p := filepath.Join(t.TempDir(), "c.yaml")
-			if err := os.WriteFile(p, texts[s.Name], 0o600); err != nil {
-				t.Fatal(err)
-			}
-			_, err := load(p)
+			_, err := LoadText(t, string(texts[s.Name]), load)
 			if err == nil || !strings.Contains(err.Error(), s.Want) {
 				t.Fatalf("seed %s: %v; want an error naming %q", s.Name, err, s.Want)
 			}
 		})
 	}
+}
+
+// Fuzz is a config fuzz target: the seeds (see Seeds) and a YAML alias
+// bomb as its corpus, each input loaded by Load.
+func Fuzz(f *testing.F, path string, seeds []Seed, load func(path string) (any, error)) {
+	for _, b := range Seeds(f, path, seeds) {
+		f.Add(b)
+	}
+	f.Add([]byte("&a [*a, *a]"))
+	f.Fuzz(func(t *testing.T, data []byte) { Load(t, data, load) })
+}
+
+// Example returns the example config at path (relative to the test's
+// package) with its trust domain, keyshare.example, replaced by
+// trustDomain, failing the test unless the text contains each of lines
+// (the ones the test edits), so that an edit of the example never turns a
+// test into one that checks nothing.
+func Example(tb testing.TB, path, trustDomain string, lines ...string) string {
+	tb.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	text := strings.ReplaceAll(string(b), "keyshare.example", trustDomain)
+	for _, l := range lines {
+		if !strings.Contains(text, l) {
+			tb.Fatalf("%s no longer has %q", path, l)
+		}
+	}
+	return text
+}
+
+// LoadText writes text to a .yaml file of its own and loads it with load.
+// It returns the file's path (a load error must name it) and the error.
+func LoadText(tb testing.TB, text string, load func(path string) (any, error)) (string, error) {
+	tb.Helper()
+	p := filepath.Join(tb.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	_, err := load(p)
+	return p, err
 }
 
 // Load writes data to a .yaml file and loads it with load, the way the
