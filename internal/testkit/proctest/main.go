@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"testing"
-	"time"
 )
 
 // Main is a test binary's TestMain for tests of the real binaries: it
@@ -29,18 +28,4 @@ func buildAndRun(m *testing.M, race bool, use func(bins map[string]string), pkgs
 	}
 	use(bins)
 	return m.Run()
-}
-
-// WaitForErr is WaitFor for a condition that says why it does not hold
-// yet: it polls cond every 50 ms until it returns nil, failing the test
-// after bound with the last error cond returned.
-func WaitForErr(tb testing.TB, bound time.Duration, what string, cond func() error) {
-	tb.Helper()
-	deadline := time.Now().Add(bound)
-	for err := cond(); err != nil; err = cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s: %v", bound, what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
