@@ -23,22 +23,29 @@ import (
 )
 
 // stubHolder is a share-service handler with fixed shares, served over real
-// mutual TLS by sharerpc. It can delay its Manifest answer, and stall every
-// Release until the call ends (the client's deadline), as a holder that
-// answers Manifest and then holds Release does (issue 11, finding 3).
+// mutual TLS by sharerpc. It can hold its Manifest answer until a channel
+// closes, and stall every Release until the call ends (the client's
+// deadline), as a holder that answers Manifest and then holds Release does
+// (issue 11, finding 3).
 type stubHolder struct {
-	manifest      sharerpc.Manifest
-	shares        []sharerpc.Share
-	manifestDelay time.Duration
-	stall         bool
+	manifest sharerpc.Manifest
+	shares   []sharerpc.Share
+	// manifestAfter, if set, holds the Manifest answer until it closes.
+	manifestAfter <-chan struct{}
+	// onRelease, if set, is closed when the first Release arrives.
+	onRelease chan struct{}
+	stall     bool
 
 	mu       sync.Mutex
 	releases []time.Time // when each Release arrived
 }
 
 func (h *stubHolder) Manifest(ctx context.Context, _ sharerpc.Peer) (sharerpc.Manifest, error) {
+	if h.manifestAfter == nil {
+		return h.manifest, nil
+	}
 	select {
-	case <-time.After(h.manifestDelay):
+	case <-h.manifestAfter:
 		return h.manifest, nil
 	case <-ctx.Done():
 		return sharerpc.Manifest{}, ctx.Err()
@@ -48,6 +55,9 @@ func (h *stubHolder) Manifest(ctx context.Context, _ sharerpc.Peer) (sharerpc.Ma
 func (h *stubHolder) Release(ctx context.Context, _ sharerpc.Peer, _ sharerpc.ReleaseRequest) ([]sharerpc.Share, error) {
 	h.mu.Lock()
 	h.releases = append(h.releases, time.Now())
+	if len(h.releases) == 1 && h.onRelease != nil {
+		close(h.onRelease)
+	}
 	h.mu.Unlock()
 	if h.stall {
 		<-ctx.Done()
@@ -161,8 +171,12 @@ func (r *mtlsRig) coordinator(t *testing.T, members unsealer.Membership) *coordi
 
 // TestStallingHolderCostsOneTimeoutAtMost is issue 11, finding 3, over real
 // mutual TLS: holder a answers Manifest and then holds every Release until
-// the call's deadline; holder c's manifest comes a little later than a's
-// and b's, so a and b agree first. The coordinator must ask c for its
+// the call's deadline; holder c's manifest comes only once a's Release has
+// arrived, so a and b agree first and a is stalling by the time c's
+// manifest is known. (With c's manifest on a fixed 150 ms delay instead, a
+// loaded machine could finish the unseal with b and c before a's Release
+// reached a: a asked 0 times, and the test failed about 1 run in 20 of the
+// package under load.) The coordinator must ask c for its
 // shares as soon as c's manifest matches, in parallel with a's stalled
 // call, and unseal with b's and c's shares before a's call times out.
 // (Before the fix it waited for a's Release, then found its one deadline
@@ -170,12 +184,13 @@ func (r *mtlsRig) coordinator(t *testing.T, members unsealer.Membership) *coordi
 //
 //	go test -race -count=20 -run TestStallingHolderCostsOneTimeoutAtMost ./internal/unsealer/
 func TestStallingHolderCostsOneTimeoutAtMost(t *testing.T) {
+	aStalling := make(chan struct{})
 	r := newMTLSRig(t, [5]string{"127.0.0.241", "127.0.0.242", "127.0.0.243", "127.0.0.244", "127.0.0.245"}, func(name string, h *stubHolder) {
 		switch name {
 		case "a":
-			h.stall = true
+			h.stall, h.onRelease = true, aStalling
 		case "c":
-			h.manifestDelay = 150 * time.Millisecond
+			h.manifestAfter = aStalling
 		}
 	})
 	c := r.coordinator(t, nil)
