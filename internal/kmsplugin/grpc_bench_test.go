@@ -29,23 +29,32 @@ func (echoService) Status(context.Context) (*kmsservice.StatusResponse, error) {
 }
 
 func BenchmarkSocketOnly(b *testing.B) {
-	path := filepath.Join(b.TempDir(), "s.sock")
-	sock, err := ListenSocket(path, "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	gs := grpc.NewServer(ServerOptions()...)
-	kmsapi.RegisterKeyManagementServiceServer(gs, kmsservice.NewGRPCService(path, time.Second, echoService{}))
-	go func() { _ = gs.Serve(sock) }()
-	defer gs.Stop()
-	c, err := kmsv2.NewGRPCService(context.Background(), "unix://"+path, "bench", 3*time.Second)
-	if err != nil {
-		b.Fatal(err)
-	}
+	c := serveOnSocket(b, echoService{})
 	seed := make([]byte, 32)
 	for b.Loop() {
 		if _, err := c.Encrypt(context.Background(), "u", seed); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// serveOnSocket serves svc on a fresh unix socket with the plugin's gRPC
+// options until the benchmark ends, and returns the apiserver's KMS v2
+// client dialed to it.
+func serveOnSocket(b *testing.B, svc kmsservice.Service) kmsservice.Service {
+	b.Helper()
+	path := filepath.Join(b.TempDir(), "s.sock")
+	sock, err := ListenSocket(path, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	gs := grpc.NewServer(ServerOptions()...)
+	kmsapi.RegisterKeyManagementServiceServer(gs, kmsservice.NewGRPCService(path, time.Second, svc))
+	go func() { _ = gs.Serve(sock) }()
+	b.Cleanup(gs.Stop)
+	c, err := kmsv2.NewGRPCService(context.Background(), "unix://"+path, "bench", 3*time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
 }

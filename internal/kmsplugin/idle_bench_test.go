@@ -2,16 +2,11 @@ package kmsplugin
 
 import (
 	"context"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	kmsapi "k8s.io/kms/apis/v2"
 	kmsservice "k8s.io/kms/pkg/service"
-
-	"k8s.io/apiserver/pkg/storage/value/encrypt/envelope/kmsv2"
 )
 
 // idleWait is about what one transit call to Vault takes on the dev
@@ -35,19 +30,7 @@ func (sleepService) Encrypt(_ context.Context, _ string, data []byte) (*kmsservi
 // a busy one, which is why the plugin's ratio to its floor is worse on a
 // quiet machine (BENCHMARKS.md, "KMS plugin").
 func BenchmarkSocketIdle(b *testing.B) {
-	path := filepath.Join(b.TempDir(), "s.sock")
-	sock, err := ListenSocket(path, "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	gs := grpc.NewServer(ServerOptions()...)
-	kmsapi.RegisterKeyManagementServiceServer(gs, kmsservice.NewGRPCService(path, time.Second, sleepService{}))
-	go func() { _ = gs.Serve(sock) }()
-	defer gs.Stop()
-	c, err := kmsv2.NewGRPCService(context.Background(), "unix://"+path, "bench", 3*time.Second)
-	if err != nil {
-		b.Fatal(err)
-	}
+	c := serveOnSocket(b, sleepService{})
 	seed := make([]byte, 32)
 	var hop, direct []time.Duration
 	for b.Loop() {

@@ -2,9 +2,7 @@ package transit
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -24,20 +22,7 @@ func fakeCluster(t *testing.T, n int) ([]*vaultfake.Vault, *Client) {
 	var fakes []*vaultfake.Vault
 	var addrs []string
 	for i := range n {
-		ip := fmt.Sprintf("127.0.0.%d", 171+i)
-		leaf, err := ca.IssueID("vault", fmt.Sprintf("v%d", i), net.ParseIP(ip))
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, _, err := vaultfake.New(ip+":0", &tls.Config{Certificates: []tls.Certificate{leaf.TLSCertificate()}}, 5, 3)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(f.Stop)
-		f.Unseal()
+		f := vaultfake.StartUnsealed(t, ca, fmt.Sprintf("127.0.0.%d", 171+i), fmt.Sprintf("v%d", i))
 		f.SetStandby(true)
 		fakes, addrs = append(fakes, f), append(addrs, f.URL())
 	}

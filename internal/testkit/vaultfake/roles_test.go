@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -25,20 +24,7 @@ func TestRoles(t *testing.T) {
 	byAddr := map[string]*vaultfake.Vault{}
 	var c vaultcontract.Cluster
 	for i := range 3 {
-		ip := fmt.Sprintf("127.0.0.%d", 185+i)
-		leaf, err := ca.IssueID("vault", fmt.Sprintf("roles-%d", i), net.ParseIP(ip))
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, _, err := vaultfake.New(ip+":0", &tls.Config{Certificates: []tls.Certificate{leaf.TLSCertificate()}}, 5, 3)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(f.Stop)
-		f.Unseal()
+		f := vaultfake.StartUnsealed(t, ca, fmt.Sprintf("127.0.0.%d", 185+i), fmt.Sprintf("roles-%d", i))
 		byAddr[f.URL()] = f
 		if i == 0 {
 			c.Active = f.URL()
