@@ -70,11 +70,7 @@ func (h *memHolder) Release(_ context.Context, node string, gen uint64) ([]share
 	case !h.fake.Sealed():
 		return nil, policy.Deny(policy.ReasonTargetNotSealed, "%s is not sealed", node)
 	}
-	var out []sharerpc.Share
-	for _, s := range h.gens[gen] {
-		out = append(out, sharerpc.Share{Index: s.Index, Value: append([]byte(nil), s.Value...)})
-	}
-	return out, nil
+	return h.copyOut(gen), nil
 }
 
 // ReleaseForRekey follows the holders' rekey rule: only while the node is
@@ -91,11 +87,16 @@ func (h *memHolder) ReleaseForRekey(_ context.Context, node string, gen uint64, 
 	case h.fake.Sealed() || nonce == "" || h.fake.RekeyNonce() != nonce:
 		return nil, policy.Deny(policy.ReasonTargetNotRekeying, "%s is not rekeying with nonce %q", node, nonce)
 	}
+	return h.copyOut(gen), nil
+}
+
+// copyOut copies generation gen's shares, as a release over the wire does.
+func (h *memHolder) copyOut(gen uint64) []sharerpc.Share {
 	var out []sharerpc.Share
 	for _, s := range h.gens[gen] {
 		out = append(out, sharerpc.Share{Index: s.Index, Value: append([]byte(nil), s.Value...)})
 	}
-	return out, nil
+	return out
 }
 
 func (h *memHolder) Stage(_ context.Context, req sharerpc.StageRequest) error {
@@ -120,35 +121,37 @@ func (h *memHolder) Stage(_ context.Context, req sharerpc.StageRequest) error {
 	return nil
 }
 
+// Commit makes the staged generation gen current; committing it again is
+// a no-op.
 func (h *memHolder) Commit(_ context.Context, gen uint64) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	switch {
-	case h.down:
-		return errDown
-	case gen == h.cur && h.staged == 0:
-		return nil
-	case gen != h.staged:
-		return fmt.Errorf("cannot commit generation %d, staged is %d", gen, h.staged)
-	}
-	delete(h.gens, h.cur)
-	h.cur, h.staged = gen, 0
-	return nil
+	return h.settle("commit", gen, func() bool { return gen == h.cur && h.staged == 0 }, func() {
+		delete(h.gens, h.cur)
+		h.cur, h.staged = gen, 0
+	})
 }
 
+// Abort drops the staged generation gen; with nothing staged it is a no-op.
 func (h *memHolder) Abort(_ context.Context, gen uint64) error {
+	return h.settle("abort", gen, func() bool { return h.staged == 0 }, func() {
+		delete(h.gens, h.staged)
+		h.staged = 0
+	})
+}
+
+// settle is Commit's and Abort's rule: under the lock, nothing to do when
+// done holds, refused when gen is not the staged generation, else apply.
+func (h *memHolder) settle(verb string, gen uint64, done func() bool, apply func()) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
 	case h.down:
 		return errDown
-	case h.staged == 0:
+	case done():
 		return nil
 	case gen != h.staged:
-		return fmt.Errorf("cannot abort generation %d, staged is %d", gen, h.staged)
+		return fmt.Errorf("cannot %s generation %d, staged is %d", verb, gen, h.staged)
 	}
-	delete(h.gens, h.staged)
-	h.staged = 0
+	apply()
 	return nil
 }
 
@@ -249,4 +252,26 @@ func (w *world) restart(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// unsealedWorld is an initialized world (newWorld) whose node is unsealed,
+// and a context for the test's calls, cancelled when the test ends.
+func unsealedWorld(t *testing.T) (*world, context.Context) {
+	t.Helper()
+	w := newWorld(t, true)
+	w.fake.Unseal()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return w, ctx
+}
+
+// killedAt is an unsealedWorld whose rekey was killed right after step,
+// with no clean-up, as a killed process leaves it.
+func killedAt(t *testing.T, step lifecycle.Step) (*world, context.Context) {
+	t.Helper()
+	w, ctx := unsealedWorld(t)
+	if _, err := w.rekey(ctx, step); !errors.Is(err, errKilled) {
+		t.Fatalf("rekey killed after %s: %v", step, err)
+	}
+	return w, ctx
 }
