@@ -2,16 +2,14 @@ package coordinator
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/keyshare/keyshare/internal/testkit/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/fakenode"
 	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
 	"github.com/keyshare/keyshare/internal/unseal"
 	"github.com/keyshare/keyshare/internal/vaultnode"
@@ -96,29 +94,10 @@ type rig struct {
 
 func newRig(t *testing.T, ip string) *rig {
 	t.Helper()
-	ca, err := devpki.NewCA("vault.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := ca.IssueID("vault", "v", net.ParseIP(ip))
-	fake, raw, err := vaultfake.New(ip+":0", &tls.Config{Certificates: []tls.Certificate{leaf.TLSCertificate()}}, 5, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fake.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Stop)
-	node, err := vaultnode.New("vault-1", fake.URL(), vaultnode.Options{CACert: ca.CertPEM, Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var all []shares.Share
-	for i, r := range raw {
-		all = append(all, shares.Share{Index: uint8(i + 1), Value: r})
-	}
+	n := fakenode.Start(t, ip, fakenode.Options{Timeout: 2 * time.Second})
+	fake, raw, all := n.Fake, n.Raw, n.Shares()
 	m := sharerpc.ManifestFromShares(shares.NewManifest(1, 3, all))
-	r := &rig{fake: fake, caPEM: ca.CertPEM, node: node, holders: map[string]*fakeHolder{}, raw: raw}
+	r := &rig{fake: fake, caPEM: n.CA.CertPEM, node: n.Vault, holders: map[string]*fakeHolder{}, raw: raw}
 	for name, idx := range map[string][]int{"a": {0, 1}, "b": {2, 3}, "c": {4}} {
 		h := &fakeHolder{manifest: m}
 		for _, i := range idx {

@@ -3,10 +3,8 @@ package holder_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -19,7 +17,7 @@ import (
 	"github.com/keyshare/keyshare/internal/audit"
 	"github.com/keyshare/keyshare/internal/coordinator"
 	"github.com/keyshare/keyshare/internal/holder"
-	"github.com/keyshare/keyshare/internal/testkit/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/fakenode"
 	"github.com/keyshare/keyshare/internal/testkit/proctest"
 	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
 	"github.com/keyshare/keyshare/internal/unseal"
@@ -85,28 +83,10 @@ var (
 // generation 1) with real sealed stores, policy and audit logs.
 func newWorld(t *testing.T, ip string) *world {
 	t.Helper()
-	ca, err := devpki.NewCA("vault.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.IssueID("vault", "v", net.ParseIP(ip))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fake, raw, err := vaultfake.New(ip+":0", &tls.Config{Certificates: []tls.Certificate{leaf.TLSCertificate()}}, 5, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fake.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Stop)
-	node, err := vaultnode.New("vault-1", fake.URL(), vaultnode.Options{CACert: ca.CertPEM, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &world{fake: fake, node: node, raw: raw}
-	all := toShares(raw)
+	n := fakenode.Start(t, ip, fakenode.Options{Timeout: 5 * time.Second})
+	node := n.Vault
+	w := &world{fake: n.Fake, node: node, raw: n.Raw}
+	all := n.Shares()
 	for i, idx := range allot {
 		id := "spiffe://ks.test/holder/" + string(rune('a'+i))
 		dir := t.TempDir()

@@ -2,16 +2,14 @@ package lifecycle_test
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/keyshare/keyshare/internal/lifecycle"
-	"github.com/keyshare/keyshare/internal/testkit/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/fakenode"
 	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 	"github.com/keyshare/keyshare/pkg/policy"
@@ -183,39 +181,11 @@ var ids = [3]string{"spiffe://keyshare.test/holder/a", "spiffe://keyshare.test/h
 // one whose generation 1 is dealt to the holders.
 func newWorld(t *testing.T, initialized bool) *world {
 	t.Helper()
-	ca, err := devpki.NewCA("vault.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.IssueID("vault", "v1", net.ParseIP("127.0.0.150"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc := &tls.Config{Certificates: []tls.Certificate{leaf.TLSCertificate()}}
-	w := &world{plan: shares.DefaultPlan(ids)}
-	if initialized {
-		var raw [][]byte
-		if w.fake, raw, err = vaultfake.New("127.0.0.150:0", tc, 5, 3); err != nil {
-			t.Fatal(err)
-		}
-		for i, r := range raw {
-			w.keys = append(w.keys, shares.Share{Index: uint8(i + 1), Value: r})
-		}
-	} else {
-		w.fake = vaultfake.NewUninitialized("127.0.0.150:0", tc)
-	}
-	if err := w.fake.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.fake.Stop)
-	n, err := vaultnode.New("vault-1", w.fake.URL(), vaultnode.Options{CACert: ca.CertPEM})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.vault = n
-	w.node = lifecycle.Node{Name: "vault-1", Vault: n}
-	w.inode = lifecycle.InitNode{Name: "vault-1", Vault: n}
-	w.rnode = lifecycle.RekeyNode{Name: "vault-1", Vault: n}
+	fn := fakenode.Start(t, "127.0.0.150", fakenode.Options{Uninitialized: !initialized})
+	n := fn.Vault
+	w := &world{plan: shares.DefaultPlan(ids), fake: fn.Fake, vault: n, keys: fn.Shares(),
+		node: lifecycle.Node{Name: "vault-1", Vault: n}, inode: lifecycle.InitNode{Name: "vault-1", Vault: n},
+		rnode: lifecycle.RekeyNode{Name: "vault-1", Vault: n}}
 	m := shares.NewManifest(1, 3, w.keys)
 	idx := w.plan.Indices()
 	for _, id := range ids {
