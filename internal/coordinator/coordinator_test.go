@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyshare/keyshare/internal/testkit/fakenode"
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
 	"github.com/keyshare/keyshare/internal/unseal"
 	"github.com/keyshare/keyshare/internal/vaultnode"
@@ -149,6 +150,14 @@ func waitUnsealed(t *testing.T, f *vaultfake.Vault, bound time.Duration) {
 	}
 }
 
+// unsealsCleanly waits up to 10s for the node to unseal, then checks
+// noWaste.
+func unsealsCleanly(t *testing.T, f *vaultfake.Vault) {
+	t.Helper()
+	waitUnsealed(t, f, 10*time.Second)
+	noWaste(t, f)
+}
+
 // noWaste is the invariant of every test: no attempt ever reached the
 // threshold with a wrong share.
 func noWaste(t *testing.T, f *vaultfake.Vault) {
@@ -164,8 +173,7 @@ func TestUnsealWithTwoOfThreeHolders(t *testing.T) {
 			r := newRig(t, "127.0.0.71")
 			r.holders[down].set(func(h *fakeHolder) { h.down = true })
 			r.start(t, Options{})
-			waitUnsealed(t, r.fake, 10*time.Second)
-			noWaste(t, r.fake)
+			unsealsCleanly(t, r.fake)
 			if s := r.fake.Stats().Submitted; s != 3 {
 				t.Fatalf("submitted %d shares, want exactly the threshold 3", s)
 			}
@@ -178,13 +186,7 @@ func TestNoSubmissionWithOnlyHolderC(t *testing.T) {
 	r.holders["a"].set(func(h *fakeHolder) { h.down = true })
 	r.holders["b"].set(func(h *fakeHolder) { h.down = true })
 	c, stop := r.start(t, Options{})
-	deadline := time.Now().Add(5 * time.Second)
-	for c.State()["vault-1"].CannotWhy == "" {
-		if time.Now().After(deadline) {
-			t.Fatal("coordinator never reported why it cannot unseal")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	proctest.WaitFor(t, 5*time.Second, "the coordinator to report why it cannot unseal", func() bool { return c.State()["vault-1"].CannotWhy != "" })
 	stop()
 	if s := r.fake.Stats().Submitted; s != 0 {
 		t.Fatalf("submitted %d shares with one holder alive", s)
@@ -205,8 +207,7 @@ func TestCorruptShareCaught(t *testing.T) {
 	r.holders["c"].set(func(h *fakeHolder) { h.delay = 300 * time.Millisecond })
 	m := NewMetrics()
 	r.start(t, Options{Metrics: m})
-	waitUnsealed(t, r.fake, 10*time.Second)
-	noWaste(t, r.fake)
+	unsealsCleanly(t, r.fake)
 	if got := counterValue(t, m.badShares.WithLabelValues("spiffe://ks/holder/a")); got < 2 {
 		t.Fatalf("bad shares from holder a counted %v, want 2 or more", got)
 	}
@@ -240,8 +241,7 @@ func TestTwoCoordinatorsAtOnce(t *testing.T) {
 		waitUnsealed(t, r.fake, 10*time.Second)
 		r.fake.Seal()
 	}
-	waitUnsealed(t, r.fake, 10*time.Second)
-	noWaste(t, r.fake)
+	unsealsCleanly(t, r.fake)
 }
 
 func TestFlappingNode(t *testing.T) {
@@ -259,8 +259,7 @@ func TestFlappingNode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitUnsealed(t, r.fake, 10*time.Second)
-	noWaste(t, r.fake)
+	unsealsCleanly(t, r.fake)
 	if u := r.fake.Stats().Unseals; u != 7 {
 		t.Fatalf("unseals = %d, want 7", u)
 	}
@@ -271,13 +270,7 @@ func TestUninitializedNodeLeftAlone(t *testing.T) {
 	r.fake.SetInitialized(false)
 	n := &countingNotifier{}
 	_, stop := r.start(t, Options{Notifier: n})
-	deadline := time.Now().Add(5 * time.Second)
-	for n.count(EventNotInitialized) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("uninitialized node not reported")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	proctest.WaitFor(t, 5*time.Second, "the uninitialized node to be reported", func() bool { return n.count(EventNotInitialized) != 0 })
 	stop()
 	if s := r.fake.Stats().Submitted; s != 0 {
 		t.Fatalf("submitted %d shares to an uninitialized node", s)
@@ -316,13 +309,7 @@ func TestRejectedGenerationBacksOff(t *testing.T) {
 	r.list = other.list
 	n := &countingNotifier{}
 	c, stop := r.start(t, Options{Notifier: n})
-	deadline := time.Now().Add(5 * time.Second)
-	for r.fake.Stats().Wasted == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the foreign generation was never tried")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	proctest.WaitFor(t, 5*time.Second, "the foreign generation to be tried", func() bool { return r.fake.Stats().Wasted != 0 })
 	// Many polls fit in this second; none may try again.
 	time.Sleep(time.Second)
 	stop()
