@@ -91,6 +91,7 @@ type rig struct {
 	holders map[string]*fakeHolder
 	list    holderList
 	raw     [][]byte
+	fn      *fakenode.Node // the fake and its client, for a rekey
 }
 
 func newRig(t *testing.T, ip string) *rig {
@@ -98,7 +99,7 @@ func newRig(t *testing.T, ip string) *rig {
 	n := fakenode.Start(t, ip, fakenode.Options{Timeout: 2 * time.Second})
 	fake, raw, all := n.Fake, n.Raw, n.Shares()
 	m := sharerpc.ManifestFromShares(shares.NewManifest(1, 3, all))
-	r := &rig{fake: fake, caPEM: n.CA.CertPEM, node: n.Vault, holders: map[string]*fakeHolder{}, raw: raw}
+	r := &rig{fake: fake, caPEM: n.CA.CertPEM, node: n.Vault, holders: map[string]*fakeHolder{}, raw: raw, fn: n}
 	for name, idx := range map[string][]int{"a": {0, 1}, "b": {2, 3}, "c": {4}} {
 		h := &fakeHolder{manifest: m}
 		for _, i := range idx {

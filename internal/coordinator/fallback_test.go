@@ -120,30 +120,10 @@ func foreignKeys(t *testing.T) [][]byte {
 // only those.
 func rekeyFake(t *testing.T, r *rig) [][]byte {
 	t.Helper()
-	ctx := context.Background()
-	r.fake.Unseal()
-	st, err := r.node.RekeyInit(ctx, 5, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var keys [][]byte
-	var vnonce string
-	for _, k := range r.raw[:3] {
-		up, err := r.node.RekeyUpdate(ctx, st.Nonce, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if up.Complete {
-			keys, vnonce = up.Keys, up.VerificationNonce
-		}
-	}
-	for _, k := range keys[:3] {
-		if _, err := r.node.RekeyVerify(ctx, vnonce, k); err != nil {
-			t.Fatal(err)
-		}
-	}
+	rk := r.fn.StartRekey(t)
+	rk.Verify(t)
 	r.fake.Seal()
-	return keys
+	return rk.Keys
 }
 
 func (r *rig) useGenHolders(hs []*genHolder) {

@@ -67,10 +67,10 @@ func (l holderList) Commit(ctx context.Context, id string, gen uint64) error {
 type world struct {
 	fake  *vaultfake.Vault
 	node  *vaultnode.Node
-	raw   [][]byte
 	svcs  []*holder.Service
 	store []*shares.Store
 	refs  holderList
+	fn    *fakenode.Node // the fake and its client, for a rekey
 }
 
 var (
@@ -85,7 +85,7 @@ func newWorld(t *testing.T, ip string) *world {
 	t.Helper()
 	n := fakenode.Start(t, ip, fakenode.Options{Timeout: 5 * time.Second})
 	node := n.Vault
-	w := &world{fake: n.Fake, node: node, raw: n.Raw}
+	w := &world{fake: n.Fake, node: node, fn: n}
 	all := n.Shares()
 	for i, idx := range allot {
 		id := "spiffe://ks.test/holder/" + string(rune('a'+i))
@@ -146,39 +146,20 @@ func bundle(id string, gen uint64, all []shares.Share, idx []uint8) *shares.Bund
 // only generation 2, which the holders hold staged.
 func (w *world) rekeyUntilVerified(t *testing.T) {
 	t.Helper()
-	ctx := context.Background()
-	w.fake.Unseal()
-	st, err := w.node.RekeyInit(ctx, 5, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var keys [][]byte
-	var vnonce string
-	for _, k := range w.raw[:3] {
-		up, err := w.node.RekeyUpdate(ctx, st.Nonce, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if up.Complete {
-			keys, vnonce = up.Keys, up.VerificationNonce
-		}
-	}
+	rk := w.fn.StartRekey(t)
+	keys := rk.Keys
 	next := toShares(keys)
 	m := sharerpc.ManifestFromShares(shares.NewManifest(2, 3, next))
 	for i, svc := range w.svcs {
-		req := sharerpc.StageRequest{Generation: 2, Manifest: m, RekeyNonce: st.Nonce}
+		req := sharerpc.StageRequest{Generation: 2, Manifest: m, RekeyNonce: rk.Nonce}
 		for _, idx := range allot[i] {
 			req.Shares = append(req.Shares, sharerpc.Share{Index: idx, Value: append([]byte(nil), keys[idx-1]...)})
 		}
-		if err := svc.Stage(ctx, unsealerPeer, req); err != nil {
+		if err := svc.Stage(context.Background(), unsealerPeer, req); err != nil {
 			t.Fatalf("stage on holder %d: %v", i, err)
 		}
 	}
-	for _, k := range keys[:3] {
-		if _, err := w.node.RekeyVerify(ctx, vnonce, k); err != nil {
-			t.Fatal(err)
-		}
-	}
+	rk.Verify(t)
 }
 
 func (w *world) runCoordinator(t *testing.T) (*coordinator.Coordinator, func()) {

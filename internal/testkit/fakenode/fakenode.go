@@ -5,6 +5,7 @@
 package fakenode
 
 import (
+	"context"
 	"crypto/tls"
 	"net"
 	"testing"
@@ -77,4 +78,51 @@ func (n *Node) Shares() []shares.Share {
 		out[i] = shares.Share{Index: uint8(i + 1), Value: r}
 	}
 	return out
+}
+
+// Rekey is a rekey with verification in progress on the fake: Vault holds
+// the new keys but takes only the old ones until Verify.
+type Rekey struct {
+	Nonce  string   // the rekey's nonce, as holders see it when staging
+	Keys   [][]byte // the new unseal keys, in order
+	vnonce string
+	n      *Node
+}
+
+// StartRekey unseals the fake, starts a rekey with verification (5 shares,
+// threshold 3) as 'unsealer rekey' does, and sends it the first three old
+// keys.
+func (n *Node) StartRekey(tb testing.TB) *Rekey {
+	tb.Helper()
+	ctx := context.Background()
+	n.Fake.Unseal()
+	st, err := n.Vault.RekeyInit(ctx, 5, 3)
+	if err != nil {
+		tb.Fatalf("rekey init on the fake vault: %v", err)
+	}
+	r := &Rekey{Nonce: st.Nonce, n: n}
+	for i, k := range n.Raw[:3] {
+		up, err := n.Vault.RekeyUpdate(ctx, st.Nonce, k)
+		if err != nil {
+			tb.Fatalf("rekey update with old key %d: %v", i+1, err)
+		}
+		if up.Complete {
+			r.Keys, r.vnonce = up.Keys, up.VerificationNonce
+		}
+	}
+	if r.Keys == nil {
+		tb.Fatal("rekey update: no new keys after three old ones")
+	}
+	return r
+}
+
+// Verify sends the first three new keys: from now on Vault takes only the
+// new keys.
+func (r *Rekey) Verify(tb testing.TB) {
+	tb.Helper()
+	for i, k := range r.Keys[:3] {
+		if _, err := r.n.Vault.RekeyVerify(context.Background(), r.vnonce, k); err != nil {
+			tb.Fatalf("rekey verify with new key %d: %v", i+1, err)
+		}
+	}
 }
