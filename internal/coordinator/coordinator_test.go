@@ -209,7 +209,7 @@ func TestCorruptShareCaught(t *testing.T) {
 	m := NewMetrics()
 	r.start(t, Options{Metrics: m})
 	unsealsCleanly(t, r.fake)
-	if got := counterValue(t, m.badShares.WithLabelValues("spiffe://ks/holder/a")); got < 2 {
+	if got := metricValue(t, m.badShares.WithLabelValues("spiffe://ks/holder/a")); got < 2 {
 		t.Fatalf("bad shares from holder a counted %v, want 2 or more", got)
 	}
 }
