@@ -153,6 +153,14 @@ func (h *memHolder) settle(verb string, gen uint64, done func() bool, apply func
 	return nil
 }
 
+// set changes the holder under its lock: a collection may still have a
+// call to it in flight (the pipeline returns at a threshold).
+func (h *memHolder) set(f func(h *memHolder)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f(h)
+}
+
 func (h *memHolder) state() (cur, staged uint64, idx []uint8) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

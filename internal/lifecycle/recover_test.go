@@ -79,11 +79,11 @@ func TestSecondRekeyAfterKillAfterVerify(t *testing.T) {
 func TestRekeyRejectedCommitsStaged(t *testing.T) {
 	w, ctx := killedAt(t, lifecycle.StepVerify)
 	for _, h := range w.mem {
-		h.hideStaged = true
+		h.set(func(h *memHolder) { h.hideStaged = true })
 	}
 	_, err := w.rekey(ctx, "")
 	for _, h := range w.mem {
-		h.hideStaged = false
+		h.set(func(h *memHolder) { h.hideStaged = false })
 	}
 	if err == nil || !strings.Contains(err.Error(), "committed staged generation 2") || strings.Contains(err.Error(), "aborted") {
 		t.Fatalf("rekey against a vault on generation 2: %v", err)
@@ -233,7 +233,7 @@ func TestRekeyCancelFailedWords(t *testing.T) {
 	w, ctx := unsealedWorld(t)
 	// Stage fails on one holder after the others staged: the rekey is
 	// cancelled, and here the cancel fails.
-	w.mem[2].failStage = true
+	w.mem[2].set(func(h *memHolder) { h.failStage = true })
 	node := lifecycle.RekeyNode{Name: w.node.Name, Vault: failCancel{w.vault}}
 	_, err := lifecycle.Rekey(ctx, lifecycle.RekeyConfig{Node: node, Holders: w.holders, Plan: w.plan, Old: lifecycle.FromHolders(w.holders),
 		Options: lifecycle.Options{RetryFor: 200 * time.Millisecond}})
@@ -244,7 +244,7 @@ func TestRekeyCancelFailedWords(t *testing.T) {
 	if cur, staged, _ := w.mem[0].state(); cur != 1 || staged != 0 {
 		t.Fatalf("holder a holds %d (staged %d), want 1 with nothing staged", cur, staged)
 	}
-	w.mem[2].failStage = false
+	w.mem[2].set(func(h *memHolder) { h.failStage = false })
 	msg, err := lifecycle.RecoverRekey(ctx, w.recoverConfig(false))
 	if err != nil || !strings.Contains(msg, "cancelled the rekey in progress") {
 		t.Fatalf("recover: %q, %v", msg, err)
