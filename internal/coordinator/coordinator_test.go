@@ -2,16 +2,15 @@ package coordinator
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/keyshare/keyshare/internal/testkit/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/fakenode"
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
 	"github.com/keyshare/keyshare/internal/unseal"
 	"github.com/keyshare/keyshare/internal/vaultnode"
@@ -92,33 +91,15 @@ type rig struct {
 	holders map[string]*fakeHolder
 	list    holderList
 	raw     [][]byte
+	fn      *fakenode.Node // the fake and its client, for a rekey
 }
 
 func newRig(t *testing.T, ip string) *rig {
 	t.Helper()
-	ca, err := devpki.NewCA("vault.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := ca.IssueID("vault", "v", net.ParseIP(ip))
-	fake, raw, err := vaultfake.New(ip+":0", &tls.Config{Certificates: []tls.Certificate{leaf.TLSCertificate()}}, 5, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fake.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Stop)
-	node, err := vaultnode.New("vault-1", fake.URL(), vaultnode.Options{CACert: ca.CertPEM, Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var all []shares.Share
-	for i, r := range raw {
-		all = append(all, shares.Share{Index: uint8(i + 1), Value: r})
-	}
+	n := fakenode.Start(t, ip, fakenode.Options{Timeout: 2 * time.Second})
+	fake, raw, all := n.Fake, n.Raw, n.Shares()
 	m := sharerpc.ManifestFromShares(shares.NewManifest(1, 3, all))
-	r := &rig{fake: fake, caPEM: ca.CertPEM, node: node, holders: map[string]*fakeHolder{}, raw: raw}
+	r := &rig{fake: fake, caPEM: n.CA.CertPEM, node: n.Vault, holders: map[string]*fakeHolder{}, raw: raw, fn: n}
 	for name, idx := range map[string][]int{"a": {0, 1}, "b": {2, 3}, "c": {4}} {
 		h := &fakeHolder{manifest: m}
 		for _, i := range idx {
@@ -170,6 +151,14 @@ func waitUnsealed(t *testing.T, f *vaultfake.Vault, bound time.Duration) {
 	}
 }
 
+// unsealsCleanly waits up to 10s for the node to unseal, then checks
+// noWaste.
+func unsealsCleanly(t *testing.T, f *vaultfake.Vault) {
+	t.Helper()
+	waitUnsealed(t, f, 10*time.Second)
+	noWaste(t, f)
+}
+
 // noWaste is the invariant of every test: no attempt ever reached the
 // threshold with a wrong share.
 func noWaste(t *testing.T, f *vaultfake.Vault) {
@@ -185,8 +174,7 @@ func TestUnsealWithTwoOfThreeHolders(t *testing.T) {
 			r := newRig(t, "127.0.0.71")
 			r.holders[down].set(func(h *fakeHolder) { h.down = true })
 			r.start(t, Options{})
-			waitUnsealed(t, r.fake, 10*time.Second)
-			noWaste(t, r.fake)
+			unsealsCleanly(t, r.fake)
 			if s := r.fake.Stats().Submitted; s != 3 {
 				t.Fatalf("submitted %d shares, want exactly the threshold 3", s)
 			}
@@ -199,13 +187,7 @@ func TestNoSubmissionWithOnlyHolderC(t *testing.T) {
 	r.holders["a"].set(func(h *fakeHolder) { h.down = true })
 	r.holders["b"].set(func(h *fakeHolder) { h.down = true })
 	c, stop := r.start(t, Options{})
-	deadline := time.Now().Add(5 * time.Second)
-	for c.State()["vault-1"].CannotWhy == "" {
-		if time.Now().After(deadline) {
-			t.Fatal("coordinator never reported why it cannot unseal")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	proctest.WaitFor(t, 5*time.Second, "the coordinator to report why it cannot unseal", func() bool { return c.State()["vault-1"].CannotWhy != "" })
 	stop()
 	if s := r.fake.Stats().Submitted; s != 0 {
 		t.Fatalf("submitted %d shares with one holder alive", s)
@@ -226,9 +208,8 @@ func TestCorruptShareCaught(t *testing.T) {
 	r.holders["c"].set(func(h *fakeHolder) { h.delay = 300 * time.Millisecond })
 	m := NewMetrics()
 	r.start(t, Options{Metrics: m})
-	waitUnsealed(t, r.fake, 10*time.Second)
-	noWaste(t, r.fake)
-	if got := counterValue(t, m.badShares.WithLabelValues("spiffe://ks/holder/a")); got < 2 {
+	unsealsCleanly(t, r.fake)
+	if got := metricValue(t, m.badShares.WithLabelValues("spiffe://ks/holder/a")); got < 2 {
 		t.Fatalf("bad shares from holder a counted %v, want 2 or more", got)
 	}
 }
@@ -261,8 +242,7 @@ func TestTwoCoordinatorsAtOnce(t *testing.T) {
 		waitUnsealed(t, r.fake, 10*time.Second)
 		r.fake.Seal()
 	}
-	waitUnsealed(t, r.fake, 10*time.Second)
-	noWaste(t, r.fake)
+	unsealsCleanly(t, r.fake)
 }
 
 func TestFlappingNode(t *testing.T) {
@@ -280,8 +260,7 @@ func TestFlappingNode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitUnsealed(t, r.fake, 10*time.Second)
-	noWaste(t, r.fake)
+	unsealsCleanly(t, r.fake)
 	if u := r.fake.Stats().Unseals; u != 7 {
 		t.Fatalf("unseals = %d, want 7", u)
 	}
@@ -292,13 +271,7 @@ func TestUninitializedNodeLeftAlone(t *testing.T) {
 	r.fake.SetInitialized(false)
 	n := &countingNotifier{}
 	_, stop := r.start(t, Options{Notifier: n})
-	deadline := time.Now().Add(5 * time.Second)
-	for n.count(EventNotInitialized) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("uninitialized node not reported")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	proctest.WaitFor(t, 5*time.Second, "the uninitialized node to be reported", func() bool { return n.count(EventNotInitialized) != 0 })
 	stop()
 	if s := r.fake.Stats().Submitted; s != 0 {
 		t.Fatalf("submitted %d shares to an uninitialized node", s)
@@ -337,13 +310,7 @@ func TestRejectedGenerationBacksOff(t *testing.T) {
 	r.list = other.list
 	n := &countingNotifier{}
 	c, stop := r.start(t, Options{Notifier: n})
-	deadline := time.Now().Add(5 * time.Second)
-	for r.fake.Stats().Wasted == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the foreign generation was never tried")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	proctest.WaitFor(t, 5*time.Second, "the foreign generation to be tried", func() bool { return r.fake.Stats().Wasted != 0 })
 	// Many polls fit in this second; none may try again.
 	time.Sleep(time.Second)
 	stop()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/vault/shamir"
 
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 	"github.com/keyshare/keyshare/internal/unseal"
 	"github.com/keyshare/keyshare/pkg/shares"
 	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
@@ -119,30 +120,10 @@ func foreignKeys(t *testing.T) [][]byte {
 // only those.
 func rekeyFake(t *testing.T, r *rig) [][]byte {
 	t.Helper()
-	ctx := context.Background()
-	r.fake.Unseal()
-	st, err := r.node.RekeyInit(ctx, 5, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var keys [][]byte
-	var vnonce string
-	for _, k := range r.raw[:3] {
-		up, err := r.node.RekeyUpdate(ctx, st.Nonce, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if up.Complete {
-			keys, vnonce = up.Keys, up.VerificationNonce
-		}
-	}
-	for _, k := range keys[:3] {
-		if _, err := r.node.RekeyVerify(ctx, vnonce, k); err != nil {
-			t.Fatal(err)
-		}
-	}
+	rk := r.fn.StartRekey(t)
+	rk.Verify(t)
 	r.fake.Seal()
-	return keys
+	return rk.Keys
 }
 
 func (r *rig) useGenHolders(hs []*genHolder) {
@@ -172,12 +153,12 @@ func TestFallbackToStagedGeneration(t *testing.T) {
 	}
 	hs[2].commitErr = errors.New("denied: write_refused: holder c is down for the test")
 	r.useGenHolders(hs)
-	var logs syncLog
+	var logs proctest.Buffer
 	c, stop := r.start(t, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	waitUnsealed(t, r.fake, 10*time.Second)
 	// The fake unseals on the last share; the coordinator confirms and
 	// settles just after.
-	waitCond(t, 10*time.Second, "the coordinator to settle", func() bool {
+	proctest.WaitFor(t, 10*time.Second, "the coordinator to settle", func() bool {
 		return c.State()["vault-1"].Unseals == 1 && strings.Contains(logs.String(), "not every holder committed")
 	})
 	stop()
@@ -214,26 +195,11 @@ func TestFallbackToStagedGeneration(t *testing.T) {
 // commit), and keep generation 1. The node unseals with generation 1 after
 // exactly one refused attempt; nothing is committed.
 func TestFallbackToPreviousGeneration(t *testing.T) {
-	r := newRig(t, "127.0.0.82")
-	hs := newGenHolders()
-	deal(hs, 1, r.raw)
-	deal(hs, 2, foreignKeys(t))
-	for _, h := range hs {
-		h.current, h.previous = 2, 1
-	}
-	r.useGenHolders(hs)
-	c, stop := r.start(t, Options{})
-	waitUnsealed(t, r.fake, 10*time.Second)
-	waitCond(t, 10*time.Second, "the coordinator to confirm the unseal", func() bool { return c.State()["vault-1"].Unseals == 1 })
-	stop()
+	r, c, hs := unsealFromTwoGenerations(t, "127.0.0.82", func(h *genHolder) { h.current, h.previous = 2, 1 })
 	if w := r.fake.Stats().Wasted; w != 1 {
 		t.Fatalf("%d attempts wasted, want exactly 1", w)
 	}
-	for i, h := range hs {
-		if _, _, _, commits := h.state(); len(commits) != 0 {
-			t.Fatalf("holder %d was asked to commit %v", i, commits)
-		}
-	}
+	noCommits(t, hs)
 	if st := c.State()["vault-1"]; st.Unseals != 1 {
 		t.Fatalf("node state %+v", st)
 	}
@@ -271,37 +237,20 @@ func TestFallbackAtMostOneExtraAttempt(t *testing.T) {
 	if why := c.State()["vault-1"].CannotWhy; !strings.Contains(why, "both generation 2 (committed) and 3 (staged)") {
 		t.Fatalf("state does not explain the refusal: %q", why)
 	}
-	for i, h := range hs {
-		if _, _, _, commits := h.state(); len(commits) != 0 {
-			t.Fatalf("holder %d was asked to commit %v", i, commits)
-		}
-	}
+	noCommits(t, hs)
 }
 
 // TestNoFallbackWhenCommittedWorks: with a staged generation around (a
 // rekey in flight), a node that takes the committed generation costs no
 // refused attempt and nothing is committed.
 func TestNoFallbackWhenCommittedWorks(t *testing.T) {
-	r := newRig(t, "127.0.0.84")
-	hs := newGenHolders()
-	deal(hs, 1, r.raw)
-	deal(hs, 2, foreignKeys(t))
-	for _, h := range hs {
-		h.current, h.staged = 1, 2
-	}
-	r.useGenHolders(hs)
-	c, stop := r.start(t, Options{})
-	waitUnsealed(t, r.fake, 10*time.Second)
-	waitCond(t, 10*time.Second, "the coordinator to confirm the unseal", func() bool { return c.State()["vault-1"].Unseals == 1 })
-	stop()
+	r, _, hs := unsealFromTwoGenerations(t, "127.0.0.84", func(h *genHolder) { h.current, h.staged = 1, 2 })
 	noWaste(t, r.fake)
+	noCommits(t, hs)
 	for i, h := range hs {
 		h.mu.Lock()
-		rel, commits := h.released, h.commits
+		rel := h.released
 		h.mu.Unlock()
-		if len(commits) != 0 {
-			t.Fatalf("holder %d was asked to commit %v", i, commits)
-		}
 		for _, g := range rel {
 			if g != 1 {
 				t.Fatalf("holder %d released generation %d", i, g)
@@ -310,31 +259,33 @@ func TestNoFallbackWhenCommittedWorks(t *testing.T) {
 	}
 }
 
-type syncLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// waitCond polls cond until it holds or bound passes.
-func waitCond(t *testing.T, bound time.Duration, what string, cond func() bool) {
+// unsealFromTwoGenerations runs a coordinator on a fresh rig on ip whose
+// holders hold generation 1 (Vault's keys) and generation 2 (foreign
+// keys), each in the place set gives it (current, staged or previous),
+// until it has unsealed the node and confirmed it; it returns stopped.
+func unsealFromTwoGenerations(t *testing.T, ip string, set func(h *genHolder)) (*rig, *Coordinator, []*genHolder) {
 	t.Helper()
-	deadline := time.Now().Add(bound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", bound, what)
+	r := newRig(t, ip)
+	hs := newGenHolders()
+	deal(hs, 1, r.raw)
+	deal(hs, 2, foreignKeys(t))
+	for _, h := range hs {
+		set(h)
+	}
+	r.useGenHolders(hs)
+	c, stop := r.start(t, Options{})
+	waitUnsealed(t, r.fake, 10*time.Second)
+	proctest.WaitFor(t, 10*time.Second, "the coordinator to confirm the unseal", func() bool { return c.State()["vault-1"].Unseals == 1 })
+	stop()
+	return r, c, hs
+}
+
+// noCommits checks that no holder was asked to commit.
+func noCommits(t *testing.T, hs []*genHolder) {
+	t.Helper()
+	for i, h := range hs {
+		if _, _, _, commits := h.state(); len(commits) != 0 {
+			t.Fatalf("holder %d was asked to commit %v", i, commits)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

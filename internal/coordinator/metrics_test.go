@@ -7,11 +7,15 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-func counterValue(t *testing.T, c prometheus.Counter) float64 {
+// metricValue reads a counter's or a gauge's current value.
+func metricValue(t *testing.T, c prometheus.Metric) float64 {
 	t.Helper()
 	var m dto.Metric
 	if err := c.Write(&m); err != nil {
 		t.Fatal(err)
 	}
-	return m.GetCounter().GetValue()
+	if m.Counter != nil {
+		return m.GetCounter().GetValue()
+	}
+	return m.GetGauge().GetValue()
 }

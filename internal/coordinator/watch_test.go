@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/keyshare/keyshare/internal/vaultnode"
 )
 
@@ -181,7 +178,7 @@ func TestSafetyNetBehindProxy(t *testing.T) {
 		if !unsealed {
 			t.Fatalf("restarted node behind the proxy still sealed %s after the restart (safety net every %s)", bound, safetyNet)
 		}
-		if l := counterValue(t, m.losses.WithLabelValues("vault-1")); l != 0 {
+		if l := metricValue(t, m.losses.WithLabelValues("vault-1")); l != 0 {
 			t.Fatalf("the held connection ended %v times: the proxy let the restart through, so this tested nothing", l)
 		}
 		if mode := c.State()["vault-1"].Mode; mode == ModePoll {
@@ -207,10 +204,10 @@ func TestFallbackWhenConnectionsDoNotLast(t *testing.T) {
 		MinHold: time.Second, Metrics: m})
 	waitUnsealed(t, r.fake, 10*time.Second)
 	waitMode(t, c, ModePoll)
-	if g := gaugeValue(t, m.mode.WithLabelValues("vault-1", ModePoll)); g != 1 {
+	if g := metricValue(t, m.mode.WithLabelValues("vault-1", ModePoll)); g != 1 {
 		t.Fatalf("watch_mode{mode=poll} = %v, want 1", g)
 	}
-	if g := gaugeValue(t, m.mode.WithLabelValues("vault-1", ModeHeld)); g != 0 {
+	if g := metricValue(t, m.mode.WithLabelValues("vault-1", ModeHeld)); g != 0 {
 		t.Fatalf("watch_mode{mode=held} = %v, want 0", g)
 	}
 	// Sealed by an operator: no connection ends, the 100 ms poll sees it
@@ -228,9 +225,9 @@ func TestHeldModeStopsRegularPolls(t *testing.T) {
 	c, _ := r.start(t, Options{SafetyNetInterval: time.Hour, PollInterval: 20 * time.Millisecond, Metrics: m})
 	waitUnsealed(t, r.fake, 10*time.Second)
 	waitMode(t, c, ModeHeld)
-	before := counterValue(t, m.polls.WithLabelValues("vault-1"))
+	before := metricValue(t, m.polls.WithLabelValues("vault-1"))
 	time.Sleep(500 * time.Millisecond) // a window in which 25 polls would fit
-	if after := counterValue(t, m.polls.WithLabelValues("vault-1")); after != before {
+	if after := metricValue(t, m.polls.WithLabelValues("vault-1")); after != before {
 		t.Fatalf("%v polls in 0.5 s while the connection was held, want 0", after-before)
 	}
 }
@@ -245,15 +242,6 @@ func waitMode(t *testing.T, c *Coordinator, mode string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := g.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetGauge().GetValue()
 }
 
 // TestInSlot: a safety-net wait ends at the start of a 250 ms slot, never

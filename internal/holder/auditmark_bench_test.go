@@ -2,7 +2,6 @@ package holder
 
 import (
 	"log/slog"
-	"path/filepath"
 	"testing"
 
 	"github.com/keyshare/keyshare/internal/audit"
@@ -19,13 +18,7 @@ func BenchmarkAuditAppend(b *testing.B) {
 			name = "marked"
 		}
 		b.Run(name, func(b *testing.B) {
-			dir := b.TempDir()
-			c := Config{ID: "spiffe://ks.test/holder/a",
-				Store: StoreConfig{Dir: filepath.Join(dir, "store"), SealKeyFile: filepath.Join(dir, "seal.key")},
-				Audit: AuditConfig{File: filepath.Join(dir, "audit.log")}}
-			if err := Keygen(c.Store.SealKeyFile); err != nil {
-				b.Fatal(err)
-			}
+			c := auditedConfig(b)
 			store, key, err := OpenStore(c)
 			if err != nil {
 				b.Fatal(err)

@@ -11,19 +11,27 @@ import (
 	"github.com/keyshare/keyshare/internal/audit"
 )
 
+// auditedConfig is holder a's config with its store, seal key (made here)
+// and audit log in a new temporary directory.
+func auditedConfig(tb testing.TB) Config {
+	tb.Helper()
+	dir := tb.TempDir()
+	c := Config{ID: "spiffe://ks.test/holder/a",
+		Store: StoreConfig{Dir: filepath.Join(dir, "store"), SealKeyFile: filepath.Join(dir, "seal.key")},
+		Audit: AuditConfig{File: filepath.Join(dir, "audit.log")}}
+	if err := Keygen(c.Store.SealKeyFile); err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
 // TestAuditTailCutCaughtBySealedStore: the holder's audit log and its head
 // file are put back as they were two entries ago. The sealed store's
 // high-water mark catches it: the holder does not open the log, status and
 // 'holder audit verify' report it, and only an operator with the seal key
 // can start again ('holder audit reset-mark'), which the new log records.
 func TestAuditTailCutCaughtBySealedStore(t *testing.T) {
-	dir := t.TempDir()
-	c := Config{ID: "spiffe://ks.test/holder/a",
-		Store: StoreConfig{Dir: filepath.Join(dir, "store"), SealKeyFile: filepath.Join(dir, "seal.key")},
-		Audit: AuditConfig{File: filepath.Join(dir, "audit.log")}}
-	if err := Keygen(c.Store.SealKeyFile); err != nil {
-		t.Fatal(err)
-	}
+	c := auditedConfig(t)
 	appendN := func(n int) {
 		t.Helper()
 		store, key, err := OpenStore(c)

@@ -3,10 +3,8 @@ package holder_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -19,7 +17,7 @@ import (
 	"github.com/keyshare/keyshare/internal/audit"
 	"github.com/keyshare/keyshare/internal/coordinator"
 	"github.com/keyshare/keyshare/internal/holder"
-	"github.com/keyshare/keyshare/internal/testkit/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/fakenode"
 	"github.com/keyshare/keyshare/internal/testkit/proctest"
 	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
 	"github.com/keyshare/keyshare/internal/unseal"
@@ -69,10 +67,10 @@ func (l holderList) Commit(ctx context.Context, id string, gen uint64) error {
 type world struct {
 	fake  *vaultfake.Vault
 	node  *vaultnode.Node
-	raw   [][]byte
 	svcs  []*holder.Service
 	store []*shares.Store
 	refs  holderList
+	fn    *fakenode.Node // the fake and its client, for a rekey
 }
 
 var (
@@ -85,28 +83,10 @@ var (
 // generation 1) with real sealed stores, policy and audit logs.
 func newWorld(t *testing.T, ip string) *world {
 	t.Helper()
-	ca, err := devpki.NewCA("vault.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.IssueID("vault", "v", net.ParseIP(ip))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fake, raw, err := vaultfake.New(ip+":0", &tls.Config{Certificates: []tls.Certificate{leaf.TLSCertificate()}}, 5, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fake.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Stop)
-	node, err := vaultnode.New("vault-1", fake.URL(), vaultnode.Options{CACert: ca.CertPEM, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &world{fake: fake, node: node, raw: raw}
-	all := toShares(raw)
+	n := fakenode.Start(t, ip, fakenode.Options{Timeout: 5 * time.Second})
+	node := n.Vault
+	w := &world{fake: n.Fake, node: node, fn: n}
+	all := n.Shares()
 	for i, idx := range allot {
 		id := "spiffe://ks.test/holder/" + string(rune('a'+i))
 		dir := t.TempDir()
@@ -166,39 +146,20 @@ func bundle(id string, gen uint64, all []shares.Share, idx []uint8) *shares.Bund
 // only generation 2, which the holders hold staged.
 func (w *world) rekeyUntilVerified(t *testing.T) {
 	t.Helper()
-	ctx := context.Background()
-	w.fake.Unseal()
-	st, err := w.node.RekeyInit(ctx, 5, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var keys [][]byte
-	var vnonce string
-	for _, k := range w.raw[:3] {
-		up, err := w.node.RekeyUpdate(ctx, st.Nonce, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if up.Complete {
-			keys, vnonce = up.Keys, up.VerificationNonce
-		}
-	}
+	rk := w.fn.StartRekey(t)
+	keys := rk.Keys
 	next := toShares(keys)
 	m := sharerpc.ManifestFromShares(shares.NewManifest(2, 3, next))
 	for i, svc := range w.svcs {
-		req := sharerpc.StageRequest{Generation: 2, Manifest: m, RekeyNonce: st.Nonce}
+		req := sharerpc.StageRequest{Generation: 2, Manifest: m, RekeyNonce: rk.Nonce}
 		for _, idx := range allot[i] {
 			req.Shares = append(req.Shares, sharerpc.Share{Index: idx, Value: append([]byte(nil), keys[idx-1]...)})
 		}
-		if err := svc.Stage(ctx, unsealerPeer, req); err != nil {
+		if err := svc.Stage(context.Background(), unsealerPeer, req); err != nil {
 			t.Fatalf("stage on holder %d: %v", i, err)
 		}
 	}
-	for _, k := range keys[:3] {
-		if _, err := w.node.RekeyVerify(ctx, vnonce, k); err != nil {
-			t.Fatal(err)
-		}
-	}
+	rk.Verify(t)
 }
 
 func (w *world) runCoordinator(t *testing.T) (*coordinator.Coordinator, func()) {

@@ -44,6 +44,16 @@ func (h asOperator) ReleaseForRekey(ctx context.Context, node string, gen uint64
 	return h.memHolder.ReleaseForRekey(ctx, node, gen, nonce)
 }
 
+func newApprovals() *approvals { return &approvals{asked: map[string]map[string]bool{}} }
+
+// rekeyAs rekeys from the holders as operator op under the two-operator
+// rule a, waiting up to wait for a second operator to approve.
+func (w *world) rekeyAs(ctx context.Context, op string, a *approvals, wait time.Duration, opts lifecycle.Options) error {
+	_, err := lifecycle.Rekey(ctx, lifecycle.RekeyConfig{Node: w.rnode, Holders: w.holdersAs(op, a), Plan: w.plan,
+		Old: lifecycle.FromHoldersApproved(w.holdersAs(op, a), wait, opts), Options: opts})
+	return err
+}
+
 func (w *world) holdersAs(op string, a *approvals) []lifecycle.HolderRef {
 	out := make([]lifecycle.HolderRef, len(w.mem))
 	for i, h := range w.mem {
@@ -58,18 +68,13 @@ func (w *world) holdersAs(op string, a *approvals) []lifecycle.HolderRef {
 // operator lets it finish. Before the approval flow, the rekey failed at
 // once with the holders' denial and no way for a second operator to join.
 func TestRekeyWaitsForSecondOperator(t *testing.T) {
-	w := newWorld(t, true)
-	w.fake.Unseal()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	a := &approvals{asked: map[string]map[string]bool{}}
+	w, ctx := unsealedWorld(t)
+	a := newApprovals()
 	var out proctest.Buffer
 	opts := lifecycle.Options{Out: &out}
 	done := make(chan error, 1)
 	go func() {
-		_, err := lifecycle.Rekey(ctx, lifecycle.RekeyConfig{Node: w.rnode, Holders: w.holdersAs("alice", a), Plan: w.plan,
-			Old: lifecycle.FromHoldersApproved(w.holdersAs("alice", a), time.Minute, opts), Options: opts})
-		done <- err
+		done <- w.rekeyAs(ctx, "alice", a, time.Minute, opts)
 	}()
 	cmd := regexp.MustCompile(`unsealer rekey --approve (\S+)`)
 	var nonce string
@@ -97,13 +102,9 @@ func TestRekeyWaitsForSecondOperator(t *testing.T) {
 // after the wait, names the nonce, and cancels Vault's rekey: nothing was
 // staged and generation 1 stays in force.
 func TestRekeyApprovalTimesOut(t *testing.T) {
-	w := newWorld(t, true)
-	w.fake.Unseal()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	a := &approvals{asked: map[string]map[string]bool{}}
-	_, err := lifecycle.Rekey(ctx, lifecycle.RekeyConfig{Node: w.rnode, Holders: w.holdersAs("alice", a), Plan: w.plan,
-		Old: lifecycle.FromHoldersApproved(w.holdersAs("alice", a), 3*time.Second, lifecycle.Options{})})
+	w, ctx := unsealedWorld(t)
+	a := newApprovals()
+	err := w.rekeyAs(ctx, "alice", a, 3*time.Second, lifecycle.Options{})
 	if err == nil || !strings.Contains(err.Error(), "no second operator approved") {
 		t.Fatalf("rekey with one operator: %v; want the approval timeout", err)
 	}
@@ -116,17 +117,14 @@ func TestRekeyApprovalTimesOut(t *testing.T) {
 // TestApproveNeedsMajority: an approval no holder could record is an
 // error that says so per holder.
 func TestApproveNeedsMajority(t *testing.T) {
-	w := newWorld(t, true)
-	w.fake.Unseal()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, err := lifecycle.ApproveRekey(ctx, w.holdersAs("bob", &approvals{asked: map[string]map[string]bool{}}), "vault-1", "")
+	w, ctx := unsealedWorld(t)
+	_, err := lifecycle.ApproveRekey(ctx, w.holdersAs("bob", newApprovals()), "vault-1", "")
 	if err == nil || !strings.Contains(err.Error(), "needs the rekey's nonce") {
 		t.Fatalf("approve without a nonce: %v", err)
 	}
 	// A nonce Vault does not run: even with two operators asking, every
 	// holder refuses (target not rekeying), and the approval says so.
-	a := &approvals{asked: map[string]map[string]bool{}}
+	a := newApprovals()
 	for _, h := range w.holdersAs("alice", a) {
 		_, _ = h.Holder.ReleaseForRekey(ctx, "vault-1", 1, "n-unknown")
 	}

@@ -2,16 +2,14 @@ package lifecycle_test
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/keyshare/keyshare/internal/lifecycle"
-	"github.com/keyshare/keyshare/internal/testkit/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/fakenode"
 	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 	"github.com/keyshare/keyshare/pkg/policy"
@@ -70,11 +68,7 @@ func (h *memHolder) Release(_ context.Context, node string, gen uint64) ([]share
 	case !h.fake.Sealed():
 		return nil, policy.Deny(policy.ReasonTargetNotSealed, "%s is not sealed", node)
 	}
-	var out []sharerpc.Share
-	for _, s := range h.gens[gen] {
-		out = append(out, sharerpc.Share{Index: s.Index, Value: append([]byte(nil), s.Value...)})
-	}
-	return out, nil
+	return h.copyOut(gen), nil
 }
 
 // ReleaseForRekey follows the holders' rekey rule: only while the node is
@@ -91,11 +85,16 @@ func (h *memHolder) ReleaseForRekey(_ context.Context, node string, gen uint64, 
 	case h.fake.Sealed() || nonce == "" || h.fake.RekeyNonce() != nonce:
 		return nil, policy.Deny(policy.ReasonTargetNotRekeying, "%s is not rekeying with nonce %q", node, nonce)
 	}
+	return h.copyOut(gen), nil
+}
+
+// copyOut copies generation gen's shares, as a release over the wire does.
+func (h *memHolder) copyOut(gen uint64) []sharerpc.Share {
 	var out []sharerpc.Share
 	for _, s := range h.gens[gen] {
 		out = append(out, sharerpc.Share{Index: s.Index, Value: append([]byte(nil), s.Value...)})
 	}
-	return out, nil
+	return out
 }
 
 func (h *memHolder) Stage(_ context.Context, req sharerpc.StageRequest) error {
@@ -120,36 +119,46 @@ func (h *memHolder) Stage(_ context.Context, req sharerpc.StageRequest) error {
 	return nil
 }
 
+// Commit makes the staged generation gen current; committing it again is
+// a no-op.
 func (h *memHolder) Commit(_ context.Context, gen uint64) error {
+	return h.settle("commit", gen, func() bool { return gen == h.cur && h.staged == 0 }, func() {
+		delete(h.gens, h.cur)
+		h.cur, h.staged = gen, 0
+	})
+}
+
+// Abort drops the staged generation gen; with nothing staged it is a no-op.
+func (h *memHolder) Abort(_ context.Context, gen uint64) error {
+	return h.settle("abort", gen, func() bool { return h.staged == 0 }, func() {
+		delete(h.gens, h.staged)
+		h.staged = 0
+	})
+}
+
+// settle is Commit's and Abort's rule: under the lock, nothing to do when
+// done holds, refused when gen is not the staged generation, else apply.
+func (h *memHolder) settle(verb string, gen uint64, done func() bool, apply func()) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
 	case h.down:
 		return errDown
-	case gen == h.cur && h.staged == 0:
+	case done():
 		return nil
 	case gen != h.staged:
-		return fmt.Errorf("cannot commit generation %d, staged is %d", gen, h.staged)
+		return fmt.Errorf("cannot %s generation %d, staged is %d", verb, gen, h.staged)
 	}
-	delete(h.gens, h.cur)
-	h.cur, h.staged = gen, 0
+	apply()
 	return nil
 }
 
-func (h *memHolder) Abort(_ context.Context, gen uint64) error {
+// set changes the holder under its lock: a collection may still have a
+// call to it in flight (the pipeline returns at a threshold).
+func (h *memHolder) set(f func(h *memHolder)) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	switch {
-	case h.down:
-		return errDown
-	case h.staged == 0:
-		return nil
-	case gen != h.staged:
-		return fmt.Errorf("cannot abort generation %d, staged is %d", gen, h.staged)
-	}
-	delete(h.gens, h.staged)
-	h.staged = 0
-	return nil
+	f(h)
 }
 
 func (h *memHolder) state() (cur, staged uint64, idx []uint8) {
@@ -180,39 +189,11 @@ var ids = [3]string{"spiffe://keyshare.test/holder/a", "spiffe://keyshare.test/h
 // one whose generation 1 is dealt to the holders.
 func newWorld(t *testing.T, initialized bool) *world {
 	t.Helper()
-	ca, err := devpki.NewCA("vault.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.IssueID("vault", "v1", net.ParseIP("127.0.0.150"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc := &tls.Config{Certificates: []tls.Certificate{leaf.TLSCertificate()}}
-	w := &world{plan: shares.DefaultPlan(ids)}
-	if initialized {
-		var raw [][]byte
-		if w.fake, raw, err = vaultfake.New("127.0.0.150:0", tc, 5, 3); err != nil {
-			t.Fatal(err)
-		}
-		for i, r := range raw {
-			w.keys = append(w.keys, shares.Share{Index: uint8(i + 1), Value: r})
-		}
-	} else {
-		w.fake = vaultfake.NewUninitialized("127.0.0.150:0", tc)
-	}
-	if err := w.fake.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.fake.Stop)
-	n, err := vaultnode.New("vault-1", w.fake.URL(), vaultnode.Options{CACert: ca.CertPEM})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.vault = n
-	w.node = lifecycle.Node{Name: "vault-1", Vault: n}
-	w.inode = lifecycle.InitNode{Name: "vault-1", Vault: n}
-	w.rnode = lifecycle.RekeyNode{Name: "vault-1", Vault: n}
+	fn := fakenode.Start(t, "127.0.0.150", fakenode.Options{Uninitialized: !initialized})
+	n := fn.Vault
+	w := &world{plan: shares.DefaultPlan(ids), fake: fn.Fake, vault: n, keys: fn.Shares(),
+		node: lifecycle.Node{Name: "vault-1", Vault: n}, inode: lifecycle.InitNode{Name: "vault-1", Vault: n},
+		rnode: lifecycle.RekeyNode{Name: "vault-1", Vault: n}}
 	m := shares.NewManifest(1, 3, w.keys)
 	idx := w.plan.Indices()
 	for _, id := range ids {
@@ -249,4 +230,26 @@ func (w *world) restart(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// unsealedWorld is an initialized world (newWorld) whose node is unsealed,
+// and a context for the test's calls, cancelled when the test ends.
+func unsealedWorld(t *testing.T) (*world, context.Context) {
+	t.Helper()
+	w := newWorld(t, true)
+	w.fake.Unseal()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return w, ctx
+}
+
+// killedAt is an unsealedWorld whose rekey was killed right after step,
+// with no clean-up, as a killed process leaves it.
+func killedAt(t *testing.T, step lifecycle.Step) (*world, context.Context) {
+	t.Helper()
+	w, ctx := unsealedWorld(t)
+	if _, err := w.rekey(ctx, step); !errors.Is(err, errKilled) {
+		t.Fatalf("rekey killed after %s: %v", step, err)
+	}
+	return w, ctx
 }

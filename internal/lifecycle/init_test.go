@@ -35,9 +35,9 @@ func TestInit(t *testing.T) {
 	// Any two holders unseal, and nothing is ever wasted.
 	for down := range w.mem {
 		w.fake.Seal()
-		w.mem[down].down = true
+		w.mem[down].set(func(h *memHolder) { h.down = true })
 		n, err := lifecycle.Options{}.UnsealFromHolders(ctx, []lifecycle.Node{w.node}, w.holders)
-		w.mem[down].down = false
+		w.mem[down].set(func(h *memHolder) { h.down = false })
 		if err != nil || n != 1 || w.fake.Sealed() {
 			t.Fatalf("holder %s down: unsealed %d, err %v", w.mem[down].id, n, err)
 		}

@@ -2,10 +2,8 @@ package lifecycle_test
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/keyshare/keyshare/internal/lifecycle"
 	"github.com/keyshare/keyshare/pkg/policy"
@@ -46,13 +44,7 @@ func (h *uncheckedFirst) Release(ctx context.Context, node string, gen uint64) (
 // node. Before, the first threshold sufficed, and a holder left out
 // refused the abort (cmd/unsealer TestRekeyKilledProcess flaked so).
 func TestRecoverUnsealReleasesFromEveryHolder(t *testing.T) {
-	w := newWorld(t, true)
-	w.fake.Unseal()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := w.rekey(ctx, lifecycle.StepStage); !errors.Is(err, errKilled) {
-		t.Fatalf("rekey: %v", err)
-	}
+	w, ctx := killedAt(t, lifecycle.StepStage)
 	w.restart(t)
 	// Holder a (2 shares) answers "unchecked" first; b's two and c's one
 	// are a threshold without it.

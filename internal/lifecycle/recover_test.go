@@ -48,13 +48,7 @@ func (w *world) unsealsFromHolders(t *testing.T, ctx context.Context) {
 // and so lose the key. It must refuse, keep generation 2 staged, and say
 // how to settle; --recover then commits 2 and the node unseals.
 func TestSecondRekeyAfterKillAfterVerify(t *testing.T) {
-	w := newWorld(t, true)
-	w.fake.Unseal()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := w.rekey(ctx, lifecycle.StepVerify); !errors.Is(err, errKilled) {
-		t.Fatalf("rekey: %v", err)
-	}
+	w, ctx := killedAt(t, lifecycle.StepVerify)
 	w.staged(t, 1, 2)
 	_, err := w.rekey(ctx, "")
 	if err == nil || !strings.Contains(err.Error(), "unsealer rekey --recover") || !strings.Contains(err.Error(), "generation 2 staged") {
@@ -83,19 +77,13 @@ func TestSecondRekeyAfterKillAfterVerify(t *testing.T) {
 // generation in rekey-update, it has moved on; a staged generation the
 // start-up check could not see (hideStaged) is committed, never aborted.
 func TestRekeyRejectedCommitsStaged(t *testing.T) {
-	w := newWorld(t, true)
-	w.fake.Unseal()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := w.rekey(ctx, lifecycle.StepVerify); !errors.Is(err, errKilled) {
-		t.Fatalf("rekey: %v", err)
-	}
+	w, ctx := killedAt(t, lifecycle.StepVerify)
 	for _, h := range w.mem {
-		h.hideStaged = true
+		h.set(func(h *memHolder) { h.hideStaged = true })
 	}
 	_, err := w.rekey(ctx, "")
 	for _, h := range w.mem {
-		h.hideStaged = false
+		h.set(func(h *memHolder) { h.hideStaged = false })
 	}
 	if err == nil || !strings.Contains(err.Error(), "committed staged generation 2") || strings.Contains(err.Error(), "aborted") {
 		t.Fatalf("rekey against a vault on generation 2: %v", err)
@@ -114,13 +102,7 @@ func TestRekeyRejectedCommitsStaged(t *testing.T) {
 // and nothing is staged (Vault was rekeyed outside keyshare): nothing
 // changes on the holders, and the error says so.
 func TestRekeyRejectedNothingStaged(t *testing.T) {
-	w := newWorld(t, true)
-	w.fake.Unseal()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := w.rekey(ctx, lifecycle.StepVerify); !errors.Is(err, errKilled) {
-		t.Fatalf("rekey: %v", err)
-	}
+	w, ctx := killedAt(t, lifecycle.StepVerify)
 	for _, h := range w.mem {
 		h.mu.Lock()
 		delete(h.gens, h.staged)
@@ -144,13 +126,7 @@ func TestRecoverProbe(t *testing.T) {
 		says string
 	}
 	run := func(t *testing.T, c tc) {
-		w := newWorld(t, true)
-		w.fake.Unseal()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := w.rekey(ctx, c.step); !errors.Is(err, errKilled) {
-			t.Fatalf("rekey: %v", err)
-		}
+		w, ctx := killedAt(t, c.step)
 		msg, err := lifecycle.RecoverRekey(ctx, w.recoverConfig(true))
 		if err != nil {
 			t.Fatalf("recover: %v", err)
@@ -180,13 +156,7 @@ func TestRecoverProbe(t *testing.T) {
 // test rekey's success proves the committed generation, and the staged
 // one is dropped.
 func TestRecoverProbeAccepts(t *testing.T) {
-	w := newWorld(t, true)
-	w.fake.Unseal()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := w.rekey(ctx, lifecycle.StepStage); !errors.Is(err, errKilled) {
-		t.Fatal(err)
-	}
+	w, ctx := killedAt(t, lifecycle.StepStage)
 	// Vault forgets the rekey (a restart would, but keep it unsealed).
 	w.fake.AgeRekey(vaultfake.RekeyCancelDeadline)
 	if err := w.vault.RekeyCancel(ctx, ""); err != nil {
@@ -203,13 +173,7 @@ func TestRecoverProbeAccepts(t *testing.T) {
 // TestRecoverUndecidedWords: with no way to test, recover changes nothing
 // and names one command; for a single node it does not speak of standbys.
 func TestRecoverUndecidedWords(t *testing.T) {
-	w := newWorld(t, true)
-	w.fake.Unseal()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := w.rekey(ctx, lifecycle.StepVerify); !errors.Is(err, errKilled) {
-		t.Fatal(err)
-	}
+	w, ctx := killedAt(t, lifecycle.StepVerify)
 	msg, err := lifecycle.RecoverRekey(ctx, w.recoverConfig(false))
 	if !errors.Is(err, lifecycle.ErrUndecided) {
 		t.Fatalf("recover = %q, %v", msg, err)
@@ -228,10 +192,7 @@ func TestRecoverUndecidedWords(t *testing.T) {
 // TestRekeyStatusShowsStaged: --status shows the staged generation and
 // the command that settles it; "nothing to settle" only when that is true.
 func TestRekeyStatusShowsStaged(t *testing.T) {
-	w := newWorld(t, true)
-	w.fake.Unseal()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	w, ctx := unsealedWorld(t)
 	rc := w.recoverConfig(false)
 	var b bytes.Buffer
 	lifecycle.ReadRekeyState(ctx, rc).Print(&b)
@@ -250,11 +211,7 @@ func TestRekeyStatusShowsStaged(t *testing.T) {
 		t.Fatalf("status after a kill after verify:\n%s", out)
 	}
 	// Killed mid-rekey with nothing staged: --abort is the command.
-	w = newWorld(t, true)
-	w.fake.Unseal()
-	if _, err := w.rekey(ctx, lifecycle.StepRekeyUpdate); !errors.Is(err, errKilled) {
-		t.Fatal(err)
-	}
+	w, ctx = killedAt(t, lifecycle.StepRekeyUpdate)
 	if st := lifecycle.ReadRekeyState(ctx, w.recoverConfig(false)); !strings.Contains(st.Settle, "'unsealer rekey --abort'") {
 		t.Fatalf("settle advice mid-rekey: %q", st.Settle)
 	}
@@ -273,13 +230,10 @@ func (failCancel) RekeyCancel(context.Context, string) error {
 // generation 1 for certain, and the holders allow the drop only then);
 // --recover then cancels the rekey left in progress.
 func TestRekeyCancelFailedWords(t *testing.T) {
-	w := newWorld(t, true)
-	w.fake.Unseal()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	w, ctx := unsealedWorld(t)
 	// Stage fails on one holder after the others staged: the rekey is
 	// cancelled, and here the cancel fails.
-	w.mem[2].failStage = true
+	w.mem[2].set(func(h *memHolder) { h.failStage = true })
 	node := lifecycle.RekeyNode{Name: w.node.Name, Vault: failCancel{w.vault}}
 	_, err := lifecycle.Rekey(ctx, lifecycle.RekeyConfig{Node: node, Holders: w.holders, Plan: w.plan, Old: lifecycle.FromHolders(w.holders),
 		Options: lifecycle.Options{RetryFor: 200 * time.Millisecond}})
@@ -290,7 +244,7 @@ func TestRekeyCancelFailedWords(t *testing.T) {
 	if cur, staged, _ := w.mem[0].state(); cur != 1 || staged != 0 {
 		t.Fatalf("holder a holds %d (staged %d), want 1 with nothing staged", cur, staged)
 	}
-	w.mem[2].failStage = false
+	w.mem[2].set(func(h *memHolder) { h.failStage = false })
 	msg, err := lifecycle.RecoverRekey(ctx, w.recoverConfig(false))
 	if err != nil || !strings.Contains(msg, "cancelled the rekey in progress") {
 		t.Fatalf("recover: %q, %v", msg, err)
@@ -307,13 +261,7 @@ func TestAbortMidRekey(t *testing.T) {
 		staged uint64 // what must be left staged
 	}
 	run := func(t *testing.T, c tc) {
-		w := newWorld(t, true)
-		w.fake.Unseal()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := w.rekey(ctx, c.step); !errors.Is(err, errKilled) {
-			t.Fatal(err)
-		}
+		w, ctx := killedAt(t, c.step)
 		msg, err := lifecycle.AbortRekey(ctx, w.recoverConfig(false))
 		if c.ok != (err == nil) {
 			t.Fatalf("abort: %q, %v", msg, err)

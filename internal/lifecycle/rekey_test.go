@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/keyshare/keyshare/internal/lifecycle"
 	"github.com/keyshare/keyshare/pkg/shares"
@@ -35,10 +34,7 @@ func (w *world) settled(t *testing.T, gen uint64) {
 }
 
 func TestRekeyThenRestart(t *testing.T) {
-	w := newWorld(t, true)
-	w.fake.Unseal()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	w, ctx := unsealedWorld(t)
 	res, err := w.rekey(ctx, "")
 	if err != nil || res.From != 1 || res.To != 2 {
 		t.Fatalf("rekey: %+v, %v", res, err)
@@ -66,17 +62,11 @@ func TestRekeyKilled(t *testing.T) {
 		undec   bool   // recovery must refuse to guess
 	}
 	run := func(t *testing.T, c tc) {
-		w := newWorld(t, true)
-		w.fake.Unseal()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := w.rekey(ctx, c.step); !errors.Is(err, errKilled) {
-			t.Fatalf("rekey: %v", err)
-		}
+		w, ctx := killedAt(t, c.step)
 		if c.restart {
 			w.restart(t)
 		}
-		rc := lifecycle.RecoverConfig{Node: w.rnode, Holders: w.holders, Nodes: []lifecycle.Node{w.node}}
+		rc := w.recoverConfig(false)
 		msg, err := lifecycle.RecoverRekey(ctx, rc)
 		if c.undec {
 			if !errors.Is(err, lifecycle.ErrUndecided) {
@@ -124,16 +114,9 @@ func TestRekeyKilled(t *testing.T) {
 }
 
 func TestAbortRekey(t *testing.T) {
-	w := newWorld(t, true)
-	w.fake.Unseal()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	rc := lifecycle.RecoverConfig{Node: w.rnode, Holders: w.holders, Nodes: []lifecycle.Node{w.node}}
 	// Killed after verify: Vault uses generation 2, so abort must refuse.
-	if _, err := w.rekey(ctx, lifecycle.StepVerify); !errors.Is(err, errKilled) {
-		t.Fatal(err)
-	}
-	if msg, err := lifecycle.AbortRekey(ctx, rc); err == nil {
+	w, ctx := killedAt(t, lifecycle.StepVerify)
+	if msg, err := lifecycle.AbortRekey(ctx, w.recoverConfig(false)); err == nil {
 		t.Fatalf("abort after verification succeeded: %s", msg)
 	}
 	for _, h := range w.mem {
@@ -142,12 +125,8 @@ func TestAbortRekey(t *testing.T) {
 		}
 	}
 	// Fresh world, killed at stage: the rekey is in progress, abort is safe.
-	w = newWorld(t, true)
-	w.fake.Unseal()
-	rc = lifecycle.RecoverConfig{Node: w.rnode, Holders: w.holders, Nodes: []lifecycle.Node{w.node}}
-	if _, err := w.rekey(ctx, lifecycle.StepStage); !errors.Is(err, errKilled) {
-		t.Fatal(err)
-	}
+	w, ctx = killedAt(t, lifecycle.StepStage)
+	rc := w.recoverConfig(false)
 	if st := lifecycle.ReadRekeyState(ctx, rc); !st.Started || !st.Verifying {
 		t.Fatalf("status %+v", st)
 	}
@@ -163,10 +142,7 @@ func TestAbortRekey(t *testing.T) {
 // TestFromHoldersNeedsTheRekeyNonce: holders release for a rekey only with
 // the nonce of the rekey the node itself reports.
 func TestFromHoldersNeedsTheRekeyNonce(t *testing.T) {
-	w := newWorld(t, true)
-	w.fake.Unseal()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	w, ctx := unsealedWorld(t)
 	a := lifecycle.Agree(ctx, w.holders)
 	if _, err := lifecycle.FromHolders(w.holders)(ctx, a.Manifest, "vault-1", "not-a-rekey"); err == nil ||
 		!strings.Contains(err.Error(), "not rekeying") {

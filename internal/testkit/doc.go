@@ -5,6 +5,7 @@
 //	vaultfake      an in-process fake Vault (seal, init, rekey, transit)
 //	vaultcontract  the assertions run against both the fake and the real Vault
 //	devpki         throwaway CAs and SPIFFE leaf certificates
+//	fakenode       a fake Vault on TLS and a client pinned to its CA
 //	rig            holders and a coordinator wired in one process
 //	proctest       child processes: free ports, log attributes
 package testkit

@@ -2,13 +2,11 @@ package unseal
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
-	"net"
 	"testing"
 	"time"
 
-	"github.com/keyshare/keyshare/internal/testkit/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/fakenode"
 	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
 	"github.com/keyshare/keyshare/internal/vaultnode"
 	"github.com/keyshare/keyshare/pkg/shares"
@@ -18,31 +16,8 @@ import (
 // client for it, with its keys.
 func fakeNode(t *testing.T, ip string) (*vaultfake.Vault, *vaultnode.Node, []shares.Share) {
 	t.Helper()
-	ca, err := devpki.NewCA("vault.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.IssueID("vault", "v", net.ParseIP(ip))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fake, raw, err := vaultfake.New(ip+":0", &tls.Config{Certificates: []tls.Certificate{leaf.TLSCertificate()}}, 5, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fake.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Stop)
-	node, err := vaultnode.New("vault-1", fake.URL(), vaultnode.Options{CACert: ca.CertPEM, Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ss []shares.Share
-	for i, r := range raw {
-		ss = append(ss, shares.Share{Index: uint8(i + 1), Value: r})
-	}
-	return fake, node, ss
+	n := fakenode.Start(t, ip, fakenode.Options{Timeout: 2 * time.Second})
+	return n.Fake, n.Vault, n.Shares()
 }
 
 func TestSubmit(t *testing.T) {

@@ -2,10 +2,8 @@ package unsealer_test
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"net"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -13,6 +11,8 @@ import (
 
 	"github.com/keyshare/keyshare/internal/coordinator"
 	"github.com/keyshare/keyshare/internal/testkit/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/fakenode"
+	"github.com/keyshare/keyshare/internal/testkit/rig"
 	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
 	"github.com/keyshare/keyshare/internal/unsealer"
 	"github.com/keyshare/keyshare/internal/vaultnode"
@@ -107,31 +107,10 @@ func newMTLSRig(t *testing.T, ips [5]string, tune func(name string, h *stubHolde
 			t.Fatal(err)
 		}
 	}
-	dir := t.TempDir()
-	ca, err := devpki.NewCA("keyshare.test")
-	must(err)
-	must(ca.WriteCA(filepath.Join(dir, "ca.crt")))
-	ident := func(role, name string) *identity.Source {
-		leaf, err := ca.IssueID(role, name)
-		must(err)
-		c, k, err := leaf.WriteFiles(dir, role+"-"+name)
-		must(err)
-		src, err := identity.New(identity.Options{CAFile: filepath.Join(dir, "ca.crt"), CertFile: c, KeyFile: k})
-		must(err)
-		return src
-	}
-	vleaf, err := ca.IssueID("vault", "v1", net.ParseIP(ips[0]))
-	must(err)
-	fake, raw, err := vaultfake.New(ips[0]+":0", &tls.Config{Certificates: []tls.Certificate{vleaf.TLSCertificate()}}, 5, 3)
-	must(err)
-	must(fake.Start())
-	t.Cleanup(fake.Stop)
-	vn, err := vaultnode.New("vault-1", fake.URL(), vaultnode.Options{CACert: ca.CertPEM, Timeout: 2 * time.Second})
-	must(err)
-	var all []shares.Share
-	for i, r := range raw {
-		all = append(all, shares.Share{Index: uint8(i + 1), Value: r})
-	}
+	pki := rig.NewPKI(t, "keyshare.test")
+	ca := pki.CA
+	fn := fakenode.Start(t, ips[0], fakenode.Options{CA: ca, Timeout: 2 * time.Second})
+	fake, vn, raw, all := fn.Fake, fn.Vault, fn.Raw, fn.Shares()
 	m := sharerpc.ManifestFromShares(shares.NewManifest(1, 3, all))
 	r := &mtlsRig{fake: fake, vault: vn, holders: map[string]*stubHolder{}, ids: map[string]string{}, ca: ca,
 		cfg: unsealer.Config{SourceAddr: ips[4], Watch: unsealer.WatchConfig{HolderTimeout: 2 * time.Second}}}
@@ -143,7 +122,7 @@ func newMTLSRig(t *testing.T, ips [5]string, tune func(name string, h *stubHolde
 		if tune != nil {
 			tune(name, h)
 		}
-		srv, err := sharerpc.NewServer(sharerpc.ServerOptions{TLS: ident("holder", name).ServerConfig(identity.AllowRoles(identity.RoleUnsealer)), Handler: h})
+		srv, err := sharerpc.NewServer(sharerpc.ServerOptions{TLS: pki.Source("holder", name).ServerConfig(identity.AllowRoles(identity.RoleUnsealer)), Handler: h})
 		must(err)
 		lis, err := net.Listen("tcp", ips[1+i]+":0")
 		must(err)
@@ -152,7 +131,7 @@ func newMTLSRig(t *testing.T, ips [5]string, tune func(name string, h *stubHolde
 		r.holders[name], r.ids[name] = h, ca.ID("holder", name)
 		r.cfg.Holders = append(r.cfg.Holders, unsealer.HolderConfig{ID: ca.ID("holder", name), Address: lis.Addr().String(), Shares: len(h.shares)})
 	}
-	r.src = ident("unsealer", "u1")
+	r.src = pki.Source("unsealer", "u1")
 	return r
 }
 

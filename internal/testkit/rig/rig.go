@@ -8,7 +8,6 @@ package rig
 
 import (
 	"bytes"
-	"crypto/tls"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -18,7 +17,7 @@ import (
 	"github.com/keyshare/keyshare/internal/audit"
 	"github.com/keyshare/keyshare/internal/coordinator"
 	"github.com/keyshare/keyshare/internal/holder"
-	"github.com/keyshare/keyshare/internal/testkit/devpki"
+	"github.com/keyshare/keyshare/internal/testkit/fakenode"
 	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
 	"github.com/keyshare/keyshare/internal/unsealer"
 	"github.com/keyshare/keyshare/internal/vaultnode"
@@ -54,31 +53,10 @@ func New(tb testing.TB, a Addrs) *Rig {
 			tb.Fatal(err)
 		}
 	}
-	dir := tb.TempDir()
-	ca, err := devpki.NewCA("keyshare.test")
-	must(err)
-	must(ca.WriteCA(filepath.Join(dir, "ca.crt")))
-	ident := func(role, name string) *identity.Source {
-		leaf, err := ca.IssueID(role, name)
-		must(err)
-		c, k, err := leaf.WriteFiles(dir, role+"-"+name)
-		must(err)
-		src, err := identity.New(identity.Options{CAFile: filepath.Join(dir, "ca.crt"), CertFile: c, KeyFile: k})
-		must(err)
-		return src
-	}
-	vleaf, err := ca.IssueID("vault", "v1", net.ParseIP(a.Vault))
-	must(err)
-	fake, raw, err := vaultfake.New(a.Vault+":0", &tls.Config{Certificates: []tls.Certificate{vleaf.TLSCertificate()}}, 5, 3)
-	must(err)
-	must(fake.Start())
-	tb.Cleanup(fake.Stop)
-	vn, err := vaultnode.New("vault-1", fake.URL(), vaultnode.Options{CACert: ca.CertPEM})
-	must(err)
-	var all []shares.Share
-	for i, r := range raw {
-		all = append(all, shares.Share{Index: uint8(i + 1), Value: r})
-	}
+	pki := NewPKI(tb, "keyshare.test")
+	ca, dir := pki.CA, pki.Dir
+	fn := fakenode.Start(tb, a.Vault, fakenode.Options{CA: ca})
+	fake, vn, all := fn.Fake, fn.Vault, fn.Shares()
 	m := shares.NewManifest(1, 3, all)
 	r := &Rig{Fake: fake, Vault: vn, Servers: map[string]*sharerpc.Server{}}
 	cfg := unsealer.Config{Watch: unsealer.WatchConfig{HolderTimeout: 3 * time.Second}, SourceAddr: a.Source}
@@ -107,7 +85,7 @@ func New(tb testing.TB, a Addrs) *Rig {
 		// After the server stops: wait for the service's proof watches,
 		// which write to the store, before the temp dir goes.
 		tb.Cleanup(svc.Close)
-		srv, err := sharerpc.NewServer(sharerpc.ServerOptions{TLS: ident("holder", name).ServerConfig(identity.AllowRoles(identity.RoleUnsealer)), Handler: svc})
+		srv, err := sharerpc.NewServer(sharerpc.ServerOptions{TLS: pki.Source("holder", name).ServerConfig(identity.AllowRoles(identity.RoleUnsealer)), Handler: svc})
 		must(err)
 		lis, err := net.Listen("tcp", a.Holders[i]+":0")
 		must(err)
@@ -117,7 +95,7 @@ func New(tb testing.TB, a Addrs) *Rig {
 		r.IDs = append(r.IDs, id)
 		cfg.Holders = append(cfg.Holders, unsealer.HolderConfig{ID: id, Address: lis.Addr().String(), Shares: len(plan[name])})
 	}
-	r.Holders = unsealer.NewHolderSet(ident("unsealer", "u1"), cfg, nil)
+	r.Holders = unsealer.NewHolderSet(pki.Source("unsealer", "u1"), cfg, nil)
 	tb.Cleanup(r.Holders.Close)
 	return r
 }
