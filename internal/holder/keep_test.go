@@ -208,17 +208,20 @@ func TestRekeyKilledBeforeCommitSettles(t *testing.T) {
 		t.Fatalf("%d attempts wasted, want exactly 1", n)
 	}
 	// Each holder's proof lands within its next look at the node.
-	proctest.WaitFor(t, 20*time.Second, "every holder to record generation 2 as proven", func() bool {
+	// On a timeout the failure names each holder's proof state: a holder
+	// whose release of generation 2 never reached it (its call timed out)
+	// proves generation 1, the documented limit of proofs (proof.go).
+	proctest.WaitForErr(t, 20*time.Second, "every holder to record generation 2 as proven", func() error {
 		for i, st := range w.store {
 			s, err := st.State()
 			if err != nil || s.Proven != 2 {
-				return false
+				return fmt.Errorf("holder %d: proven %d, last proof %d, current %d (%v)", i, s.Proven, s.LastProof, s.Current, err)
 			}
 			if m, err := w.svcs[i].Manifest(context.Background(), unsealerPeer); err != nil || m.Proven != 2 {
-				return false
+				return fmt.Errorf("holder %d: manifest says proven %d (%v)", i, m.Proven, err)
 			}
 		}
-		return true
+		return nil
 	})
 	proven2 := 0
 	for i, st := range w.store {
