@@ -75,30 +75,6 @@ func TestKMSPlugin(t *testing.T) {
 	t.Run("09_no_plaintext_seed_or_token_in_any_log", s.noLeaks)
 }
 
-var (
-	kmsBinOnce sync.Once
-	kmsBin     string
-	kmsBinErr  error
-)
-
-// requireKMSPlugin builds cmd/kmsplugin (once, -race) next to the other
-// binaries.
-func requireKMSPlugin(t *testing.T) string {
-	t.Helper()
-	requireBinaries(t)
-	kmsBinOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		start := time.Now()
-		kmsBin, kmsBinErr = topology.BuildKMSPlugin(ctx, binsDir, true)
-		t.Logf("timing: built kmsplugin (-race) in %s", time.Since(start).Round(time.Millisecond))
-	})
-	if kmsBinErr != nil {
-		t.Fatalf("no kmsplugin binary: %v", kmsBinErr)
-	}
-	return kmsBin
-}
-
 func (s *kmsStory) secret(name string, v []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

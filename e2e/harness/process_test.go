@@ -60,10 +60,14 @@ func TestProcess(t *testing.T) {
 		if err := p.Kill(); !errors.Is(err, ErrNotRunning) {
 			t.Fatalf("Kill of a stopped process: %v, want ErrNotRunning", err)
 		}
+		if err := p.KillIfRunning(); err != nil {
+			t.Fatalf("KillIfRunning of a stopped process: %v, want nil", err)
+		}
 	}
 	tests := map[string]tc{
 		"ok/stop":                 {script: "echo hello; exec sleep 60", act: (*Process).Stop},
 		"ok/kill":                 {script: "exec sleep 60", act: (*Process).Kill},
+		"ok/kill if running":      {script: "exec sleep 60", act: (*Process).KillIfRunning},
 		"ok/stop escalates":       {script: "trap '' TERM; echo ready; sleep 60 & wait", act: (*Process).Stop, took: 300 * time.Millisecond, ready: true},
 		"ok/restart then kill":    {script: "exec sleep 60", act: func(p *Process) error { return errors.Join(p.Restart(), p.Kill()) }},
 		"ok/exits on its own":     {script: "sleep 1; exit 3", act: waitExit},

@@ -222,10 +222,5 @@ func (a *APIServer) reset() {
 // Close kills the apiserver if it runs.
 func (a *APIServer) Close() error {
 	a.reset()
-	if a.Process.Running() {
-		if err := a.Process.Kill(); err != nil && !errors.Is(err, harness.ErrNotRunning) {
-			return err
-		}
-	}
-	return nil
+	return a.Process.KillIfRunning()
 }

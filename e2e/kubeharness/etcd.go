@@ -232,10 +232,5 @@ func (e *Etcd) reset() {
 // Close closes the clients and kills etcd if it runs.
 func (e *Etcd) Close() error {
 	e.reset()
-	if e.Process.Running() {
-		if err := e.Process.Kill(); err != nil && !errors.Is(err, harness.ErrNotRunning) {
-			return err
-		}
-	}
-	return nil
+	return e.Process.KillIfRunning()
 }

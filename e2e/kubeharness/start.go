@@ -2,7 +2,6 @@ package kubeharness
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -46,10 +45,8 @@ func startPicking(ctx context.Context, p *harness.Process, pick func() error, re
 		if attempt >= startAttempts || !portTaken(p, off) {
 			return err
 		}
-		if p.Running() {
-			if kerr := p.Kill(); kerr != nil && !errors.Is(kerr, harness.ErrNotRunning) {
-				return kerr
-			}
+		if kerr := p.KillIfRunning(); kerr != nil {
+			return kerr
 		}
 	}
 }
