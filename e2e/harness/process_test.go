@@ -1,7 +1,9 @@
 package harness
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -131,15 +133,15 @@ func waitLog(t *testing.T, p *Process, substr string) { waitLogCount(t, p, subst
 // waitLogCount polls p's log until substr appears n times, for 10 s at most.
 func waitLogCount(t *testing.T, p *Process, substr string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		tail, err := p.LogTail(1000)
-		if err == nil && strings.Count(tail, substr) >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("log of %s never held %q %d times:\n%s", p.Name, substr, n, tail)
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval, bounded by the deadline above
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var tail string
+	err := PollEvery(ctx, 5*time.Millisecond, fmt.Sprintf("%q %d times in the log of %s", substr, n, p.Name), func() (bool, error) {
+		var err error
+		tail, err = p.LogTail(1000)
+		return err == nil && strings.Count(tail, substr) >= n, err
+	})
+	if err != nil {
+		t.Fatalf("%v:\n%s", err, tail)
 	}
 }
