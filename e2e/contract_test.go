@@ -43,15 +43,9 @@ func TestVaultContract(t *testing.T) {
 			return err
 		}
 		// keyshare's client may hold a connection the restart cut.
-		for {
-			if _, err := node.SealStatus(ctx); err == nil {
-				return nil
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
+		return harness.PollEvery(ctx, 20*time.Millisecond, "keyshare's client to reach "+n.Name, func() (bool, error) {
+			_, err := node.SealStatus(ctx)
+			return err == nil, err
+		})
 	}})
 }

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apiserver/pkg/storage/value/encrypt/envelope/kmsv2"
 	kmsservice "k8s.io/kms/pkg/service"
 
+	"github.com/keyshare/keyshare/e2e/harness"
 	"github.com/keyshare/keyshare/e2e/topology"
 	"github.com/keyshare/keyshare/internal/testkit/devpki"
 )
@@ -121,7 +122,7 @@ func (s *kmsStory) startPlugin(t *testing.T, ctx context.Context, p *topology.KM
 func waitKMS(t *testing.T, ctx context.Context, c kmsservice.Service, what string, cond func(*kmsservice.StatusResponse) bool) *kmsservice.StatusResponse {
 	t.Helper()
 	var st *kmsservice.StatusResponse
-	err := pollUntil(ctx, "kms status "+what, func() (bool, error) {
+	err := harness.Poll(ctx, "kms status "+what, func() (bool, error) {
 		sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
 		var err error

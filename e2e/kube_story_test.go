@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	kmsservice "k8s.io/kms/pkg/service"
 
+	"github.com/keyshare/keyshare/e2e/harness"
 	"github.com/keyshare/keyshare/e2e/kubeharness"
 	"github.com/keyshare/keyshare/e2e/topology"
 )
@@ -264,7 +265,7 @@ func (s *kubeStory) unwrap(t *testing.T, ctx context.Context, c kmsservice.Servi
 func kmsHealth(t *testing.T, ctx context.Context, h *kubeharness.Host, ok bool, want string) string {
 	t.Helper()
 	var body string
-	err := pollUntil(ctx, fmt.Sprintf("%s kms health ok=%v %q", h.APIServer, ok, want), func() (bool, error) {
+	err := harness.Poll(ctx, fmt.Sprintf("%s kms health ok=%v %q", h.APIServer, ok, want), func() (bool, error) {
 		code, b, err := h.APIServer.Get(ctx, "/healthz/kms-providers")
 		if err != nil {
 			return false, err
@@ -464,7 +465,7 @@ func (s *kubeStory) vaultRestart(t *testing.T) {
 		restart(t, n)
 	}
 	seed := []byte("kube-story-probe-seed-0123456789")
-	err := pollUntil(ctx, "kms working again after the vault restart", func() (bool, error) {
+	err := harness.Poll(ctx, "kms working again after the vault restart", func() (bool, error) {
 		if _, err := s.pa.Encrypt(ctx, "kube-story-probe", seed); err != nil {
 			return false, err
 		}
@@ -533,7 +534,7 @@ func (s *kubeStory) rotation(t *testing.T) {
 	start := time.Now()
 	var stored *kubeharness.Stored
 	var last time.Time
-	err = pollUntil(ctx, "a write under the new key_id", func() (bool, error) {
+	err = harness.Poll(ctx, "a write under the new key_id", func() (bool, error) {
 		if time.Since(last) < time.Second {
 			return false, nil // one write a second is plenty
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/creack/pty"
 
+	"github.com/keyshare/keyshare/e2e/harness"
 	"github.com/keyshare/keyshare/e2e/topology"
 	"github.com/keyshare/keyshare/pkg/shares"
 )
@@ -58,7 +59,7 @@ func (s *story) breakGlass(t *testing.T) {
 	if err := term.wait(ctx); err != nil {
 		t.Fatalf("unsealer unseal: %v\n%s", err, term.text())
 	}
-	if err := pollUntil(ctx, "the final output", func() (bool, error) {
+	if err := harness.Poll(ctx, "the final output", func() (bool, error) {
 		return strings.Contains(term.text(), "unsealed 1 node(s)"), nil
 	}); err != nil {
 		t.Fatalf("%v; terminal:\n%s", err, term.text())
@@ -254,7 +255,7 @@ func (p *ptyRun) text() string {
 func (p *ptyRun) typeAt(t *testing.T, ctx context.Context, prompt, line string) {
 	t.Helper()
 	p.prompts++
-	if err := pollUntil(ctx, "prompt "+prompt, func() (bool, error) {
+	if err := harness.Poll(ctx, "prompt "+prompt, func() (bool, error) {
 		return strings.Count(p.text(), "(input is hidden)") >= p.prompts, nil
 	}); err != nil {
 		t.Fatalf("%v; terminal so far:\n%s", err, p.text())

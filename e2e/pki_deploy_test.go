@@ -180,18 +180,11 @@ func (v *pkiVault) sealed(ctx context.Context) (bool, error) {
 // waitSealed polls until the node answers with sealed == want.
 func (v *pkiVault) waitSealed(ctx context.Context, want bool) {
 	v.t.Helper()
-	var last error
-	for {
+	if err := harness.Poll(ctx, fmt.Sprintf("vault-1 to answer sealed=%t", want), func() (bool, error) {
 		got, err := v.sealed(ctx)
-		if err == nil && got == want {
-			return
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			v.t.Fatalf("vault-1 never answered sealed=%t (last error: %v)", want, last)
-		case <-time.After(50 * time.Millisecond):
-		}
+		return err == nil && got == want, err
+	}); err != nil {
+		v.t.Fatal(err)
 	}
 }
 
@@ -250,20 +243,15 @@ log_level: info
 	}
 	p := d.process("holder-"+name, nil, d.bins.Holder, "run", "-c", path)
 	d.holders[name] = p
-	exited, exitErr := p.Exited()
-	for {
+	if err := harness.PollProcess(ctx, p, harness.DefaultPollInterval, "holder "+name+" to serve on "+d.listen[name], func() (bool, error) {
 		c, err := net.DialTimeout("tcp", d.listen[name], 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return
+		if err != nil {
+			return false, err
 		}
-		select {
-		case <-exited:
-			d.t.Fatalf("holder %s exited before it served: %v", name, exitErr())
-		case <-ctx.Done():
-			d.t.Fatalf("holder %s never served on %s: %v", name, d.listen[name], err)
-		case <-time.After(50 * time.Millisecond):
-		}
+		c.Close()
+		return true, nil
+	}); err != nil {
+		d.t.Fatal(err)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/keyshare/keyshare/e2e/harness"
 	"github.com/keyshare/keyshare/e2e/topology"
 	"github.com/keyshare/keyshare/pkg/policy"
 	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
@@ -160,7 +161,7 @@ func (s *story) tamperedStore(t *testing.T) {
 
 	// Reported on both sides: the holder audits the failed release, and
 	// the coordinator names the holder.
-	if err := pollUntil(ctx, "holder a to audit a failed release", func() (bool, error) {
+	if err := harness.Poll(ctx, "holder a to audit a failed release", func() (bool, error) {
 		return len(auditEntries(t, a, `"event":"release"`, `"decision":"error"`)) > auditBefore, nil
 	}); err != nil {
 		// The coordinator may have had a threshold from b and c before it
