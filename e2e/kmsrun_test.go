@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"maps"
 	"os"
 	"sync"
 	"testing"
@@ -105,10 +106,7 @@ func (r *kmsRun) settleVault(t *testing.T, ctx context.Context) {
 func (r *kmsRun) scanSecrets(t *testing.T) (files, secrets int) {
 	t.Helper()
 	r.mu.Lock()
-	all := make(map[string][]byte, len(r.secrets))
-	for k, v := range r.secrets {
-		all[k] = v
-	}
+	all := maps.Clone(r.secrets)
 	r.mu.Unlock()
 	leaks, files, err := topology.ScanSecrets(all, r.topo.LogDir)
 	if err != nil {

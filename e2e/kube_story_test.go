@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"strings"
@@ -179,10 +180,7 @@ func read(ctx context.Context, h *kubeharness.Host, name string) ([]byte, error)
 func (s *kubeStory) readAll(t *testing.T, ctx context.Context, h *kubeharness.Host) int {
 	t.Helper()
 	s.mu.Lock()
-	want := make(map[string][]byte, len(s.values))
-	for k, v := range s.values {
-		want[k] = v
-	}
+	want := maps.Clone(s.values)
 	s.mu.Unlock()
 	for name, v := range want {
 		got, err := read(ctx, h, name)
