@@ -213,10 +213,7 @@ func (a *APIServer) reset() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.clients = nil
-	if a.http != nil {
-		a.http.CloseIdleConnections()
-		a.http = nil
-	}
+	dropHTTP(&a.http)
 }
 
 // Close kills the apiserver if it runs.
