@@ -99,34 +99,33 @@ bench:
 	rc=$$?; grep -E '^\||^(---|ok|FAIL)' $(BIN)/costs.log; \
 	if [ $$rc -ne 0 ]; then echo "costs failed; see $(BIN)/costs.log"; fi; exit $$rc
 
+# e2e-bench NAME,BENCHMARK,TIMEOUT runs one e2e benchmark against the real
+# Vault with its log in $(BIN)/NAME.log, and prints the figures (and where
+# the log is if it failed).
+define e2e-bench
+	@mkdir -p $(BIN)
+	@KEYSHARE_VAULT_BIN=$$(e2e/tools/vault/build.sh) $(GO) test -tags e2e -count=1 -run '^$$' \
+		-bench '^$(2)$$' -benchtime 1x -timeout $(3) ./e2e/ > $(BIN)/$(1).log 2>&1; \
+	rc=$$?; grep -E '^\||^(Benchmark|ok|FAIL)' $(BIN)/$(1).log; \
+	if [ $$rc -ne 0 ]; then echo "$(1) failed; see $(BIN)/$(1).log"; fi; exit $$rc
+endef
+
 # Restart to active on the real Vault, keyshare against the floor
 # (e2e/bench_test.go); KEYSHARE_BENCH_ROUNDS (10) and KEYSHARE_BENCH_ROUNDS3
 # (3) set the rounds. The log is in $(BIN)/bench-vault.log.
 bench-vault: vault
-	@mkdir -p $(BIN)
-	@KEYSHARE_VAULT_BIN=$$(e2e/tools/vault/build.sh) $(GO) test -tags e2e -count=1 -run '^$$' \
-		-bench '^BenchmarkRestartToActive$$' -benchtime 1x -timeout $(BENCH_VAULT_TIMEOUT) ./e2e/ > $(BIN)/bench-vault.log 2>&1; \
-	rc=$$?; grep -E '^\||^(Benchmark|ok|FAIL)' $(BIN)/bench-vault.log; \
-	if [ $$rc -ne 0 ]; then echo "bench-vault failed; see $(BIN)/bench-vault.log"; fi; exit $$rc
+	$(call e2e-bench,bench-vault,BenchmarkRestartToActive,$(BENCH_VAULT_TIMEOUT))
 
 # KMS plugin Encrypt and Decrypt through its unix socket against the same
 # transit call made directly over kept-alive HTTPS (e2e/kms_bench_test.go).
 bench-kms: vault
-	@mkdir -p $(BIN)
-	@KEYSHARE_VAULT_BIN=$$(e2e/tools/vault/build.sh) $(GO) test -tags e2e -count=1 -run '^$$' \
-		-bench '^BenchmarkKMSPlugin$$' -benchtime 1x -timeout $(BENCH_VAULT_TIMEOUT) ./e2e/ > $(BIN)/bench-kms.log 2>&1; \
-	rc=$$?; grep -E '^\||^(Benchmark|ok|FAIL)' $(BIN)/bench-kms.log; \
-	if [ $$rc -ne 0 ]; then echo "bench-kms failed; see $(BIN)/bench-kms.log"; fi; exit $$rc
+	$(call e2e-bench,bench-kms,BenchmarkKMSPlugin,$(BENCH_VAULT_TIMEOUT))
 
 # Secrets created per second through a real kube-apiserver with the
 # keyshare KMS v2 provider, identity and aescbc, and a cold start with
 # 1,000 Secrets (e2e/kube_bench_test.go); log in $(BIN)/bench-kube.log.
 bench-kube: vault kube
-	@mkdir -p $(BIN)
-	@KEYSHARE_VAULT_BIN=$$(e2e/tools/vault/build.sh) $(GO) test -tags e2e -count=1 -run '^$$' \
-		-bench '^BenchmarkKubeSecrets$$' -benchtime 1x -timeout 40m ./e2e/ > $(BIN)/bench-kube.log 2>&1; \
-	rc=$$?; grep -E '^\||^(Benchmark|ok|FAIL)' $(BIN)/bench-kube.log; \
-	if [ $$rc -ne 0 ]; then echo "bench-kube failed; see $(BIN)/bench-kube.log"; fi; exit $$rc
+	$(call e2e-bench,bench-kube,BenchmarkKubeSecrets,40m)
 
 # Random restarts of Vault nodes and holders for SOAK_TIME
 # (e2e/soak_test.go, build tags e2e and soak), and the rekey and init

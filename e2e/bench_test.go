@@ -159,7 +159,7 @@ func benchSeries(b *testing.B, vault string, bins topology.Binaries, ips []strin
 func waitHeld(ctx context.Context, topo *topology.Topology, nodes []*harness.VaultNode) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	for {
+	return harness.PollEvery(ctx, 20*time.Millisecond, "the coordinator to hold every node connection", func() (bool, error) {
 		held := 0
 		for _, n := range nodes {
 			v, err := topo.CoordinatorMetric(ctx, fmt.Sprintf(`keyshare_unsealer_watch_mode{mode="held",node=%q}`, n.Name))
@@ -167,15 +167,8 @@ func waitHeld(ctx context.Context, topo *topology.Topology, nodes []*harness.Vau
 				held++
 			}
 		}
-		if held == len(nodes) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the coordinator holds %d of %d node connections: %w", held, len(nodes), ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+		return held == len(nodes), fmt.Errorf("it holds %d of %d", held, len(nodes))
+	})
 }
 
 // probe is a tight HTTPS client for sys/health and the floor's loop.

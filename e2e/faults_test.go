@@ -598,7 +598,10 @@ func (f *faults) noLeaks(t *testing.T) {
 	f.row("TestFaults/no_share_in_any_log", "all of the above", "no share in any log or transcript, in 6 encodings; no data race report", "")
 }
 
-func checkNoLeaks(t *testing.T, topo *topology.Topology, known *topology.KnownShares) {
+// checkNoLeaks fails t if any file under the topology holds a known share
+// (in any encoding) or any daemon's log a data race report (they run with
+// -race). It returns how many files it searched.
+func checkNoLeaks(t *testing.T, topo *topology.Topology, known *topology.KnownShares) int {
 	t.Helper()
 	leaks, files, err := known.Scan(topo.Dir)
 	if err != nil {
@@ -607,7 +610,7 @@ func checkNoLeaks(t *testing.T, topo *topology.Topology, known *topology.KnownSh
 	for _, l := range leaks {
 		t.Errorf("leak: %s", l)
 	}
-	t.Logf("searched %d files under %s for %d shares", files, topo.Dir, known.Count())
+	t.Logf("searched %d files under %s for %d shares in every encoding", files, topo.Dir, known.Count())
 	logs, err := filepath.Glob(filepath.Join(topo.LogDir, "*"))
 	if err != nil {
 		t.Fatal(err)
@@ -621,4 +624,5 @@ func checkNoLeaks(t *testing.T, topo *topology.Topology, known *topology.KnownSh
 			t.Errorf("%s holds a data race report", p)
 		}
 	}
+	return files
 }

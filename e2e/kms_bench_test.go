@@ -110,7 +110,7 @@ func BenchmarkKMSPlugin(b *testing.B) {
 		b.Fatal(err)
 	}
 	var st *kmsservice.StatusResponse
-	if err := pollUntil(ctx, "plugin status ok", func() (bool, error) {
+	if err := harness.Poll(ctx, "plugin status ok", func() (bool, error) {
 		st, err = client.Status(ctx)
 		return err == nil && st.Healthz == "ok", err
 	}); err != nil {

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"k8s.io/apiserver/pkg/storage/value/encrypt/envelope/kmsv2"
 	kmsservice "k8s.io/kms/pkg/service"
 
+	"github.com/keyshare/keyshare/e2e/harness"
 	"github.com/keyshare/keyshare/e2e/topology"
 	"github.com/keyshare/keyshare/internal/testkit/devpki"
 )
@@ -30,15 +30,10 @@ import (
 // to another host, revocation, a sealed cluster healed by keyshare, a node
 // down, and no secret in any log.
 type kmsStory struct {
-	*story
-	// parent is the whole story's test: plugins live until it ends.
-	parent *testing.T
-	bin    string
-	a      *topology.KMSPlugin // host A, 127.0.0.41
-	ka     kmsservice.Service  // the apiserver's KMS v2 client on a's socket
+	*kmsRun
+	a  *topology.KMSPlugin // host A, 127.0.0.41
+	ka kmsservice.Service  // the apiserver's KMS v2 client on a's socket
 
-	mu      sync.Mutex
-	secrets map[string][]byte // every token and plaintext of the run, for the leak check
 	// old is a ciphertext and its seed from before the key rotation.
 	old       *kmsservice.EncryptResponse
 	oldSeed   []byte
@@ -49,20 +44,8 @@ type kmsStory struct {
 }
 
 func TestKMSPlugin(t *testing.T) {
-	s := &kmsStory{story: newStory(t), parent: t, secrets: map[string][]byte{}}
-	ctx := scenarioCtx(t, 5*time.Minute)
-	s.bin = requireKMSPlugin(t)
-	// Init unseals vault-1 through the holders; then the coordinator
-	// unseals the followers as they join (started after init, so that it
-	// does not race init for vault-1).
-	if _, err := s.topo.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.topo.StartCoordinator(); err != nil {
-		t.Fatal(err)
-	}
-	s.waitAllUnsealed(t, ctx)
-	s.secret("root token", []byte(s.topo.RootToken()))
+	run, _ := newKMSRun(t)
+	s := &kmsStory{kmsRun: run}
 
 	t.Run("01_provision_from_nothing", s.provision)
 	t.Run("02_encrypt_decrypt_through_the_socket", s.roundTrip)
@@ -75,45 +58,10 @@ func TestKMSPlugin(t *testing.T) {
 	t.Run("09_no_plaintext_seed_or_token_in_any_log", s.noLeaks)
 }
 
-var (
-	kmsBinOnce sync.Once
-	kmsBin     string
-	kmsBinErr  error
-)
-
-// requireKMSPlugin builds cmd/kmsplugin (once, -race) next to the other
-// binaries.
-func requireKMSPlugin(t *testing.T) string {
-	t.Helper()
-	requireBinaries(t)
-	kmsBinOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		start := time.Now()
-		kmsBin, kmsBinErr = topology.BuildKMSPlugin(ctx, binsDir, true)
-		t.Logf("timing: built kmsplugin (-race) in %s", time.Since(start).Round(time.Millisecond))
-	})
-	if kmsBinErr != nil {
-		t.Fatalf("no kmsplugin binary: %v", kmsBinErr)
-	}
-	return kmsBin
-}
-
-func (s *kmsStory) secret(name string, v []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.secrets[name] = bytes.Clone(v)
-}
-
 // rememberToken adds the token in p's file to the leak check.
 func (s *kmsStory) rememberToken(t *testing.T, p *topology.KMSPlugin) {
 	t.Helper()
-	b, err := os.ReadFile(p.TokenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok := bytes.TrimSpace(b)
-	s.secret("token of "+p.Name+" "+string(tok[len(tok)-4:]), tok)
+	s.rememberTokenFile(t, "token of "+p.Name, p.TokenFile)
 }
 
 // startPlugin starts p and dials its socket with the apiserver's client;
@@ -132,20 +80,14 @@ func (s *kmsStory) startPlugin(t *testing.T, ctx context.Context, p *topology.KM
 	if _, err := p.WaitServing(ctx, off); err != nil {
 		t.Fatal(err)
 	}
-	cctx, cancel := context.WithCancel(context.Background())
-	s.parent.Cleanup(cancel)
-	c, err := kmsv2.NewGRPCService(cctx, "unix://"+p.Socket, "keyshare", 3*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return s.dialKMS(t, p.Socket, "keyshare")
 }
 
 // waitKMS polls Status over the socket until cond holds.
 func waitKMS(t *testing.T, ctx context.Context, c kmsservice.Service, what string, cond func(*kmsservice.StatusResponse) bool) *kmsservice.StatusResponse {
 	t.Helper()
 	var st *kmsservice.StatusResponse
-	err := pollUntil(ctx, "kms status "+what, func() (bool, error) {
+	err := harness.Poll(ctx, "kms status "+what, func() (bool, error) {
 		sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
 		var err error
@@ -496,13 +438,7 @@ func (s *kmsStory) oneNodeDown(t *testing.T) {
 // applied the latest write: the leader is settled.
 func (s *kmsStory) settle(t *testing.T, ctx context.Context) {
 	t.Helper()
-	s.waitAllUnsealed(t, ctx)
-	if _, err := s.topo.Vault.WaitRaftHealthy(ctx, s.topo.RootToken()); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.topo.Vault.WaitReplicated(ctx, s.topo.RootToken()); err != nil {
-		t.Fatal(err)
-	}
+	s.settleVault(t, ctx)
 	waitKMS(t, ctx, s.ka, "ok with every node back", kmsOK)
 }
 
@@ -583,19 +519,7 @@ func (s *kmsStory) certAuth(t *testing.T) {
 // 9. No token, plaintext, seed, stored value or ciphertext in any log or
 // transcript of the run (the plugin's included).
 func (s *kmsStory) noLeaks(t *testing.T) {
-	s.mu.Lock()
-	secrets := make(map[string][]byte, len(s.secrets))
-	for k, v := range s.secrets {
-		secrets[k] = v
-	}
-	s.mu.Unlock()
-	leaks, files, err := topology.ScanSecrets(secrets, s.topo.LogDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range leaks {
-		t.Errorf("leak: %s", l)
-	}
+	files, secrets := s.scanSecrets(t)
 	logA, err := os.ReadFile(s.a.Process.LogPath)
 	if err != nil {
 		t.Fatal(err)
@@ -609,5 +533,5 @@ func (s *kmsStory) noLeaks(t *testing.T) {
 	if len(logA) < 1000 || files < 5 {
 		t.Fatalf("scanned %d files, the plugin's log is %d bytes: too little to mean anything", files, len(logA))
 	}
-	t.Logf("scanned %d files for %d secrets", files, len(secrets))
+	t.Logf("scanned %d files for %d secrets", files, secrets)
 }

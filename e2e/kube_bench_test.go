@@ -139,7 +139,7 @@ func BenchmarkKubeSecrets(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := pollUntil(ctx, "every secret readable after the restart", func() (bool, error) {
+	if err := harness.Poll(ctx, "every secret readable after the restart", func() (bool, error) {
 		return allReadable(ctx, cs, lastValues)
 	}); err != nil {
 		b.Fatal(err)

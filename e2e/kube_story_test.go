@@ -9,22 +9,21 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apiserver/pkg/storage/value/encrypt/envelope/kmsv2"
 	"k8s.io/client-go/kubernetes"
 	kmsservice "k8s.io/kms/pkg/service"
 
+	"github.com/keyshare/keyshare/e2e/harness"
 	"github.com/keyshare/keyshare/e2e/kubeharness"
-	"github.com/keyshare/keyshare/e2e/topology"
 )
 
 // kubeStory is the whole system end to end: a real kube-apiserver on each
@@ -33,19 +32,16 @@ import (
 // that keyshare unseals. Each step is the operator's: write and read
 // Secrets, restart things, lose Vault, rotate the key, revoke a token.
 type kubeStory struct {
-	*story
-	parent *testing.T
-	bin    string
-	cp     *kubeharness.ControlPlane
-	a, b   *kubeharness.Host
+	*kmsRun
+	cp   *kubeharness.ControlPlane
+	a, b *kubeharness.Host
 	// pa and pb are the apiserver's own KMS v2 client on each plugin's
 	// socket, for the test to ask Status and unwrap seeds.
 	pa, pb kmsservice.Service
 
-	mu      sync.Mutex
-	secrets map[string][]byte // every value, seed and token of the run, for the leak check
-	values  map[string][]byte // Secret name (in namespace story) -> value
-	keyIDs  []string          // the key_ids seen, oldest first
+	// values (guarded by mu) are Secret name (in namespace story) -> value.
+	values map[string][]byte
+	keyIDs []string // the key_ids seen, oldest first
 	// oldSeed is a seed's ciphertext and key_id from before the rotation.
 	oldSeed *kmsservice.DecryptRequest
 }
@@ -54,17 +50,8 @@ const kubeNS = "story"
 
 func TestKubeStory(t *testing.T) {
 	kbins := kubeharness.RequireBinaries(t)
-	s := &kubeStory{story: newStory(t), parent: t, secrets: map[string][]byte{}, values: map[string][]byte{}}
-	ctx := scenarioCtx(t, 5*time.Minute)
-	s.bin = requireKMSPlugin(t)
-	if _, err := s.topo.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.topo.StartCoordinator(); err != nil {
-		t.Fatal(err)
-	}
-	s.waitAllUnsealed(t, ctx)
-	s.secret("root token", []byte(s.topo.RootToken()))
+	run, ctx := newKMSRun(t)
+	s := &kubeStory{kmsRun: run, values: map[string][]byte{}}
 	for _, h := range s.topo.Holders {
 		gen, ss, err := h.Export(ctx)
 		if err != nil {
@@ -100,7 +87,7 @@ func TestKubeStory(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.timing(t, "etcd, 2 plugins and 2 kube-apiservers ready", time.Since(start))
-	s.pa, s.pb = s.kmsClient(t, s.a), s.kmsClient(t, s.b)
+	s.pa, s.pb = s.dialKMS(t, s.a.Plugin.Socket, kubeharness.ProviderName), s.dialKMS(t, s.b.Plugin.Socket, kubeharness.ProviderName)
 	cs := s.admin(t, s.a)
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: kubeNS}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -114,34 +101,10 @@ func TestKubeStory(t *testing.T) {
 	t.Run("06_no_secret_dek_token_or_share_in_any_log", s.noLeaks)
 }
 
-func (s *kubeStory) secret(name string, v []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.secrets[name] = bytes.Clone(v)
-}
-
 // rememberToken adds the Vault token in h's token file to the leak check.
 func (s *kubeStory) rememberToken(t *testing.T, h *kubeharness.Host) []byte {
 	t.Helper()
-	b, err := os.ReadFile(h.Plugin.TokenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok := bytes.TrimSpace(b)
-	s.secret("vault token of "+h.Name+" "+string(tok[len(tok)-4:]), tok)
-	return b
-}
-
-// kmsClient dials h's plugin socket with the apiserver's KMS v2 client.
-func (s *kubeStory) kmsClient(t *testing.T, h *kubeharness.Host) kmsservice.Service {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	s.parent.Cleanup(cancel)
-	c, err := kmsv2.NewGRPCService(ctx, "unix://"+h.Plugin.Socket, kubeharness.ProviderName, 3*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return s.rememberTokenFile(t, "vault token of "+h.Name, h.Plugin.TokenFile)
 }
 
 func (s *kubeStory) admin(t *testing.T, h *kubeharness.Host) *kubernetes.Clientset {
@@ -217,10 +180,7 @@ func read(ctx context.Context, h *kubeharness.Host, name string) ([]byte, error)
 func (s *kubeStory) readAll(t *testing.T, ctx context.Context, h *kubeharness.Host) int {
 	t.Helper()
 	s.mu.Lock()
-	want := make(map[string][]byte, len(s.values))
-	for k, v := range s.values {
-		want[k] = v
-	}
+	want := maps.Clone(s.values)
 	s.mu.Unlock()
 	for name, v := range want {
 		got, err := read(ctx, h, name)
@@ -264,7 +224,7 @@ func (s *kubeStory) unwrap(t *testing.T, ctx context.Context, c kmsservice.Servi
 func kmsHealth(t *testing.T, ctx context.Context, h *kubeharness.Host, ok bool, want string) string {
 	t.Helper()
 	var body string
-	err := pollUntil(ctx, fmt.Sprintf("%s kms health ok=%v %q", h.APIServer, ok, want), func() (bool, error) {
+	err := harness.Poll(ctx, fmt.Sprintf("%s kms health ok=%v %q", h.APIServer, ok, want), func() (bool, error) {
 		code, b, err := h.APIServer.Get(ctx, "/healthz/kms-providers")
 		if err != nil {
 			return false, err
@@ -464,7 +424,7 @@ func (s *kubeStory) vaultRestart(t *testing.T) {
 		restart(t, n)
 	}
 	seed := []byte("kube-story-probe-seed-0123456789")
-	err := pollUntil(ctx, "kms working again after the vault restart", func() (bool, error) {
+	err := harness.Poll(ctx, "kms working again after the vault restart", func() (bool, error) {
 		if _, err := s.pa.Encrypt(ctx, "kube-story-probe", seed); err != nil {
 			return false, err
 		}
@@ -482,19 +442,6 @@ func (s *kubeStory) vaultRestart(t *testing.T) {
 		kmsHealth(t, ctx, h, true, "ok")
 	}
 	s.readAll(t, ctx, s.b)
-}
-
-// settleVault waits for every node unsealed, raft healthy and the latest
-// write applied everywhere.
-func (s *kubeStory) settleVault(t *testing.T, ctx context.Context) {
-	t.Helper()
-	s.waitAllUnsealed(t, ctx)
-	if _, err := s.topo.Vault.WaitRaftHealthy(ctx, s.topo.RootToken()); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.topo.Vault.WaitReplicated(ctx, s.topo.RootToken()); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // 4. Rotate the transit key: Status reports a new key_id, new writes carry
@@ -533,7 +480,7 @@ func (s *kubeStory) rotation(t *testing.T) {
 	start := time.Now()
 	var stored *kubeharness.Stored
 	var last time.Time
-	err = pollUntil(ctx, "a write under the new key_id", func() (bool, error) {
+	err = harness.Poll(ctx, "a write under the new key_id", func() (bool, error) {
 		if time.Since(last) < time.Second {
 			return false, nil // one write a second is plenty
 		}
@@ -692,19 +639,7 @@ func (s *kubeStory) revoked(t *testing.T) {
 // unseal share in any log or transcript of the run: Vault, holders,
 // coordinator, plugins, etcd, apiservers.
 func (s *kubeStory) noLeaks(t *testing.T) {
-	s.mu.Lock()
-	secrets := make(map[string][]byte, len(s.secrets))
-	for k, v := range s.secrets {
-		secrets[k] = v
-	}
-	s.mu.Unlock()
-	leaks, files, err := topology.ScanSecrets(secrets, s.topo.LogDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range leaks {
-		t.Errorf("leak: %s", l)
-	}
+	files, secrets := s.scanSecrets(t)
 	checkNoLeaks(t, s.topo, &s.known)
 	for _, h := range s.cp.Hosts {
 		for _, p := range []string{h.Plugin.Process.LogPath, h.APIServer.Process.LogPath} {
@@ -720,8 +655,8 @@ func (s *kubeStory) noLeaks(t *testing.T) {
 			}
 		}
 	}
-	if files < 10 || len(secrets) < 10 {
-		t.Fatalf("scanned %d files for %d secrets: too few to mean anything", files, len(secrets))
+	if files < 10 || secrets < 10 {
+		t.Fatalf("scanned %d files for %d secrets: too few to mean anything", files, secrets)
 	}
-	t.Logf("scanned %d files for %d secrets and %d shares", files, len(secrets), s.known.Count())
+	t.Logf("scanned %d files for %d secrets and %d shares", files, secrets, s.known.Count())
 }

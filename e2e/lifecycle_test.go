@@ -15,9 +15,22 @@ import (
 
 	"github.com/creack/pty"
 
+	"github.com/keyshare/keyshare/e2e/harness"
 	"github.com/keyshare/keyshare/e2e/topology"
 	"github.com/keyshare/keyshare/pkg/shares"
 )
+
+// paperBackup returns the five shares of generation gen that init
+// printed (the operator's paper backup), and fails t if they are not known:
+// the scenario that made them failed.
+func (s *story) paperBackup(t *testing.T, gen uint64) []shares.Share {
+	t.Helper()
+	paper := s.known.Generation(gen)
+	if len(paper) != 5 {
+		t.Fatalf("no paper backup of generation %d (%d shares)", gen, len(paper))
+	}
+	return paper
+}
 
 // 8. Every holder is down (a data-centre outage) and a node restarts. The
 // coordinator cannot help, so the on-call operator types three shares from
@@ -26,10 +39,7 @@ import (
 func (s *story) breakGlass(t *testing.T) {
 	ctx := scenarioCtx(t, 2*time.Minute)
 	s.requireHealthy(t, ctx)
-	paper := s.known.Generation(1)
-	if len(paper) != 5 {
-		t.Fatalf("no paper backup of generation 1 (%d shares)", len(paper))
-	}
+	paper := s.paperBackup(t, 1)
 	if err := s.topo.StopHolders(s.topo.Holders...); err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +59,7 @@ func (s *story) breakGlass(t *testing.T) {
 	if err := term.wait(ctx); err != nil {
 		t.Fatalf("unsealer unseal: %v\n%s", err, term.text())
 	}
-	if err := pollUntil(ctx, "the final output", func() (bool, error) {
+	if err := harness.Poll(ctx, "the final output", func() (bool, error) {
 		return strings.Contains(term.text(), "unsealed 1 node(s)"), nil
 	}); err != nil {
 		t.Fatalf("%v; terminal:\n%s", err, term.text())
@@ -79,10 +89,7 @@ func (s *story) breakGlass(t *testing.T) {
 func (s *story) rekey(t *testing.T) {
 	ctx := scenarioCtx(t, 3*time.Minute)
 	s.requireHealthy(t, ctx)
-	old := s.known.Generation(1)
-	if len(old) != 5 {
-		t.Fatalf("no paper backup of generation 1 (%d shares)", len(old))
-	}
+	old := s.paperBackup(t, 1)
 	oldFile := s.writeShareFile(t, "generation-1-paper.txt", []shares.Share{old[0], old[2], old[4]})
 	leader, err := s.topo.Vault.WaitActive(ctx)
 	if err != nil {
@@ -248,7 +255,7 @@ func (p *ptyRun) text() string {
 func (p *ptyRun) typeAt(t *testing.T, ctx context.Context, prompt, line string) {
 	t.Helper()
 	p.prompts++
-	if err := pollUntil(ctx, "prompt "+prompt, func() (bool, error) {
+	if err := harness.Poll(ctx, "prompt "+prompt, func() (bool, error) {
 		return strings.Count(p.text(), "(input is hidden)") >= p.prompts, nil
 	}); err != nil {
 		t.Fatalf("%v; terminal so far:\n%s", err, p.text())

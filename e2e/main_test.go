@@ -13,13 +13,12 @@ import (
 	"github.com/keyshare/keyshare/e2e/topology"
 )
 
-// The holder and unsealer binaries are built once per test binary run, with
-// -race, the first time a test asks for them.
+// The holder, unsealer and kmsplugin binaries are built once per test
+// binary run, with -race, into binsDir the first time a test asks for them.
 var (
-	binsOnce sync.Once
-	binsDir  string
-	bins     topology.Binaries
-	binsErr  error
+	binsDir      string
+	keyshareBins builtOnce[topology.Binaries]
+	kmsBin       builtOnce[string]
 )
 
 func TestMain(m *testing.M) {
@@ -34,21 +33,49 @@ func TestMain(m *testing.M) {
 // test if that fails.
 func requireBinaries(tb testing.TB) topology.Binaries {
 	tb.Helper()
-	binsOnce.Do(func() {
-		binsDir, binsErr = os.MkdirTemp("", "keyshare-e2e-bin-")
-		if binsErr != nil {
-			return
+	return keyshareBins.get(tb, "holder and unsealer (-race)", 15*time.Minute, func(ctx context.Context) (topology.Binaries, error) {
+		dir, err := os.MkdirTemp("", "keyshare-e2e-bin-")
+		if err != nil {
+			return topology.Binaries{}, err
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+		binsDir = dir
+		return topology.BuildBinaries(ctx, binsDir, true)
+	})
+}
+
+// requireKMSPlugin builds cmd/kmsplugin (once, -race) next to the other
+// binaries.
+func requireKMSPlugin(tb testing.TB) string {
+	tb.Helper()
+	requireBinaries(tb)
+	return kmsBin.get(tb, "kmsplugin (-race)", 10*time.Minute, func(ctx context.Context) (string, error) {
+		return topology.BuildKMSPlugin(ctx, binsDir, true)
+	})
+}
+
+// builtOnce is a build made once per test binary run, the first time a
+// test asks for it; every later test gets the same result.
+type builtOnce[T any] struct {
+	once sync.Once
+	v    T
+	err  error
+}
+
+// get runs build the first time (bounded by timeout, its duration logged)
+// and fails tb if the build failed.
+func (b *builtOnce[T]) get(tb testing.TB, what string, timeout time.Duration, build func(context.Context) (T, error)) T {
+	tb.Helper()
+	b.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		start := time.Now()
-		bins, binsErr = topology.BuildBinaries(ctx, binsDir, true)
-		tb.Logf("timing: built holder and unsealer (-race) in %s", time.Since(start).Round(time.Millisecond))
+		b.v, b.err = build(ctx)
+		tb.Logf("timing: built %s in %s", what, time.Since(start).Round(time.Millisecond))
 	})
-	if binsErr != nil {
-		tb.Fatalf("no keyshare binaries: %v", binsErr)
+	if b.err != nil {
+		tb.Fatalf("no %s: %v", what, b.err)
 	}
-	return bins
+	return b.v
 }
 
 // startTopology makes and starts a topology from opts, filling in what

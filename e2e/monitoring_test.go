@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyshare/keyshare/e2e/harness"
 	"github.com/keyshare/keyshare/e2e/topology"
 )
 
@@ -41,16 +42,13 @@ func TestCoordinatorMetricsScraped(t *testing.T) {
 	want := float64(cert.NotAfter.Unix())
 
 	var text string
-	for {
+	err = harness.PollEvery(ctx, 100*time.Millisecond, "the coordinator's metrics at "+topo.CoordinatorMetrics+" to show the certificate expiry", func() (bool, error) {
+		var err error
 		text, err = topology.Metrics(ctx, topo.CoordinatorMetrics)
-		if err == nil && strings.Contains(text, "keyshare_unsealer_cert_expiry_timestamp_seconds ") {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("the coordinator's metrics at %s never showed the certificate expiry: %v\n%s", topo.CoordinatorMetrics, err, text)
-		case <-time.After(100 * time.Millisecond):
-		}
+		return err == nil && strings.Contains(text, "keyshare_unsealer_cert_expiry_timestamp_seconds "), err
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
 	}
 	if got := topology.MetricValue(text, "keyshare_unsealer_cert_expiry_timestamp_seconds"); got != want {
 		t.Errorf("keyshare_unsealer_cert_expiry_timestamp_seconds = %v, want the NotAfter of %s, %v", got, certFile, want)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/keyshare/keyshare/e2e/harness"
 	"github.com/keyshare/keyshare/e2e/topology"
+	"github.com/keyshare/keyshare/internal/testkit/holdercfg"
 )
 
 // pkiDeployment is the folders, processes and ports of pkiFromCommands.
@@ -180,18 +181,11 @@ func (v *pkiVault) sealed(ctx context.Context) (bool, error) {
 // waitSealed polls until the node answers with sealed == want.
 func (v *pkiVault) waitSealed(ctx context.Context, want bool) {
 	v.t.Helper()
-	var last error
-	for {
+	if err := harness.Poll(ctx, fmt.Sprintf("vault-1 to answer sealed=%t", want), func() (bool, error) {
 		got, err := v.sealed(ctx)
-		if err == nil && got == want {
-			return
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			v.t.Fatalf("vault-1 never answered sealed=%t (last error: %v)", want, last)
-		case <-time.After(50 * time.Millisecond):
-		}
+		return err == nil && got == want, err
+	}); err != nil {
+		v.t.Fatal(err)
 	}
 }
 
@@ -211,111 +205,66 @@ func (d *pkiDeployment) startHolder(ctx context.Context, name, ip, vaultURL stri
 		d.t.Fatal(err)
 	}
 	d.cli(0, d.bins.Holder, "keygen", filepath.Join(hd, "seal.key"))
-	cfg := fmt.Sprintf(`id: spiffe://%[1]s/holder/%[2]s
-listen: %[3]s
-gossip:
-  bind: %[4]s
-  seeds: %[5]s
-  rejoin_interval: 2s
-tls:
-  ca_file: %[6]s
-  cert_file: %[7]s
-  key_file: %[8]s
-  crl_file: %[9]s
-store:
-  dir: %[10]s
-  seal_key_file: %[11]s
-audit:
-  file: %[12]s
-vault:
-  ca_file: %[13]s
-  timeout: 2s
-  nodes:
-    - {name: vault-1, address: %[14]q}
-policy:
-  allow_roles:
-    - {role: unsealer, cidrs: [%[15]s/32]}
-  operators:
-    - {id: "spiffe://%[1]s/operator/oncall", cidrs: [%[16]s/32]}
-  rate_per_minute: 120
-  burst: 30
-metrics_listen: %[17]s
-log_level: info
-`, pkiTrustDomain, name, d.listen[name], d.gossip[name], d.seeds(name), d.path("ca", "ca.crt"), d.path("tls", "holder-"+name+".crt"),
-		d.path("tls", "holder-"+name+".key"), d.path("ca", "crl.pem"), filepath.Join(hd, "store"), filepath.Join(hd, "seal.key"),
-		filepath.Join(hd, "audit.log"), d.path("vault-ca", "ca.crt"), vaultURL, pkiUnsealerIP, pkiOperatorIP, d.metrics[name])
 	path := filepath.Join(hd, "holder.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+	err := holdercfg.Config{
+		ID: "spiffe://" + pkiTrustDomain + "/holder/" + name, Listen: d.listen[name],
+		GossipBind: d.gossip[name], Seeds: d.seeds(name), RejoinInterval: "2s",
+		CAFile: d.path("ca", "ca.crt"), CertFile: d.path("tls", "holder-"+name+".crt"), KeyFile: d.path("tls", "holder-"+name+".key"),
+		CRLFile:  d.path("ca", "crl.pem"),
+		StoreDir: filepath.Join(hd, "store"), SealKeyFile: filepath.Join(hd, "seal.key"), AuditFile: filepath.Join(hd, "audit.log"),
+		VaultCAFile: d.path("vault-ca", "ca.crt"), VaultURL: vaultURL,
+		UnsealerCIDR:  pkiUnsealerIP + "/32",
+		Operators:     []holdercfg.Operator{{ID: "spiffe://" + pkiTrustDomain + "/operator/oncall", CIDR: pkiOperatorIP + "/32"}},
+		Policy:        []string{"rate_per_minute: 120", "burst: 30"},
+		MetricsListen: d.metrics[name], LogLev: "info",
+	}.Write(path)
+	if err != nil {
 		d.t.Fatal(err)
 	}
 	p := d.process("holder-"+name, nil, d.bins.Holder, "run", "-c", path)
 	d.holders[name] = p
-	exited, exitErr := p.Exited()
-	for {
+	if err := harness.PollProcess(ctx, p, harness.DefaultPollInterval, "holder "+name+" to serve on "+d.listen[name], func() (bool, error) {
 		c, err := net.DialTimeout("tcp", d.listen[name], 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return
+		if err != nil {
+			return false, err
 		}
-		select {
-		case <-exited:
-			d.t.Fatalf("holder %s exited before it served: %v", name, exitErr())
-		case <-ctx.Done():
-			d.t.Fatalf("holder %s never served on %s: %v", name, d.listen[name], err)
-		case <-time.After(50 * time.Millisecond):
-		}
+		c.Close()
+		return true, nil
+	}); err != nil {
+		d.t.Fatal(err)
 	}
 }
 
 // seeds are every gossip address but self's.
-func (d *pkiDeployment) seeds(self string) string {
+func (d *pkiDeployment) seeds(self string) []string {
 	var s []string
 	for name, a := range d.gossip {
 		if name != self {
 			s = append(s, a)
 		}
 	}
-	return "[" + strings.Join(s, ", ") + "]"
+	return s
 }
 
 // writeUnsealerConfig writes the coordinator's config (gossip and metrics)
 // or the operator's (neither), both with the CA's CRL.
 func (d *pkiDeployment) writeUnsealerConfig(file, who, ip, vaultURL string, daemon bool) {
 	d.t.Helper()
-	var holders strings.Builder
-	for _, h := range pkiHolders {
-		fmt.Fprintf(&holders, "  - {id: \"spiffe://%s/holder/%s\", address: %q, shares: %d}\n", pkiTrustDomain, h.name, d.listen[h.name], h.shares)
-	}
-	gossip, metrics := `gossip: {bind: ""}`, `metrics_listen: ""`
-	if daemon {
-		gossip = fmt.Sprintf("gossip:\n  bind: %s\n  seeds: %s\n  rejoin_interval: 2s", d.gossip["unsealer"], d.seeds("unsealer"))
-		metrics = "metrics_listen: " + d.metrics["unsealer"]
-	}
 	base := strings.ReplaceAll(who, "/", "-")
-	cfg := fmt.Sprintf(`id: spiffe://%[1]s/%[2]s
-source_addr: %[3]s
-%[4]s
-tls:
-  ca_file: %[5]s
-  cert_file: %[6]s
-  key_file: %[7]s
-  crl_file: %[8]s
-holders:
-%[9]splan: {shares: 5, threshold: 3}
-vault:
-  ca_file: %[10]s
-  timeout: 5s
-  nodes:
-    - {name: vault-1, address: %[11]q}
-watch:
-  poll_interval: 1s
-  down_interval: 100ms
-  holder_timeout: 3s
-%[12]s
-log_level: info
-`, pkiTrustDomain, who, ip, gossip, d.path("ca", "ca.crt"), d.path("tls", base+".crt"), d.path("tls", base+".key"),
-		d.path("ca", "crl.pem"), holders.String(), d.path("vault-ca", "ca.crt"), vaultURL, metrics)
-	if err := os.WriteFile(d.path(file), []byte(cfg), 0o600); err != nil {
+	c := topology.UnsealerConfig{
+		ID: "spiffe://" + pkiTrustDomain + "/" + who, SourceAddr: ip,
+		CAFile: d.path("ca", "ca.crt"), CertFile: d.path("tls", base+".crt"), KeyFile: d.path("tls", base+".key"), CRLFile: d.path("ca", "crl.pem"),
+		VaultCAFile: d.path("vault-ca", "ca.crt"), VaultNodes: []holdercfg.VaultNode{{Name: "vault-1", Address: vaultURL}},
+		PollInterval: time.Second, DownInterval: 100 * time.Millisecond,
+		LogLevel: "info",
+	}
+	for _, h := range pkiHolders {
+		c.Holders = append(c.Holders, topology.UnsealerHolder{ID: "spiffe://" + pkiTrustDomain + "/holder/" + h.name, Address: d.listen[h.name], Shares: h.shares})
+	}
+	if daemon {
+		c.GossipBind, c.GossipSeeds, c.MetricsListen = d.gossip["unsealer"], d.seeds("unsealer"), d.metrics["unsealer"]
+	}
+	if err := c.Write(d.path(file)); err != nil {
 		d.t.Fatal(err)
 	}
 }

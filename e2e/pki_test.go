@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -126,16 +127,13 @@ func pkiFromCommands(t *testing.T, bins topology.Binaries) {
 	}
 	offset := topology.LogOffset(d.holders["a"])
 	d.cli(0, bins.Unsealer, "tls", "cert", "revoke", "--ca-dir", ca, "--cert", d.path("tls", "operator-oncall.crt"))
-	deadline := time.Now().Add(30 * time.Second)
-	for d.status(ctx, "operator.yaml").alive() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the holders still let the revoked operator in 30s after the CRL was rewritten")
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal(ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := harness.PollEvery(rctx, 100*time.Millisecond, "the holders to refuse the revoked operator", func() (bool, error) {
+		n := d.status(ctx, "operator.yaml").alive()
+		return n == 0, fmt.Errorf("%d holders still let it in", n)
+	}); err != nil {
+		t.Fatalf("%v (the CRL was rewritten 30s ago at most)", err)
 	}
 	entries, err := topology.FindLog(d.holders["a"], offset, map[string]string{"msg": "refused TLS client"})
 	if err != nil {

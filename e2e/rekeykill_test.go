@@ -111,21 +111,20 @@ func (b *bgCmd) exited() bool {
 
 // waitText polls the output for s until ctx ends or the command exits.
 func (b *bgCmd) waitText(ctx context.Context, s string) error {
-	for {
+	err := harness.PollEvery(ctx, 20*time.Millisecond, fmt.Sprintf("%q in the output of unsealer", s), func() (bool, error) {
+		exited := b.exited() // before reading: the output is complete then
 		if strings.Contains(b.out.String(), s) {
-			return nil
+			return true, nil
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("no %q in the output of unsealer: %w; output:\n%s", s, ctx.Err(), b.out.String())
-		case <-b.done:
-			if strings.Contains(b.out.String(), s) {
-				return nil
-			}
-			return fmt.Errorf("unsealer exited (%v) before printing %q; output:\n%s", b.err, s, b.out.String())
-		case <-time.After(20 * time.Millisecond):
+		if exited {
+			return false, harness.Stop(fmt.Errorf("unsealer exited (%v) before printing %q", b.err, s))
 		}
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w; output:\n%s", err, b.out.String())
 	}
+	return nil
 }
 
 // unsealsFromHolders restarts the node (kill -9 or stop) and unseals it

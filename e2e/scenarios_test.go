@@ -4,11 +4,13 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/keyshare/keyshare/e2e/harness"
 	"github.com/keyshare/keyshare/e2e/topology"
 )
 
@@ -93,11 +95,11 @@ func (s *story) freshInit(t *testing.T) {
 	// Gossip over mutual TLS: every holder sees the other holders and the
 	// coordinator alive (the coordinator learns holders' addresses from it).
 	for _, h := range topo.Holders {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := harness.PollEvery(gctx, 200*time.Millisecond, fmt.Sprintf("holder %s to see %d gossip members alive", h.Name, len(topo.Holders)+1), func() (bool, error) {
 			r, err := h.Status(ctx)
 			if err != nil {
-				t.Fatal(err)
+				return false, harness.Stop(err)
 			}
 			alive := 0
 			for _, p := range r.Peers {
@@ -105,13 +107,11 @@ func (s *story) freshInit(t *testing.T) {
 					alive++
 				}
 			}
-			if alive == len(topo.Holders)+1 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("holder %s sees %d gossip members alive, want %d: %+v (%s)", h.Name, alive, len(topo.Holders)+1, r.Peers, r.PeersError)
-			}
-			time.Sleep(200 * time.Millisecond)
+			return alive == len(topo.Holders)+1, fmt.Errorf("%d alive: %+v (%s)", alive, r.Peers, r.PeersError)
+		})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 	if len(seen) != 5 {

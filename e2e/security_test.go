@@ -3,13 +3,11 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/keyshare/keyshare/e2e/harness"
 	"github.com/keyshare/keyshare/e2e/topology"
 	"github.com/keyshare/keyshare/pkg/policy"
 	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
@@ -162,7 +161,7 @@ func (s *story) tamperedStore(t *testing.T) {
 
 	// Reported on both sides: the holder audits the failed release, and
 	// the coordinator names the holder.
-	if err := pollUntil(ctx, "holder a to audit a failed release", func() (bool, error) {
+	if err := harness.Poll(ctx, "holder a to audit a failed release", func() (bool, error) {
 		return len(auditEntries(t, a, `"event":"release"`, `"decision":"error"`)) > auditBefore, nil
 	}); err != nil {
 		// The coordinator may have had a threshold from b and c before it
@@ -200,29 +199,7 @@ func (s *story) noLeaks(t *testing.T) {
 	if n := s.known.Count(); n < 10 {
 		t.Errorf("only %d shares known (want generations 1 and 2, 10 shares): an earlier scenario failed; checking those", n)
 	}
-	leaks, files, err := s.known.Scan(s.topo.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range leaks {
-		t.Errorf("leak: %s", l)
-	}
-	t.Logf("searched %d files under %s for %d shares in 6 encodings each", files, s.topo.Dir, s.known.Count())
-	if files < 15 {
+	if files := checkNoLeaks(t, s.topo, &s.known); files < 15 {
 		t.Fatalf("searched only %d files: the logs are missing", files)
-	}
-	// The daemons run with -race: a race report in any log fails the run.
-	logs, err := filepath.Glob(filepath.Join(s.topo.LogDir, "*"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range logs {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if bytes.Contains(b, []byte("WARNING: DATA RACE")) {
-			t.Errorf("%s holds a data race report", p)
-		}
 	}
 }

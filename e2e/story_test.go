@@ -233,28 +233,6 @@ func auditEntries(t *testing.T, h *topology.Holder, subs ...string) []string {
 	return out
 }
 
-// pollUntil polls cond every 50 ms until it holds or ctx ends.
-func pollUntil(ctx context.Context, what string, cond func() (bool, error)) error {
-	var last error
-	for {
-		ok, err := cond()
-		if ok {
-			return nil
-		}
-		if err != nil {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			if last != nil {
-				return fmt.Errorf("timed out waiting for %s: %w (last: %w)", what, ctx.Err(), last)
-			}
-			return fmt.Errorf("timed out waiting for %s: %w", what, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
 // logIndices reads a share-index list from a daemon's log line.
 func logIndices(t *testing.T, e topology.LogEntry, key string) []int {
 	t.Helper()

@@ -37,6 +37,47 @@ func indent(text string) {
 	}
 }
 
+// initAndUnseal runs `unsealer init`, shows what the holders hold, and
+// waits for the coordinator to unseal the followers. It returns the active
+// node.
+func (d *demo) initAndUnseal(ctx context.Context) (*harness.VaultNode, error) {
+	topo := d.topo
+	step("unsealer init: Vault makes 5 shares, threshold 3; they are dealt 2/2/1 to the holders")
+	start := time.Now()
+	res, err := topo.Init(ctx)
+	if err != nil {
+		return nil, err
+	}
+	indent(res.Stderr)
+	tokenFile := filepath.Join(d.dir, "root-token")
+	if err := os.WriteFile(tokenFile, []byte(topo.RootToken()+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("failed to save the root token to %s: %w", tokenFile, err)
+	}
+	fmt.Printf("    (the root token init printed is saved in %s, mode 0600, not shown here)\n", tokenFile)
+	for _, h := range topo.Holders {
+		st, err := h.Status(ctx)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Printf("    holder status, %s: generation %d, shares %v of %d, store sealed on disk\n", h.Name, st.Current, st.Indices, st.TotalShares)
+	}
+
+	step("The followers join the raft cluster; the coordinator unseals them")
+	uctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for _, n := range topo.Vault.Nodes() {
+		if err := n.WaitUnsealed(uctx); err != nil {
+			return nil, err
+		}
+	}
+	leader, err := topo.Vault.WaitActive(uctx)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Printf("    all 3 nodes unsealed %s after init began; active node: %s\n", since(start), leader.Name)
+	return leader, nil
+}
+
 // show runs the whole demo once: start, init, status, restart a node.
 func (d *demo) show(ctx context.Context) error {
 	topo := d.topo
@@ -65,39 +106,10 @@ func (d *demo) show(ctx context.Context) error {
 	}
 	fmt.Println("    coordinator: \"vault node is not initialized; keyshare never initializes by itself: run 'unsealer init'\"")
 
-	step("unsealer init: Vault makes 5 shares, threshold 3; they are dealt 2/2/1 to the holders")
-	start = time.Now()
-	res, err := topo.Init(ctx)
+	leader, err := d.initAndUnseal(ctx)
 	if err != nil {
 		return err
 	}
-	indent(res.Stderr)
-	tokenFile := filepath.Join(d.dir, "root-token")
-	if err := os.WriteFile(tokenFile, []byte(topo.RootToken()+"\n"), 0o600); err != nil {
-		return fmt.Errorf("failed to save the root token to %s: %w", tokenFile, err)
-	}
-	fmt.Printf("    (the root token init printed is saved in %s, mode 0600, not shown here)\n", tokenFile)
-	for _, h := range topo.Holders {
-		st, err := h.Status(ctx)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("    holder status, %s: generation %d, shares %v of %d, store sealed on disk\n", h.Name, st.Current, st.Indices, st.TotalShares)
-	}
-
-	step("The followers join the raft cluster; the coordinator unseals them")
-	uctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	for _, n := range topo.Vault.Nodes() {
-		if err := n.WaitUnsealed(uctx); err != nil {
-			return err
-		}
-	}
-	leader, err := topo.Vault.WaitActive(uctx)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("    all 3 nodes unsealed %s after init began; active node: %s\n", since(start), leader.Name)
 
 	step("unsealer status")
 	if err := d.status(ctx); err != nil {

@@ -44,18 +44,11 @@ func VaultBinary(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, "bash", script)
-	cmd.Stdout = &out
-	cmd.Stderr = os.Stderr
-	// The script runs `go build`; cancel the whole process group.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Run(); err != nil {
+	out, err := RunBuildScript(ctx, script)
+	if err != nil {
 		return "", fmt.Errorf("failed to build vault with %s: %w", script, err)
 	}
-	p := strings.TrimSpace(out.String())
+	p := strings.TrimSpace(string(out))
 	if i := strings.LastIndexByte(p, '\n'); i >= 0 {
 		p = p[i+1:]
 	}
@@ -69,17 +62,40 @@ func VaultBinary(ctx context.Context) (string, error) {
 // DefaultBuildTimeout and fails the test if no binary can be had.
 func RequireVaultBinary(tb testing.TB) string {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), DefaultBuildTimeout)
+	return RequireBuilt(tb, "vault server binary", DefaultBuildTimeout, VaultBinary)
+}
+
+// RequireBuilt is for tests and benchmarks: it bounds find (which may
+// build something) by timeout, fails (never skips) the test with "no
+// <what>: <find's error>" if find fails, and logs how long a slow find took.
+func RequireBuilt[T any](tb testing.TB, what string, timeout time.Duration, find func(context.Context) (T, error)) T {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	start := time.Now()
-	p, err := VaultBinary(ctx)
+	v, err := find(ctx)
 	if err != nil {
-		tb.Fatalf("no vault server binary: %v", err)
+		tb.Fatalf("no %s: %v", what, err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
-		tb.Logf("vault binary ready in %s: %s", d.Round(time.Second), p)
+		tb.Logf("%s ready in %s", what, d.Round(time.Second))
 	}
-	return p
+	return v
+}
+
+// RunBuildScript runs script with bash and returns what it printed on
+// stdout; its progress goes to stderr. The script runs `go build`: the end
+// of ctx kills its whole process group.
+func RunBuildScript(ctx context.Context, script string) ([]byte, error) {
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, "bash", script)
+	cmd.Stdout = &out
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	err := cmd.Run()
+	return out.Bytes(), err
 }
 
 // CheckExecutable says whether p is an executable file, and why not.

@@ -17,6 +17,11 @@
 //     github.com/hashicorp/vault/api over TLS with only the CA trusted:
 //     WaitAPI, SealStatus, Health, Init, Unseal, UnsealAll, WaitActive and
 //     WaitRaftHealthy. Every wait polls with the caller's deadline.
+//   - Poll, PollEvery and PollProcess are the one way the e2e suite (this
+//     package, kubeharness, topology and the tests) waits: ask at once,
+//     then every interval, until done or the context's deadline; Stop ends
+//     a hopeless wait at once, and PollProcess ends when the process exits,
+//     quoting its log. Never a bare sleep.
 //
 // Unseal keys and the root token are returned to the caller and never
 // printed: InitResult redacts them from fmt and slog.

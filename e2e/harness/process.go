@@ -161,6 +161,15 @@ func (p *Process) Kill() error {
 	return p.signal(syscall.SIGKILL, 0)
 }
 
+// KillIfRunning is Kill for cleanups: a process that is not running (never
+// started, exited, or killed already) is no error.
+func (p *Process) KillIfRunning() error {
+	if err := p.Kill(); err != nil && !errors.Is(err, ErrNotRunning) {
+		return err
+	}
+	return nil
+}
+
 // Restart stops the process (if running) and starts it again.
 func (p *Process) Restart() error {
 	if err := p.Stop(); err != nil && !errors.Is(err, ErrNotRunning) {

@@ -1,7 +1,9 @@
 package harness
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -60,10 +62,14 @@ func TestProcess(t *testing.T) {
 		if err := p.Kill(); !errors.Is(err, ErrNotRunning) {
 			t.Fatalf("Kill of a stopped process: %v, want ErrNotRunning", err)
 		}
+		if err := p.KillIfRunning(); err != nil {
+			t.Fatalf("KillIfRunning of a stopped process: %v, want nil", err)
+		}
 	}
 	tests := map[string]tc{
 		"ok/stop":                 {script: "echo hello; exec sleep 60", act: (*Process).Stop},
 		"ok/kill":                 {script: "exec sleep 60", act: (*Process).Kill},
+		"ok/kill if running":      {script: "exec sleep 60", act: (*Process).KillIfRunning},
 		"ok/stop escalates":       {script: "trap '' TERM; echo ready; sleep 60 & wait", act: (*Process).Stop, took: 300 * time.Millisecond, ready: true},
 		"ok/restart then kill":    {script: "exec sleep 60", act: func(p *Process) error { return errors.Join(p.Restart(), p.Kill()) }},
 		"ok/exits on its own":     {script: "sleep 1; exit 3", act: waitExit},
@@ -127,15 +133,15 @@ func waitLog(t *testing.T, p *Process, substr string) { waitLogCount(t, p, subst
 // waitLogCount polls p's log until substr appears n times, for 10 s at most.
 func waitLogCount(t *testing.T, p *Process, substr string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		tail, err := p.LogTail(1000)
-		if err == nil && strings.Count(tail, substr) >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("log of %s never held %q %d times:\n%s", p.Name, substr, n, tail)
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval, bounded by the deadline above
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var tail string
+	err := PollEvery(ctx, 5*time.Millisecond, fmt.Sprintf("%q %d times in the log of %s", substr, n, p.Name), func() (bool, error) {
+		var err error
+		tail, err = p.LogTail(1000)
+		return err == nil && strings.Count(tail, substr) >= n, err
+	})
+	if err != nil {
+		t.Fatalf("%v:\n%s", err, tail)
 	}
 }

@@ -35,23 +35,21 @@ func (n *VaultNode) RaftState(ctx context.Context, token string) (*api.Autopilot
 // non-voters and are promoted after autopilot's stabilization time (10 s by
 // default), and a restarted node is healthy again once it has caught up.
 func (c *VaultCluster) WaitRaftHealthy(ctx context.Context, token string) (*api.AutopilotState, error) {
-	var last error
-	for {
-		st, err := c.raftStateOnce(ctx, token)
-		switch {
-		case err != nil:
-			last = err
-		case c.raftProblem(st) != "":
-			last = fmt.Errorf("raft not healthy yet: %s", c.raftProblem(st))
-		default:
-			return st, nil
+	var st *api.AutopilotState
+	err := PollEvery(ctx, 10*pollInterval, "every vault node to be a healthy raft voter", func() (bool, error) {
+		var err error
+		if st, err = c.raftStateOnce(ctx, token); err != nil {
+			return false, err
 		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("timed out waiting for every vault node to be a healthy raft voter: %w (last: %w)", ctx.Err(), last)
-		case <-time.After(10 * pollInterval):
+		if p := c.raftProblem(st); p != "" {
+			return false, fmt.Errorf("raft not healthy yet: %s", p)
 		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return st, nil
 }
 
 func (c *VaultCluster) raftStateOnce(ctx context.Context, token string) (*api.AutopilotState, error) {
@@ -126,27 +124,13 @@ func (c *VaultCluster) WaitReplicated(ctx context.Context, token string) error {
 
 // waitApplied polls sys/leader on n until it has applied raft index idx.
 func (n *VaultNode) waitApplied(ctx context.Context, idx uint64) error {
-	var applied uint64
-	var last error
-	for {
+	return PollEvery(ctx, pollInterval, fmt.Sprintf("%s to apply raft index %d", n, idx), func() (bool, error) {
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		defer cancel()
 		l, err := n.Leader(actx)
-		cancel()
-		switch {
-		case err != nil:
-			last = err
-		case l.RaftAppliedIndex >= idx:
-			return nil
-		default:
-			applied = l.RaftAppliedIndex
+		if err != nil {
+			return false, err
 		}
-		select {
-		case <-ctx.Done():
-			if last != nil {
-				return fmt.Errorf("timed out waiting for %s to apply raft index %d (applied %d): %w (last error: %w)", n, idx, applied, ctx.Err(), last)
-			}
-			return fmt.Errorf("timed out waiting for %s to apply raft index %d (applied %d): %w", n, idx, applied, ctx.Err())
-		case <-time.After(pollInterval):
-		}
-	}
+		return l.RaftAppliedIndex >= idx, fmt.Errorf("applied %d", l.RaftAppliedIndex)
+	})
 }

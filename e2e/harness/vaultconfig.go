@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/hashicorp/vault/api"
+
 	"github.com/keyshare/keyshare/internal/testkit/devpki"
 )
 

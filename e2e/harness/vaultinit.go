@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/hashicorp/vault/api"
 )
@@ -130,7 +129,7 @@ func (c *VaultCluster) WaitActive(ctx context.Context) (*VaultNode, error) {
 // the answers (nil for a node that did not answer).
 func (c *VaultCluster) pollHealth(ctx context.Context, what string, done func(map[*VaultNode]*api.HealthResponse) bool) error {
 	var last error
-	for {
+	return PollEvery(ctx, pollInterval, what, func() (bool, error) {
 		hs := map[*VaultNode]*api.HealthResponse{}
 		for _, n := range c.nodes {
 			if !n.Process.Running() {
@@ -145,17 +144,13 @@ func (c *VaultCluster) pollHealth(ctx context.Context, what string, done func(ma
 			hs[n] = h
 		}
 		if len(hs) > 0 && done(hs) {
-			return nil
+			return true, nil
 		}
-		select {
-		case <-ctx.Done():
-			if last != nil {
-				return fmt.Errorf("timed out waiting for %s (%s): %w (last error: %w)", what, c.describe(hs), ctx.Err(), last)
-			}
-			return fmt.Errorf("timed out waiting for %s (%s): %w", what, c.describe(hs), ctx.Err())
-		case <-time.After(pollInterval):
+		if last != nil {
+			return false, fmt.Errorf("%s (last error: %w)", c.describe(hs), last)
 		}
-	}
+		return false, errors.New(c.describe(hs))
+	})
 }
 
 // describe summarizes health answers, in node order, for a timeout message.

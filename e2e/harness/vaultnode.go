@@ -145,29 +145,21 @@ func (n *VaultNode) WaitInitialized(ctx context.Context) (*api.SealStatusRespons
 
 // waitStatus polls seal-status until ok accepts an answer.
 func (n *VaultNode) waitStatus(ctx context.Context, what string, ok func(*api.SealStatusResponse) bool) (*api.SealStatusResponse, error) {
-	exited, exitErr := n.Process.Exited()
-	var last error
-	for {
+	var st *api.SealStatusResponse
+	err := PollProcess(ctx, n.Process, pollInterval, n.String()+" to be "+what, func() (bool, error) {
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-		st, err := n.SealStatus(actx)
-		cancel()
-		if err == nil && ok(st) {
-			return st, nil
+		defer cancel()
+		var err error
+		if st, err = n.SealStatus(actx); err != nil {
+			return false, err
 		}
-		if err != nil {
-			last = err
-		} else {
-			last = fmt.Errorf("%s answered sealed=%t initialized=%t progress=%d/%d",
-				n, st.Sealed, st.Initialized, st.Progress, st.T)
-		}
-		select {
-		case <-exited:
-			return nil, fmt.Errorf("%s exited before it was %s: %w; see %s", n, what, exitErr(), n.Process.LogPath)
-		case <-ctx.Done():
-			return nil, fmt.Errorf("timed out waiting for %s to be %s: %w (last: %w)", n, what, ctx.Err(), last)
-		case <-time.After(pollInterval):
-		}
+		return ok(st), fmt.Errorf("%s answered sealed=%t initialized=%t progress=%d/%d",
+			n, st.Sealed, st.Initialized, st.Progress, st.T)
+	})
+	if err != nil {
+		return nil, err
 	}
+	return st, nil
 }
 
 // ErrNotEnoughKeys is returned by Unseal when every key was submitted and

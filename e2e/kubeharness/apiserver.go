@@ -213,19 +213,11 @@ func (a *APIServer) reset() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.clients = nil
-	if a.http != nil {
-		a.http.CloseIdleConnections()
-		a.http = nil
-	}
+	dropHTTP(&a.http)
 }
 
 // Close kills the apiserver if it runs.
 func (a *APIServer) Close() error {
 	a.reset()
-	if a.Process.Running() {
-		if err := a.Process.Kill(); err != nil && !errors.Is(err, harness.ErrNotRunning) {
-			return err
-		}
-	}
-	return nil
+	return a.Process.KillIfRunning()
 }

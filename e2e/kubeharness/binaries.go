@@ -6,9 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -50,18 +48,11 @@ func FindBinaries(ctx context.Context) (Binaries, error) {
 		if err != nil {
 			return Binaries{}, err
 		}
-		var out bytes.Buffer
-		cmd := exec.CommandContext(ctx, "bash", script)
-		cmd.Stdout = &out
-		cmd.Stderr = os.Stderr
-		// The script runs `go build`; cancel the whole process group.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-		cmd.WaitDelay = 5 * time.Second
-		if err := cmd.Run(); err != nil {
+		out, err := harness.RunBuildScript(ctx, script)
+		if err != nil {
 			return Binaries{}, fmt.Errorf("failed to build kube-apiserver and etcd with %s: %w", script, err)
 		}
-		if b, err = parseBuildOutput(out.Bytes()); err != nil {
+		if b, err = parseBuildOutput(out); err != nil {
 			return Binaries{}, fmt.Errorf("%s: %w", script, err)
 		}
 	}
@@ -102,16 +93,12 @@ func parseBuildOutput(out []byte) (Binaries, error) {
 // binary, saying how to get one.
 func RequireBinaries(tb testing.TB) Binaries {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), DefaultBuildTimeout)
-	defer cancel()
-	start := time.Now()
-	b, err := FindBinaries(ctx)
-	if err != nil {
-		tb.Fatalf("no kube-apiserver/etcd binaries: %v (build them with %s, or set $%s, $%s and $%s)",
-			err, buildScript, EnvAPIServerBin, EnvEtcdBin, EnvEtcdctlBin)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		tb.Logf("kube-apiserver and etcd ready in %s", d.Round(time.Second))
-	}
-	return b
+	return harness.RequireBuilt(tb, "kube-apiserver/etcd binaries", DefaultBuildTimeout, func(ctx context.Context) (Binaries, error) {
+		b, err := FindBinaries(ctx)
+		if err != nil {
+			return b, fmt.Errorf("%w (build them with %s, or set $%s, $%s and $%s)",
+				err, buildScript, EnvAPIServerBin, EnvEtcdBin, EnvEtcdctlBin)
+		}
+		return b, nil
+	})
 }

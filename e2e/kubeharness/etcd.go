@@ -223,19 +223,20 @@ func (e *Etcd) reset() {
 		_ = e.cli.Close()
 		e.cli = nil
 	}
-	if e.health != nil {
-		e.health.CloseIdleConnections()
-		e.health = nil
+	dropHTTP(&e.health)
+}
+
+// dropHTTP closes a cached HTTP client's idle connections and forgets it,
+// so that the next request makes a new one (after a restart or new ports).
+func dropHTTP(c **http.Client) {
+	if *c != nil {
+		(*c).CloseIdleConnections()
+		*c = nil
 	}
 }
 
 // Close closes the clients and kills etcd if it runs.
 func (e *Etcd) Close() error {
 	e.reset()
-	if e.Process.Running() {
-		if err := e.Process.Kill(); err != nil && !errors.Is(err, harness.ErrNotRunning) {
-			return err
-		}
-	}
-	return nil
+	return e.Process.KillIfRunning()
 }

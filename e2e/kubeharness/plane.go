@@ -273,10 +273,8 @@ func (c *ControlPlane) Close() error {
 		errs = append(errs, h.APIServer.Close())
 	}
 	for _, h := range c.Hosts {
-		if h.Plugin != nil && h.Plugin.Process.Running() {
-			if err := h.Plugin.Process.Kill(); err != nil && !errors.Is(err, harness.ErrNotRunning) {
-				errs = append(errs, err)
-			}
+		if h.Plugin != nil {
+			errs = append(errs, h.Plugin.Process.KillIfRunning())
 		}
 	}
 	errs = append(errs, c.Etcd.Close())

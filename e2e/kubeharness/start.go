@@ -2,8 +2,6 @@ package kubeharness
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -46,35 +44,20 @@ func startPicking(ctx context.Context, p *harness.Process, pick func() error, re
 		if attempt >= startAttempts || !portTaken(p, off) {
 			return err
 		}
-		if p.Running() {
-			if kerr := p.Kill(); kerr != nil && !errors.Is(kerr, harness.ErrNotRunning) {
-				return kerr
-			}
+		if kerr := p.KillIfRunning(); kerr != nil {
+			return kerr
 		}
 	}
 }
 
 // waitReady polls ready until it returns nil, p exits, or ctx ends.
 func waitReady(ctx context.Context, p *harness.Process, ready func(context.Context) error) error {
-	exited, exitErr := p.Exited()
-	var last error
-	for {
+	return harness.PollProcess(ctx, p, pollInterval, p.Name+" to be ready", func() (bool, error) {
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		defer cancel()
 		err := ready(actx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		last = err
-		select {
-		case <-exited:
-			tail, _ := p.LogTail(15)
-			return fmt.Errorf("%s exited before it was ready (%v); last lines of %s:\n%s", p.Name, exitErr(), p.LogPath, tail)
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready: %w (last: %w); its log is %s", p.Name, ctx.Err(), last, p.LogPath)
-		case <-time.After(pollInterval):
-		}
-	}
+		return err == nil, err
+	})
 }
 
 // portTaken reports whether p's log after off says a port was taken.

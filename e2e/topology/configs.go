@@ -4,19 +4,31 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
+
+	"github.com/keyshare/keyshare/internal/testkit/holdercfg"
 )
 
-// vaultNodesYAML lists the Vault nodes for a holder or unsealer config.
+// vaultNodesYAML lists the Vault nodes for a kmsplugin config.
 func (t *Topology) vaultNodesYAML() string {
 	var b strings.Builder
-	for _, n := range t.Vault.Nodes() {
-		fmt.Fprintf(&b, "    - {name: %s, address: %q}\n", n.Name, n.APIAddr())
+	for _, n := range t.vaultNodes() {
+		fmt.Fprintf(&b, "    - {name: %s, address: %q}\n", n.Name, n.Address)
 	}
 	return b.String()
 }
 
+// vaultNodes are the Vault nodes, by name and API address.
+func (t *Topology) vaultNodes() []holdercfg.VaultNode {
+	var out []holdercfg.VaultNode
+	for _, n := range t.Vault.Nodes() {
+		out = append(out, holdercfg.VaultNode{Name: n.Name, Address: n.APIAddr()})
+	}
+	return out
+}
+
 // gossipSeeds are every gossip address but self, of those bound already.
-func (t *Topology) gossipSeeds(self string) string {
+func (t *Topology) gossipSeeds(self string) []string {
 	var seeds []string
 	for _, h := range t.Holders {
 		if h.GossipAddr != self && !unbound(h.GossipAddr) {
@@ -26,92 +38,115 @@ func (t *Topology) gossipSeeds(self string) string {
 	if t.gossipAddr != self && !unbound(t.gossipAddr) {
 		seeds = append(seeds, t.gossipAddr)
 	}
-	return "[" + strings.Join(seeds, ", ") + "]"
+	return seeds
 }
 
+// writeHolderConfig writes h's config. Shares go to the unsealer role only
+// from the coordinator's host. The topology has one operator identity; the
+// two-operator rekey rule is tested in cmd/holder TestHolderRekeyRelease and
+// pkg/policy.
 func (t *Topology) writeHolderConfig(h *Holder) error {
-	cfg := fmt.Sprintf(`# holder %[1]s of the local keyshare topology (written by e2e/topology)
-id: %[2]s
-listen: %[3]s
-gossip:
-  bind: %[4]s
-  seeds: %[5]s
-  rejoin_interval: 2s
-tls:
-  ca_file: %[6]s
-  cert_file: %[7]s
-  key_file: %[8]s
-store:
-  dir: %[9]s
-  seal_key_file: %[10]s
-audit:
-  file: %[11]s
-vault:
-  ca_file: %[12]s
-  timeout: 2s
-  nodes:
-%[13]s
-policy:
-  # Shares go to the unsealer role only from the coordinator's host.
-  allow_roles:
-    - {role: unsealer, cidrs: [%[14]s/32]}
-  operators:
-    - {id: "spiffe://%[15]s/operator/oncall", cidrs: [%[16]s/32]}
-  rate_per_minute: 120
-  burst: 30
-  operator_rate_per_minute: %[19]d
-  operator_burst: %[20]d
-  # The topology has one operator identity; the two-operator rekey rule
-  # is tested in cmd/holder TestHolderRekeyRelease and pkg/policy.
-  rekey_approvals: 1
-metrics_listen: %[17]s
-log_level: %[18]s
-`, h.Name, h.ID, h.Listen, h.GossipAddr, t.gossipSeeds(h.GossipAddr), t.CAPath, h.certPath, h.keyPath,
-		h.StoreDir, h.SealKeyPath, h.AuditPath, t.Vault.CAPath, t.vaultNodesYAML(), CoordinatorIP,
-		TrustDomain, OperatorIP, h.MetricsAddr, t.opts.LogLevel, t.opts.OperatorRatePerMinute, t.opts.OperatorBurst)
-	return writeConfig(h.ConfigPath, cfg)
+	return holdercfg.Config{
+		ID: h.ID, Listen: h.Listen,
+		GossipBind: h.GossipAddr, Seeds: t.gossipSeeds(h.GossipAddr), RejoinInterval: "2s",
+		CAFile: t.CAPath, CertFile: h.certPath, KeyFile: h.keyPath,
+		StoreDir: h.StoreDir, SealKeyFile: h.SealKeyPath, AuditFile: h.AuditPath,
+		VaultCAFile: t.Vault.CAPath, VaultNodes: t.vaultNodes(),
+		UnsealerCIDR: CoordinatorIP + "/32",
+		Operators:    []holdercfg.Operator{{ID: "spiffe://" + TrustDomain + "/operator/oncall", CIDR: OperatorIP + "/32"}},
+		Policy: []string{"rate_per_minute: 120", "burst: 30",
+			fmt.Sprintf("operator_rate_per_minute: %d", t.opts.OperatorRatePerMinute),
+			fmt.Sprintf("operator_burst: %d", t.opts.OperatorBurst), "rekey_approvals: 1"},
+		MetricsListen: h.MetricsAddr, LogLev: t.opts.LogLevel,
+	}.Write(h.ConfigPath)
 }
 
 // writeUnsealerConfig writes the config of the coordinator (with gossip
 // and metrics) or of the operator (neither).
 func (t *Topology) writeUnsealerConfig(path, who, ip string, daemon bool) error {
-	var holders strings.Builder
-	for _, h := range t.Holders {
-		fmt.Fprintf(&holders, "  - {id: %q, address: %q, shares: %d}\n", h.ID, h.Listen, h.Shares)
-	}
-	gossip, metrics := `gossip: {bind: ""}`, `metrics_listen: ""`
-	if daemon {
-		gossip = fmt.Sprintf("gossip:\n  bind: %s\n  seeds: %s\n  rejoin_interval: 2s", t.gossipAddr, t.gossipSeeds(t.gossipAddr))
-		metrics = "metrics_listen: " + t.CoordinatorMetrics
-	}
 	base := strings.ReplaceAll(who, "/", "-")
-	cfg := fmt.Sprintf(`# %[1]s of the local keyshare topology (written by e2e/topology)
-id: spiffe://%[2]s/%[1]s
-source_addr: %[3]s
-%[4]s
-tls:
-  ca_file: %[5]s
-  cert_file: %[6]s
-  key_file: %[7]s
-holders:
-%[8]splan: {shares: 5, threshold: 3}
-vault:
-  ca_file: %[9]s
-  timeout: 5s
-  nodes:
-%[10]s
-watch:
-  poll_interval: %[11]s
-  down_interval: %[14]s
-  stale_progress_after: %[15]s
-  holder_timeout: 3s
-%[12]s
-log_level: %[13]s
-`, who, TrustDomain, ip, gossip, t.CAPath, t.path("tls", base+".crt"), t.path("tls", base+".key"),
-		holders.String(), t.Vault.CAPath, t.vaultNodesYAML(), t.opts.PollInterval, metrics, t.opts.LogLevel,
-		t.opts.DownInterval, t.opts.StaleProgressAfter)
-	return writeConfig(path, cfg)
+	c := UnsealerConfig{
+		ID: "spiffe://" + TrustDomain + "/" + who, SourceAddr: ip,
+		CAFile: t.CAPath, CertFile: t.path("tls", base+".crt"), KeyFile: t.path("tls", base+".key"),
+		VaultCAFile: t.Vault.CAPath, VaultNodes: t.vaultNodes(),
+		PollInterval: t.opts.PollInterval, DownInterval: t.opts.DownInterval, StaleProgressAfter: t.opts.StaleProgressAfter,
+		LogLevel: t.opts.LogLevel,
+	}
+	for _, h := range t.Holders {
+		c.Holders = append(c.Holders, UnsealerHolder{ID: h.ID, Address: h.Listen, Shares: h.Shares})
+	}
+	if daemon {
+		c.GossipBind, c.GossipSeeds, c.MetricsListen = t.gossipAddr, t.gossipSeeds(t.gossipAddr), t.CoordinatorMetrics
+	}
+	return c.Write(path)
 }
+
+// UnsealerConfig is an unsealer's YAML config (the coordinator's or the
+// operator's), for the topology and for tests that deploy keyshare their
+// own way (e2e/pki_deploy_test.go). Empty optional fields are left out.
+type UnsealerConfig struct {
+	ID, SourceAddr string
+	// GossipBind and GossipSeeds turn gossip on; empty, it is off (the
+	// operator's config).
+	GossipBind  string
+	GossipSeeds []string
+	CAFile      string
+	CertFile    string
+	KeyFile     string
+	CRLFile     string // optional
+	Holders     []UnsealerHolder
+	VaultCAFile string
+	VaultNodes  []holdercfg.VaultNode
+	// PollInterval, DownInterval and StaleProgressAfter are the watch
+	// section's; zero leaves one out.
+	PollInterval, DownInterval, StaleProgressAfter time.Duration
+	// MetricsListen empty turns the metrics off.
+	MetricsListen string
+	LogLevel      string
+}
+
+// UnsealerHolder is one entry of holders.
+type UnsealerHolder struct {
+	ID, Address string
+	Shares      int
+}
+
+// YAML renders c.
+func (c UnsealerConfig) YAML() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "id: %s\nsource_addr: %s\n", c.ID, c.SourceAddr)
+	if c.GossipBind == "" {
+		b.WriteString("gossip: {bind: \"\"}\n")
+	} else {
+		fmt.Fprintf(&b, "gossip:\n  bind: %s\n  seeds: [%s]\n  rejoin_interval: 2s\n", c.GossipBind, strings.Join(c.GossipSeeds, ", "))
+	}
+	fmt.Fprintf(&b, "tls:\n  ca_file: %s\n  cert_file: %s\n  key_file: %s\n", c.CAFile, c.CertFile, c.KeyFile)
+	if c.CRLFile != "" {
+		fmt.Fprintf(&b, "  crl_file: %s\n", c.CRLFile)
+	}
+	b.WriteString("holders:\n")
+	for _, h := range c.Holders {
+		fmt.Fprintf(&b, "  - {id: %q, address: %q, shares: %d}\n", h.ID, h.Address, h.Shares)
+	}
+	fmt.Fprintf(&b, "plan: {shares: 5, threshold: 3}\nvault:\n  ca_file: %s\n  timeout: 5s\n  nodes:\n", c.VaultCAFile)
+	for _, n := range c.VaultNodes {
+		fmt.Fprintf(&b, "    - {name: %s, address: %q}\n", n.Name, n.Address)
+	}
+	b.WriteString("watch:\n")
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"poll_interval", c.PollInterval}, {"down_interval", c.DownInterval}, {"stale_progress_after", c.StaleProgressAfter}} {
+		if d.v != 0 {
+			fmt.Fprintf(&b, "  %s: %s\n", d.key, d.v)
+		}
+	}
+	fmt.Fprintf(&b, "  holder_timeout: 3s\nmetrics_listen: %q\nlog_level: %s\n", c.MetricsListen, c.LogLevel)
+	return b.String()
+}
+
+// Write writes c to path, mode 0600.
+func (c UnsealerConfig) Write(path string) error { return writeConfig(path, c.YAML()) }
 
 func writeConfig(path, cfg string) error {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {

@@ -70,22 +70,15 @@ func (h *Holder) String() string { return "holder " + h.Name + " (" + h.Listen +
 // WaitServing waits until the holder accepts connections on its share
 // service (it listens only once its store opened), or its process exits.
 func (h *Holder) WaitServing(ctx context.Context) error {
-	exited, exitErr := h.Process.Exited()
-	for {
+	return harness.PollProcess(ctx, h.Process, harness.DefaultPollInterval, h.String()+" to serve", func() (bool, error) {
 		d := net.Dialer{Timeout: 200 * time.Millisecond}
 		c, err := d.DialContext(ctx, "tcp", h.Listen)
-		if err == nil {
-			c.Close()
-			return nil
+		if err != nil {
+			return false, err
 		}
-		select {
-		case <-exited:
-			return fmt.Errorf("%s exited before it served: %w; see %s", h, exitErr(), h.Process.LogPath)
-		case <-ctx.Done():
-			return fmt.Errorf("timed out waiting for %s to serve: %w (last: %w)", h, ctx.Err(), err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		c.Close()
+		return true, nil
+	})
 }
 
 // Status runs `holder status --json`.

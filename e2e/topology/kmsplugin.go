@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io/fs"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -171,43 +169,15 @@ func (l SecretLeak) String() string {
 // a share could take. Secrets shorter than 8 bytes are refused: they would
 // match by chance.
 func ScanSecrets(secrets map[string][]byte, roots ...string) ([]SecretLeak, int, error) {
-	type needle struct{ text, name, enc string }
-	var needles []needle
+	var needles []needle[SecretLeak]
 	for name, v := range secrets {
 		if len(v) < 8 {
 			return nil, 0, fmt.Errorf("secret %s is %d bytes: too short to scan for", name, len(v))
 		}
-		needles = append(needles, needle{string(v), name, "raw"})
+		needles = append(needles, needle[SecretLeak]{string(v), SecretLeak{Name: name, Encoding: "raw"}})
 		for _, e := range encodings {
-			needles = append(needles, needle{e.enc(v), name, e.name})
+			needles = append(needles, needle[SecretLeak]{e.enc(v), SecretLeak{Name: name, Encoding: e.name}})
 		}
 	}
-	var leaks []SecretLeak
-	files := 0
-	for _, root := range roots {
-		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			st, err := os.Stat(path)
-			if err != nil || !st.Mode().IsRegular() {
-				return nil
-			}
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return fmt.Errorf("failed to read %s for the leak check: %w", path, err)
-			}
-			files++
-			for _, n := range needles {
-				if bytes.Contains(b, []byte(n.text)) {
-					leaks = append(leaks, SecretLeak{File: path, Name: n.name, Encoding: n.enc})
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return leaks, files, err
-		}
-	}
-	return leaks, files, nil
+	return scanFiles(roots, needles, func(l SecretLeak, file string) SecretLeak { l.File = file; return l })
 }

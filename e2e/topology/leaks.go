@@ -91,21 +91,31 @@ var encodings = []struct {
 // files) and reports each known share found in any encoding. It returns
 // how many files it read.
 func (k *KnownShares) Scan(roots ...string) ([]Leak, int, error) {
-	type needle struct {
-		text string
-		leak Leak
-	}
-	var needles []needle
+	var needles []needle[Leak]
 	k.mu.Lock()
 	for g, byIdx := range k.gen {
 		for i, v := range byIdx {
 			for _, e := range encodings {
-				needles = append(needles, needle{e.enc(v), Leak{Generation: g, Index: i, Encoding: e.name}})
+				needles = append(needles, needle[Leak]{e.enc(v), Leak{Generation: g, Index: i, Encoding: e.name}})
 			}
 		}
 	}
 	k.mu.Unlock()
-	var leaks []Leak
+	return scanFiles(roots, needles, func(l Leak, file string) Leak { l.File = file; return l })
+}
+
+// needle is a text to look for in files and the leak to report, without
+// its File, where it is found.
+type needle[L any] struct {
+	text string
+	leak L
+}
+
+// scanFiles reads every regular file under roots (following symlinked
+// files) and returns each needle found, as at(leak, file), and how many
+// files it read.
+func scanFiles[L any](roots []string, needles []needle[L], at func(leak L, file string) L) ([]L, int, error) {
+	var leaks []L
 	files := 0
 	for _, root := range roots {
 		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
@@ -126,9 +136,7 @@ func (k *KnownShares) Scan(roots ...string) ([]Leak, int, error) {
 			files++
 			for _, n := range needles {
 				if bytes.Contains(b, []byte(n.text)) {
-					l := n.leak
-					l.File = path
-					leaks = append(leaks, l)
+					leaks = append(leaks, at(n.leak, path))
 				}
 			}
 			return nil

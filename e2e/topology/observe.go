@@ -83,17 +83,19 @@ func matches(e LogEntry, want map[string]string) bool {
 // WaitLog polls p's log after offset until a line matches want, and
 // returns the first such line.
 func WaitLog(ctx context.Context, p *harness.Process, offset int64, want map[string]string) (LogEntry, error) {
-	for {
+	var found LogEntry
+	err := harness.Poll(ctx, fmt.Sprintf("a log line %v from %s (%s)", want, p.Name, p.LogPath), func() (bool, error) {
 		es, err := FindLog(p, offset, want)
-		if err == nil && len(es) > 0 {
-			return es[0], nil
+		if err != nil || len(es) == 0 {
+			return false, err
 		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("timed out waiting for a log line %v from %s (%s): %w", want, p.Name, p.LogPath, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
+		found = es[0]
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return found, nil
 }
 
 // Metrics fetches the Prometheus text exposition at addr (host:port).

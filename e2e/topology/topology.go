@@ -394,11 +394,7 @@ func (t *Topology) Close() error {
 		daemons = append(daemons, h.Process)
 	}
 	for _, p := range daemons {
-		if p.Running() {
-			if err := p.Kill(); err != nil && !errors.Is(err, harness.ErrNotRunning) {
-				errs = append(errs, err)
-			}
-		}
+		errs = append(errs, p.KillIfRunning())
 	}
 	if err := t.Vault.Close(); err != nil {
 		errs = append(errs, err)

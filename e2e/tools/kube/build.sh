@@ -23,6 +23,8 @@ etcd="$cache/etcd-v$ETCD_VERSION/etcd"
 etcdctl="$cache/etcd-v$ETCD_VERSION/etcdctl"
 
 log() { printf 'kube-build: %s\n' "$*" >&2; }
+# shellcheck source=e2e/tools/lib.sh
+. "$here/../lib.sh"
 
 # Each check runs the binary and looks for its exact version.
 ok_apiserver() { [ -x "$1" ] && "$1" --version 2>/dev/null | grep -qx "Kubernetes v$KUBE_VERSION"; }
@@ -47,22 +49,13 @@ if all_ok; then print; exit 0; fi
 
 mkdir -p "$cache" "$(dirname "$apiserver")" "$(dirname "$etcd")"
 # One build at a time, even when several test processes ask at once.
-exec 9>"$cache/kube-v$KUBE_VERSION-etcd-v$ETCD_VERSION.lock"
-flock 9
+build_lock "$cache/kube-v$KUBE_VERSION-etcd-v$ETCD_VERSION.lock"
 if all_ok; then print; exit 0; fi
 
 cd "$here"
 start=$(date +%s)
-(
-  while sleep 30; do log "still building ($(( $(date +%s) - start )) s so far)"; done
-) &
-ticker=$!
-trap 'kill $ticker 2>/dev/null || true' EXIT
-# go.sum is committed; tidy only fills it in if it is missing entries.
-if [ ! -s go.sum ]; then
-  log "go.sum missing: running go mod tidy"
-  GOFLAGS=-mod=mod go mod tidy >&2
-fi
+progress_ticker
+tidy_go_sum
 
 # build NAME PACKAGE OUT [LDFLAGS...]: go build into a temporary file next to
 # OUT, then rename, so a killed build never leaves a half-written binary.

@@ -14,6 +14,8 @@ cache=${KEYSHARE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/keyshare}
 out="$cache/vault-$VERSION/vault"
 
 log() { printf 'vault-build: %s\n' "$*" >&2; }
+# shellcheck source=e2e/tools/lib.sh
+. "$here/../lib.sh"
 
 if [ -n "${KEYSHARE_VAULT_BIN:-}" ] && [ -x "$KEYSHARE_VAULT_BIN" ]; then
   echo "$KEYSHARE_VAULT_BIN"; exit 0
@@ -27,8 +29,7 @@ fi
 
 mkdir -p "$(dirname "$out")"
 # One build at a time, even when several test processes ask at once.
-exec 9>"$cache/vault-$VERSION.lock"
-flock 9
+build_lock "$cache/vault-$VERSION.lock"
 if [ -x "$out" ] && "$out" version 2>/dev/null | grep -q "Vault v$VERSION"; then
   echo "$out"; exit 0
 fi
@@ -37,16 +38,8 @@ log "building Vault v$VERSION from the Go module proxy into $out"
 log "this takes about 11 minutes on a cold machine, about 30 s with a warm Go build cache"
 cd "$here"
 start=$(date +%s)
-(
-  while sleep 30; do log "still building ($(( $(date +%s) - start )) s so far)"; done
-) &
-ticker=$!
-trap 'kill $ticker 2>/dev/null || true' EXIT
-# go.sum is committed; tidy only fills it in if it is missing entries.
-if [ ! -s go.sum ]; then
-  log "go.sum missing: running go mod tidy"
-  GOFLAGS=-mod=mod go mod tidy >&2
-fi
+progress_ticker
+tidy_go_sum
 tmp="$out.tmp.$$"
 GOFLAGS=-mod=mod go build -trimpath -ldflags='-s -w' -o "$tmp" github.com/hashicorp/vault >&2
 mv -f "$tmp" "$out"

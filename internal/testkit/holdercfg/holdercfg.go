@@ -12,6 +12,9 @@ import (
 // Operator is one entry of policy.operators.
 type Operator struct{ ID, CIDR string }
 
+// VaultNode is one entry of vault.nodes.
+type VaultNode struct{ Name, Address string }
+
 // Config is what differs between the tests' holders. Empty optional
 // fields are left out of the file, so the holder's defaults apply.
 type Config struct {
@@ -31,6 +34,10 @@ type Config struct {
 	// rekey_approvals).
 	Policy                []string
 	MetricsListen, LogLev string
+	// CRLFile is tls.crl_file; optional.
+	CRLFile string
+	// VaultNodes, when set, are vault.nodes instead of VaultURL alone.
+	VaultNodes []VaultNode
 }
 
 // YAML renders c.
@@ -45,9 +52,20 @@ func (c Config) YAML() string {
 		fmt.Fprintf(&b, ", rejoin_interval: %s", c.RejoinInterval)
 	}
 	b.WriteString("}\n")
-	fmt.Fprintf(&b, "tls: {ca_file: %s, cert_file: %s, key_file: %s}\n", c.CAFile, c.CertFile, c.KeyFile)
+	fmt.Fprintf(&b, "tls: {ca_file: %s, cert_file: %s, key_file: %s", c.CAFile, c.CertFile, c.KeyFile)
+	if c.CRLFile != "" {
+		fmt.Fprintf(&b, ", crl_file: %s", c.CRLFile)
+	}
+	b.WriteString("}\n")
 	fmt.Fprintf(&b, "store: {dir: %s, seal_key_file: %s}\naudit: {file: %s}\n", c.StoreDir, c.SealKeyFile, c.AuditFile)
-	fmt.Fprintf(&b, "vault:\n  ca_file: %s\n  timeout: 2s\n  nodes: [{name: vault-1, address: %q}]\n", c.VaultCAFile, c.VaultURL)
+	nodes := c.VaultNodes
+	if len(nodes) == 0 {
+		nodes = []VaultNode{{Name: "vault-1", Address: c.VaultURL}}
+	}
+	fmt.Fprintf(&b, "vault:\n  ca_file: %s\n  timeout: 2s\n  nodes:\n", c.VaultCAFile)
+	for _, n := range nodes {
+		fmt.Fprintf(&b, "    - {name: %s, address: %q}\n", n.Name, n.Address)
+	}
 	fmt.Fprintf(&b, "policy:\n  allow_roles: [{role: unsealer, cidrs: [%s]}]\n", c.UnsealerCIDR)
 	if len(c.Operators) > 0 {
 		ops := make([]string, len(c.Operators))

@@ -36,3 +36,38 @@ func TestRendersAValidConfig(t *testing.T) {
 		t.Fatalf("loaded %+v\nfrom\n%s", got, c.YAML())
 	}
 }
+
+// TestRendersCRLAndVaultNodes: the optional CRL file and a list of Vault
+// nodes (the e2e topology's three) land where the holder reads them; without
+// VaultNodes, VaultURL is the one node vault-1.
+func TestRendersCRLAndVaultNodes(t *testing.T) {
+	c := holdercfg.Config{
+		ID: "spiffe://keyshare.test/holder/a", Listen: "127.0.0.151:0", GossipBind: "127.0.0.151:0",
+		CAFile: "ca.crt", CertFile: "a.crt", KeyFile: "a.key", CRLFile: "crl.pem",
+		StoreDir: "store", SealKeyFile: "seal.key", AuditFile: "audit.log",
+		VaultCAFile:  "vault-ca.crt",
+		VaultNodes:   []holdercfg.VaultNode{{Name: "vault-1", Address: "https://127.0.0.11:8200"}, {Name: "vault-2", Address: "https://127.0.0.12:8200"}},
+		UnsealerCIDR: "127.0.0.20/32",
+	}
+	path := filepath.Join(t.TempDir(), "holder.yaml")
+	if err := c.Write(path); err != nil {
+		t.Fatal(err)
+	}
+	got, err := holder.LoadShape(path)
+	if err != nil {
+		t.Fatalf("the holder refuses the template's config: %v\n%s", err, c.YAML())
+	}
+	if got.TLS.CRLFile != "crl.pem" || len(got.Vault.Nodes) != 2 || got.Vault.Nodes[1].Name != "vault-2" || got.Vault.Nodes[1].Address != "https://127.0.0.12:8200" {
+		t.Fatalf("loaded tls %+v, vault nodes %+v\nfrom\n%s", got.TLS, got.Vault.Nodes, c.YAML())
+	}
+	c.CRLFile, c.VaultNodes, c.VaultURL = "", nil, "https://127.0.0.160:8200"
+	if err := c.Write(path); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = holder.LoadShape(path); err != nil {
+		t.Fatalf("the holder refuses the template's config without CRL and nodes: %v\n%s", err, c.YAML())
+	}
+	if got.TLS.CRLFile != "" || len(got.Vault.Nodes) != 1 || got.Vault.Nodes[0].Name != "vault-1" {
+		t.Fatalf("without CRL and nodes: tls %+v, nodes %+v\n%s", got.TLS, got.Vault.Nodes, c.YAML())
+	}
+}
