@@ -29,17 +29,7 @@ func TestActiveNodePreferred(t *testing.T) {
 	c := harness.NewTestVaultCluster(t, harness.VaultClusterOptions{Binary: harness.RequireVaultBinary(t), IPs: activeIPs})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	init, err := c.Init(ctx, 1, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.UnsealAll(ctx, init.KeysB64); err != nil {
-		t.Fatal(err)
-	}
-	first, err := c.WaitActive(ctx)
+	init, first, err := c.Bootstrap(ctx, 1, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,17 +61,7 @@ func BenchmarkKMSPlugin(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer cluster.Close()
-	if err := cluster.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
-	init, err := cluster.Init(ctx, 1, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cluster.UnsealAll(ctx, init.KeysB64); err != nil {
-		b.Fatal(err)
-	}
-	node, err := cluster.WaitActive(ctx)
+	init, node, err := cluster.Bootstrap(ctx, 1, 1)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -86,18 +76,7 @@ func BenchmarkKMSPlugin(b *testing.B) {
 	if err := cfg.Validate(); err != nil {
 		b.Fatal(err)
 	}
-	adminClient, err := kmsplugin.NewVaultClient(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	adminClient.SetToken(init.RootToken)
-	admin := kmsplugin.Admin{Vault: adminClient, Mount: cfg.Vault.Mount, Key: cfg.Vault.Key, Out: io.Discard}
-	if err := admin.Setup(ctx); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := admin.CreateToken(ctx, netip.MustParseAddr(topology.KMSHostA), cfg.Vault.TokenFile, time.Hour); err != nil {
-		b.Fatal(err)
-	}
+	adminClient := provisionTransit(b, ctx, cfg, init.RootToken)
 	if os.Getenv("KEYSHARE_KMS_BENCH_PLUGIN") == "process" {
 		stop := startPluginProcess(b, ctx, dir, cfg)
 		defer stop()
@@ -351,4 +330,26 @@ func (f *floorClient) decrypt(tb testing.TB, ct string) []byte {
 		tb.Fatal(err)
 	}
 	return pt
+}
+
+// provisionTransit sets transit up with the plugin's own provisioning code
+// (as `kmsplugin vault setup`) and writes a token bound to
+// topology.KMSHostA into cfg's token file. It returns the admin client,
+// closed when the benchmark ends.
+func provisionTransit(b *testing.B, ctx context.Context, cfg kmsplugin.Config, rootToken string) *transit.Client {
+	b.Helper()
+	adminClient, err := kmsplugin.NewVaultClient(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(adminClient.Close)
+	adminClient.SetToken(rootToken)
+	admin := kmsplugin.Admin{Vault: adminClient, Mount: cfg.Vault.Mount, Key: cfg.Vault.Key, Out: io.Discard}
+	if err := admin.Setup(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := admin.CreateToken(ctx, netip.MustParseAddr(topology.KMSHostA), cfg.Vault.TokenFile, time.Hour); err != nil {
+		b.Fatal(err)
+	}
+	return adminClient
 }

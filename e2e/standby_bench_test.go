@@ -6,8 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"io"
-	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
@@ -29,17 +27,7 @@ func BenchmarkStandbyHop(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	c := harness.NewTestVaultCluster(b, harness.VaultClusterOptions{Binary: harness.RequireVaultBinary(b), IPs: activeIPs, RaftPerformanceMultiplier: 1})
-	if err := c.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
-	init, err := c.Init(ctx, 1, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := c.UnsealAll(ctx, init.KeysB64); err != nil {
-		b.Fatal(err)
-	}
-	active, err := c.WaitActive(ctx)
+	init, active, err := c.Bootstrap(ctx, 1, 1)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -56,19 +44,7 @@ func BenchmarkStandbyHop(b *testing.B) {
 	cfg.Vault.Nodes = []confload.VaultNode{{Name: active.Name, Address: active.APIAddr()}}
 	cfg.Vault.SourceAddr = topology.KMSHostA
 	cfg.Vault.TokenFile = filepath.Join(dir, "vault-token")
-	adminClient, err := kmsplugin.NewVaultClient(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer adminClient.Close()
-	adminClient.SetToken(init.RootToken)
-	admin := kmsplugin.Admin{Vault: adminClient, Mount: cfg.Vault.Mount, Key: cfg.Vault.Key, Out: io.Discard}
-	if err := admin.Setup(ctx); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := admin.CreateToken(ctx, netip.MustParseAddr(topology.KMSHostA), cfg.Vault.TokenFile, time.Hour); err != nil {
-		b.Fatal(err)
-	}
+	provisionTransit(b, ctx, cfg, init.RootToken)
 	tok, err := kmsplugin.ReadTokenFile(cfg.Vault.TokenFile)
 	if err != nil {
 		b.Fatal(err)

@@ -169,3 +169,24 @@ func (c *VaultCluster) describe(hs map[*VaultNode]*api.HealthResponse) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// Bootstrap starts the cluster, initializes it with a Shamir seal of shares
+// and threshold, unseals every node and returns once one is active: the
+// set-up of a test that needs a working Vault and no keyshare.
+func (c *VaultCluster) Bootstrap(ctx context.Context, shares, threshold int) (*InitResult, *VaultNode, error) {
+	if err := c.Start(ctx); err != nil {
+		return nil, nil, err
+	}
+	init, err := c.Init(ctx, shares, threshold)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := c.UnsealAll(ctx, init.KeysB64); err != nil {
+		return nil, nil, err
+	}
+	active, err := c.WaitActive(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return init, active, nil
+}
