@@ -16,13 +16,17 @@ func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
 func osChmod(p string, m os.FileMode) error { return os.Chmod(p, m) }
 func osRemove(p string) error               { return os.Remove(p) }
 
-func counter(t *testing.T, c prometheus.Counter) float64 {
+// metricValue reads a counter's or a gauge's current value.
+func metricValue(t *testing.T, c prometheus.Metric) float64 {
 	t.Helper()
 	var m dto.Metric
 	if err := c.Write(&m); err != nil {
 		t.Fatal(err)
 	}
-	return m.GetCounter().GetValue()
+	if m.Counter != nil {
+		return m.GetCounter().GetValue()
+	}
+	return m.GetGauge().GetValue()
 }
 
 // writeConfig writes c as a YAML config file and returns its path.

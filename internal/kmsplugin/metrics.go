@@ -25,6 +25,10 @@ type Metrics struct {
 	TokenReloads prometheus.Counter
 	// Renewals counts token renewals by result.
 	Renewals *prometheus.CounterVec
+	// ActiveNode is 1 while calls go to the active Vault node, 0 while
+	// no listed node answers as active (calls then go to any node that
+	// answers, through a standby's forwarding if need be).
+	ActiveNode prometheus.Gauge
 }
 
 // NewMetrics registers the series with reg.
@@ -55,7 +59,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Renewals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keyshare_kms_token_renewals_total", Help: "Vault token renewals by result.",
 		}, []string{"result"}),
+		ActiveNode: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "keyshare_kms_vault_active_node", Help: "1 while calls go to the active Vault node, 0 while none answers as active.",
+		}),
 	}
-	reg.MustRegister(version.Collector(), m.Requests, m.Latency, m.VaultErrors, m.TokenTTL, m.KeyVersion, m.Healthy, m.TokenReloads, m.Renewals)
+	reg.MustRegister(version.Collector(), m.Requests, m.Latency, m.VaultErrors, m.TokenTTL, m.KeyVersion, m.Healthy, m.TokenReloads, m.Renewals, m.ActiveNode)
 	return m
 }

@@ -125,6 +125,11 @@ func (p *Prober) steer(ctx context.Context) {
 	prev := p.active
 	p.active = addr
 	p.activeMu.Unlock()
+	if err != nil {
+		p.svc.m.ActiveNode.Set(0)
+	} else {
+		p.svc.m.ActiveNode.Set(1)
+	}
 	switch {
 	case err != nil && prev != "":
 		p.svc.log.Warn("no active vault node found; calls go to any node that answers", "err", err)
