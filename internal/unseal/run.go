@@ -2,7 +2,9 @@ package unseal
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 
 	"github.com/keyshare/keyshare/pkg/shares"
@@ -200,14 +202,37 @@ func locked(s shares.Share) shares.Share {
 
 // drain zeroes the answers of the calls still running, as they arrive.
 func (r *run) drain() {
-	go func(n int, ch <-chan answer) {
+	go func(n int, ch <-chan answer, log *slog.Logger, node string) {
 		for ; n > 0; n-- {
-			for _, w := range (<-ch).shares {
+			a := <-ch
+			for _, w := range a.shares {
 				shares.Zero(w.Value)
 			}
+			lateAnswer(log, node, a)
 		}
-	}(r.outstanding, r.ch)
+	}(r.outstanding, r.ch, r.o.Logger, r.node)
 	r.outstanding = 0
+}
+
+// lateAnswer logs an answer that came after the collection ended, so that
+// every call to a holder is accounted for in the log: a holder that
+// refused (a tampered store, a denial) is named even when the others had
+// already given enough, and a call cut short says so, at debug level.
+func lateAnswer(log *slog.Logger, node string, a answer) {
+	what := "release"
+	if a.manifest {
+		what = "manifest"
+	}
+	switch {
+	case a.err == nil:
+		log.Debug("holder answered after the collection ended; its answer is discarded", "holder", a.ref.ID, "node", node, "call", what)
+	case errors.Is(a.err, context.Canceled):
+		log.Debug("call to holder cut short: the collection already had what it needed", "holder", a.ref.ID, "node", node, "call", what)
+	case a.manifest:
+		log.Warn("holder did not give its manifest", "holder", a.ref.ID, "err", a.err, "late", true)
+	default:
+		log.Warn("holder did not release its shares", "holder", a.ref.ID, "node", node, "err", a.err, "late", true)
+	}
 }
 
 func (r *run) finish() (*Result, error) {

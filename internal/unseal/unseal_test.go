@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 	"github.com/keyshare/keyshare/pkg/shares"
 	"github.com/keyshare/keyshare/pkg/transport/sharerpc"
 )
@@ -76,6 +79,9 @@ type fakeHolder struct {
 	stall    bool
 	late     time.Duration
 	corrupt  bool
+	// refuseAfter, if set, makes Release refuse after that long, whether
+	// or not the call was cancelled meanwhile (the answer was on its way).
+	refuseAfter time.Duration
 
 	mu       sync.Mutex
 	releases int
@@ -99,6 +105,10 @@ func (h *fakeHolder) Release(ctx context.Context, _ string, _ uint64) ([]sharerp
 	h.mu.Unlock()
 	if h.down {
 		return nil, errors.New("connection refused")
+	}
+	if h.refuseAfter > 0 {
+		time.Sleep(h.refuseAfter)
+		return nil, errors.New("sealed file failed authentication (tampered or corrupt)")
 	}
 	if h.stall {
 		<-ctx.Done()
@@ -302,5 +312,34 @@ func TestCollectZeroes(t *testing.T) {
 		if !zero(s.Value) {
 			t.Fatalf("share %d not zeroed by Result.Zero", s.Index)
 		}
+	}
+}
+
+// TestLateAnswersAreLogged: a call still out when the collection has its
+// threshold is accounted for in the log once it ends. A holder that
+// refuses late is named at warning level, as one that refused in time is;
+// a call cut short by the collection's end is noted at debug level.
+func TestLateAnswersAreLogged(t *testing.T) {
+	for _, c := range []struct {
+		name, want string
+		tune       func(*fakeHolder)
+	}{
+		{"late-refusal", `"level":"WARN","msg":"holder did not release its shares","holder":"a","node":"vault-1","err":"sealed file failed authentication (tampered or corrupt)","late":true`,
+			func(h *fakeHolder) { h.refuseAfter = 200 * time.Millisecond }},
+		{"cut-short", `"level":"DEBUG","msg":"call to holder cut short: the collection already had what it needed","holder":"a","node":"vault-1","call":"release"`,
+			func(h *fakeHolder) { h.stall = true }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			hs, refs, _ := deal(t)
+			c.tune(hs[0]) // b and c hold a threshold between them
+			var logs proctest.Buffer
+			log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			res, err := Collect(context.Background(), refs, 3, "vault-1", Options{Timeout: 5 * time.Second, Logger: log})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Zero()
+			proctest.WaitFor(t, 5*time.Second, "the late answer in the log", func() bool { return strings.Contains(logs.String(), c.want) })
+		})
 	}
 }

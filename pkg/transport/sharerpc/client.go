@@ -9,14 +9,17 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/keyshare/keyshare/pkg/transport/identity"
-	"github.com/keyshare/keyshare/pkg/transport/sharerpc/sharepb"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+
+	"github.com/keyshare/keyshare/pkg/transport/identity"
+	"github.com/keyshare/keyshare/pkg/transport/sharerpc/sharepb"
 )
 
 // ClientOptions tune Dial. Zero values pick the Default* constants.
@@ -204,6 +207,11 @@ func (c *Client) wrap(what string, err error) error {
 	}
 	if d, ok := DenialFromError(err); ok {
 		err = d
+	}
+	if status.Code(err) == codes.Canceled && !errors.Is(err, context.Canceled) {
+		// The caller's context was cancelled: say so in a way errors.Is
+		// sees, as a cancelled call in the same process would.
+		err = fmt.Errorf("%w (%v)", context.Canceled, err)
 	}
 	return fmt.Errorf("%s by holder %s at %s: %w", what, c.server, c.addr, err)
 }

@@ -1,8 +1,13 @@
 package sharerpc
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/keyshare/keyshare/pkg/transport/sharerpc/sharepb"
 )
@@ -37,5 +42,17 @@ func TestManifestFromPB(t *testing.T) {
 		{name: "fail/missing", in: nil, want: "missing"},
 	} {
 		t.Run(c.name, func(t *testing.T) { run(t, c) })
+	}
+}
+
+// TestWrapCancelled: a call its caller cancelled is an error errors.Is
+// finds context.Canceled in, as in one process; other codes are not.
+func TestWrapCancelled(t *testing.T) {
+	c := &Client{addr: "127.0.0.1:1"}
+	if err := c.wrap("release", status.Error(codes.Canceled, "context canceled")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled call: %v does not wrap context.Canceled", err)
+	}
+	if err := c.wrap("release", status.Error(codes.Internal, "sealed file failed authentication")); errors.Is(err, context.Canceled) {
+		t.Fatalf("refusal: %v wraps context.Canceled", err)
 	}
 }
