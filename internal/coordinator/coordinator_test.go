@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyshare/keyshare/internal/testkit/metrictest"
+
 	"github.com/keyshare/keyshare/internal/testkit/fakenode"
 	"github.com/keyshare/keyshare/internal/testkit/proctest"
 	"github.com/keyshare/keyshare/internal/testkit/vaultfake"
@@ -209,7 +211,7 @@ func TestCorruptShareCaught(t *testing.T) {
 	m := NewMetrics()
 	r.start(t, Options{Metrics: m})
 	unsealsCleanly(t, r.fake)
-	if got := metricValue(t, m.badShares.WithLabelValues("spiffe://ks/holder/a")); got < 2 {
+	if got := metrictest.Value(t, m.badShares.WithLabelValues("spiffe://ks/holder/a")); got < 2 {
 		t.Fatalf("bad shares from holder a counted %v, want 2 or more", got)
 	}
 }

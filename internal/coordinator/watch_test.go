@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyshare/keyshare/internal/testkit/metrictest"
+
 	"github.com/keyshare/keyshare/internal/vaultnode"
 )
 
@@ -178,7 +180,7 @@ func TestSafetyNetBehindProxy(t *testing.T) {
 		if !unsealed {
 			t.Fatalf("restarted node behind the proxy still sealed %s after the restart (safety net every %s)", bound, safetyNet)
 		}
-		if l := metricValue(t, m.losses.WithLabelValues("vault-1")); l != 0 {
+		if l := metrictest.Value(t, m.losses.WithLabelValues("vault-1")); l != 0 {
 			t.Fatalf("the held connection ended %v times: the proxy let the restart through, so this tested nothing", l)
 		}
 		if mode := c.State()["vault-1"].Mode; mode == ModePoll {
@@ -204,10 +206,10 @@ func TestFallbackWhenConnectionsDoNotLast(t *testing.T) {
 		MinHold: time.Second, Metrics: m})
 	waitUnsealed(t, r.fake, 10*time.Second)
 	waitMode(t, c, ModePoll)
-	if g := metricValue(t, m.mode.WithLabelValues("vault-1", ModePoll)); g != 1 {
+	if g := metrictest.Value(t, m.mode.WithLabelValues("vault-1", ModePoll)); g != 1 {
 		t.Fatalf("watch_mode{mode=poll} = %v, want 1", g)
 	}
-	if g := metricValue(t, m.mode.WithLabelValues("vault-1", ModeHeld)); g != 0 {
+	if g := metrictest.Value(t, m.mode.WithLabelValues("vault-1", ModeHeld)); g != 0 {
 		t.Fatalf("watch_mode{mode=held} = %v, want 0", g)
 	}
 	// Sealed by an operator: no connection ends, the 100 ms poll sees it
@@ -225,9 +227,9 @@ func TestHeldModeStopsRegularPolls(t *testing.T) {
 	c, _ := r.start(t, Options{SafetyNetInterval: time.Hour, PollInterval: 20 * time.Millisecond, Metrics: m})
 	waitUnsealed(t, r.fake, 10*time.Second)
 	waitMode(t, c, ModeHeld)
-	before := metricValue(t, m.polls.WithLabelValues("vault-1"))
+	before := metrictest.Value(t, m.polls.WithLabelValues("vault-1"))
 	time.Sleep(500 * time.Millisecond) // a window in which 25 polls would fit
-	if after := metricValue(t, m.polls.WithLabelValues("vault-1")); after != before {
+	if after := metrictest.Value(t, m.polls.WithLabelValues("vault-1")); after != before {
 		t.Fatalf("%v polls in 0.5 s while the connection was held, want 0", after-before)
 	}
 }

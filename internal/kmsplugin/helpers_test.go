@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -15,19 +13,6 @@ func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 func osChmod(p string, m os.FileMode) error { return os.Chmod(p, m) }
 func osRemove(p string) error               { return os.Remove(p) }
-
-// metricValue reads a counter's or a gauge's current value.
-func metricValue(t *testing.T, c prometheus.Metric) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	if m.Counter != nil {
-		return m.GetCounter().GetValue()
-	}
-	return m.GetGauge().GetValue()
-}
 
 // writeConfig writes c as a YAML config file and returns its path.
 func writeConfig(t *testing.T, c Config) string {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyshare/keyshare/internal/testkit/metrictest"
+
 	"k8s.io/apiserver/pkg/storage/value"
 	"k8s.io/apiserver/pkg/storage/value/encrypt/envelope/kmsv2"
 	kmsservice "k8s.io/kms/pkg/service"
@@ -333,12 +335,12 @@ func TestRenewalBeforeHalfTTL(t *testing.T) {
 	start := time.Now()
 	deadline := start.Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		if metricValue(t, p.d.Metrics.Renewals.WithLabelValues("ok")) >= 3 && time.Since(start) > 4*time.Second {
+		if metrictest.Value(t, p.d.Metrics.Renewals.WithLabelValues("ok")) >= 3 && time.Since(start) > 4*time.Second {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if n := metricValue(t, p.d.Metrics.Renewals.WithLabelValues("ok")); n < 3 {
+	if n := metrictest.Value(t, p.d.Metrics.Renewals.WithLabelValues("ok")); n < 3 {
 		t.Fatalf("%v renewals in %s, want at least 3 for a 3 s period", n, time.Since(start))
 	}
 	// Past its first period, the token still works.
@@ -406,12 +408,12 @@ func TestCallsGoToTheActiveNode(t *testing.T) {
 		}
 	}
 	calls(2)
-	if v := metricValue(t, p.d.Metrics.ActiveNode); v != 1 {
+	if v := metrictest.Value(t, p.d.Metrics.ActiveNode); v != 1 {
 		t.Errorf("keyshare_kms_vault_active_node %v with an active node, want 1", v)
 	}
 	r.fakes[2].SetStandby(true)
 	p.d.Prober.Check(ctx)
-	if v := metricValue(t, p.d.Metrics.ActiveNode); v != 0 {
+	if v := metrictest.Value(t, p.d.Metrics.ActiveNode); v != 0 {
 		t.Errorf("keyshare_kms_vault_active_node %v with no active node, want 0", v)
 	}
 	r.fakes[0].SetStandby(false)

@@ -8,4 +8,5 @@
 //	fakenode       a fake Vault on TLS and a client pinned to its CA
 //	rig            holders and a coordinator wired in one process
 //	proctest       child processes: free ports, log attributes
+//	metrictest     Prometheus series read in tests
 package testkit

@@ -1,4 +1,5 @@
-package coordinator
+// Package metrictest reads Prometheus series in tests.
+package metrictest
 
 import (
 	"testing"
@@ -7,12 +8,12 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-// metricValue reads a counter's or a gauge's current value.
-func metricValue(t *testing.T, c prometheus.Metric) float64 {
-	t.Helper()
+// Value reads a counter's or a gauge's current value.
+func Value(tb testing.TB, c prometheus.Metric) float64 {
+	tb.Helper()
 	var m dto.Metric
 	if err := c.Write(&m); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	if m.Counter != nil {
 		return m.GetCounter().GetValue()
