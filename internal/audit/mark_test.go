@@ -3,12 +3,15 @@ package audit
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/keyshare/keyshare/internal/testkit/proctest"
 )
 
 // memMark is a Mark in memory: what the holder's sealed store keeps.
@@ -121,16 +124,16 @@ func TestSealedMarkFollowsAppends(t *testing.T) {
 	defer l.Close()
 	for i := 1; i <= 5; i++ {
 		appendN(t, l, 1)
-		deadline := time.Now().Add(10 * time.Second)
-		for got, _ := m.AuditMark(); got != uint64(i); got, _ = m.AuditMark() {
+		proctest.WaitForErr(t, 10*time.Second, fmt.Sprintf("the mark to reach entry %d", i), func() error {
+			got, _ := m.AuditMark()
 			if got > uint64(i) {
 				t.Fatalf("mark %d is ahead of the log at %d", got, i)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("mark stuck at %d; log at %d", got, i)
+			if got != uint64(i) {
+				return fmt.Errorf("mark stuck at %d; log at %d", got, i)
 			}
-			time.Sleep(time.Millisecond)
-		}
+			return nil
+		})
 	}
 	if n, err := VerifyMarked(p, testKey, 5); err != nil || n != 5 {
 		t.Fatalf("VerifyMarked = %d, %v", n, err)
